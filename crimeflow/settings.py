@@ -1,0 +1,84 @@
+"""The one settings object: every path, URL, token and threshold, read from `CRIMEFLOW_*` env vars."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Effective configuration; defaults give an embedded setup under `home`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRIMEFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- embedded state -------------------------------------------------------------------
+    home: Path = Field(Path(".crimeflow"), description="Root folder of all embedded state.")
+    lake_url: str = Field(
+        "",
+        description="Data lake root: a local folder, or s3://bucket/prefix. Default $HOME/lake.",
+    )
+
+    # --- Socrata (City of Chicago open data) ------------------------------------------------
+    socrata_url: str = Field(
+        "https://data.cityofchicago.org",
+        description="SODA endpoint; http://127.0.0.1:PORT for the local stand-in.",
+    )
+    socrata_app_token: SecretStr | None = Field(None, description="Optional Socrata app token.")
+    socrata_crimes_dataset: str = Field("ijzp-q8t2", description="Crimes dataset id.")
+    socrata_stations_dataset: str = Field("z8bn-74gv", description="Police stations dataset id.")
+    socrata_page_size: int = Field(50_000, gt=0, description="Rows per SODA page ($limit).")
+    socrata_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per SODA request.")
+    socrata_max_retries: int = Field(5, ge=0, description="Retries on timeouts, 5xx and 429.")
+    socrata_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles.")
+
+    # --- S3 (only used when lake_url is s3://) -------------------------------------------------
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+
+    # --- ETL ------------------------------------------------------------------------------------
+    backfill_months: int = Field(12, ge=1, description="Months a first run on an empty lake pulls.")
+    training_window_months: int = Field(12, ge=1, description="Months in the rolling window.")
+    max_bad_row_share: float = Field(
+        0.05, ge=0, le=1, description="Fail the ETL when more than this share of rows is bad."
+    )
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        # Derived defaults live here so that overriding CRIMEFLOW_HOME moves everything with it.
+        if not self.lake_url:
+            self.lake_url = str(self.home / "lake")
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready data, secrets masked."""
+        data = json.loads(self.model_dump_json())
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                data[name] = "********"
+        return data
+
+    @property
+    def s3_storage_options(self) -> dict[str, Any]:
+        """fsspec/s3fs options built from the S3 settings."""
+        options: dict[str, Any] = {"client_kwargs": {"region_name": self.s3_region}}
+        if self.s3_endpoint_url:
+            options["client_kwargs"]["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            options["key"] = self.s3_access_key_id.get_secret_value()
+            options["secret"] = self.s3_secret_access_key.get_secret_value()
+        return options
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (and .env)."""
+    return Settings()

@@ -112,12 +112,11 @@ def parse_booleans(values: pd.Series) -> pd.Series:
 
 def _codes(values: pd.Series, width: int | None) -> pd.Series:
     """Strings with surrounding blanks removed; integer-looking codes zero-padded to `width`."""
-    if pd.api.types.is_float_dtype(values):
-        # Parquet/pandas may have turned '0614' into 614.0: undo the float before padding.
-        values = values.astype("Int64")
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
     if width is not None:
+        # Parquet/pandas may have turned '0614' into 614.0: drop the float tail before padding.
+        text = text.str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
         digits = text.str.fullmatch(r"\d+").fillna(False)
         text = text.mask(digits, text.str.zfill(width))
     return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,10 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment (and .env)."""
     return Settings()
+
+
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus `overrides`, for the processes crimeflow starts."""
+    # The one other place that touches os.environ: children inherit PATH, the venv and any
+    # CRIMEFLOW_* the user set, with a few values pinned by whoever starts them.
+    return {**os.environ, **overrides}

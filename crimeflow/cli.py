@@ -1,0 +1,90 @@
+"""`crimeflow`: one command line for local operations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crimeflow.settings import get_settings
+
+app = typer.Typer(help="crimeflow: Chicago arrest prediction that keeps itself healthy.")
+config_app = typer.Typer(help="Inspect the effective configuration.")
+soda_app = typer.Typer(help="The local Socrata (SODA 2.x) stand-in.")
+app.add_typer(config_app, name="config")
+app.add_typer(soda_app, name="soda")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+
+
+@app.command()
+def etl(
+    month: Annotated[
+        str | None, typer.Option(help="YYYY-MM; default last month (backfill on an empty lake).")
+    ] = None,
+) -> None:
+    """Run the monthly ETL flow once, in this process."""
+    from flows.etl import monthly_etl
+
+    summary = monthly_etl(month=month)
+    for m in summary["months"]:
+        typer.echo(
+            f"{m['month']}: pulled {m['pulled']:,}, clean {m['clean']:,}, "
+            f"quarantined {m['quarantined']:,}, changed={m['changed']}"
+        )
+    typer.echo(f"training window: {', '.join(summary['window'])}")
+
+
+@app.command()
+def generate(
+    first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
+    last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rows_per_month: Annotated[int, typer.Option(help="Incidents per month.")] = 5000,
+    drift: Annotated[
+        str | None, typer.Option(help="Drift spec, e.g. 'type_mix=NARCOTICS:4;arrest_rate=1.3'.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv.gz or parquet.")] = "csv.gz",
+) -> None:
+    """Write seeded, Chicago-shaped incidents (SODA field names) for offline runs."""
+    from crimeflow.generate import Drift, generate_incidents, write_incidents
+
+    try:
+        spec = Drift.parse(drift) if drift else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--drift") from error
+    frame = generate_incidents(first, last, rows_per_month=rows_per_month, seed=seed, drift=spec)
+    path = write_incidents(frame, out, fmt=fmt)
+    typer.echo(f"wrote {len(frame):,} incidents to {path}")
+
+
+@soda_app.command("serve")
+def soda_serve(
+    crimes: Annotated[
+        Path, typer.Option(help="Crimes file: CSV(.gz) in either style, or Parquet.")
+    ],
+    stations: Annotated[
+        Path | None, typer.Option(help="Stations file (default: the packaged copy).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+) -> None:
+    """Serve a crimes file as a local SODA endpoint (set CRIMEFLOW_SOCRATA_URL to it)."""
+    from crimeflow.soda_standin import serve_forever
+
+    serve_forever(crimes, stations, host=host, port=port)
+
+
+@app.command()
+def demo() -> None:
+    """Run the offline demo: generated data, the SODA stand-in and the ETL backfill."""
+    from crimeflow.demo import run_demo
+
+    run_demo(get_settings())

@@ -1,3 +1,3 @@
-"""crimeflow: predict whether a reported Chicago crime ends in an arrest, and keep the model healthy."""
+"""crimeflow: predict whether a reported Chicago crime ends in an arrest; keep the model healthy."""
 
 __version__ = "0.1.0"

@@ -78,7 +78,7 @@ def normalize_header(name: str) -> str:
 
 
 def normalize_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rename headers to SODA names and keep only the contract's columns (missing ones are added)."""
+    """Rename headers to SODA names; keep only contract columns (adding missing ones)."""
     renamed = frame.rename(columns={c: normalize_header(str(c)) for c in frame.columns})
     return renamed.reindex(columns=list(SODA_COLUMNS))
 

@@ -1,4 +1,4 @@
-"""The one settings object: every path, URL, token and threshold, read from `CRIMEFLOW_*` env vars."""
+"""The one settings object: every path, URL, token and threshold, from `CRIMEFLOW_*` env vars."""
 
 from __future__ import annotations
 

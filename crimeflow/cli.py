@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from crimeflow.settings import get_settings
+from crimeflow.settings import Settings, get_settings
 
 app = typer.Typer(help="crimeflow: Chicago arrest prediction that keeps itself healthy.")
 config_app = typer.Typer(help="Inspect the effective configuration.")
@@ -21,6 +21,12 @@ app.add_typer(soda_app, name="soda")
 def config_show() -> None:
     """Print the effective settings as JSON, secrets masked."""
     typer.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the settings as a markdown table (the README's configuration section)."""
+    typer.echo(Settings.markdown_table())
 
 
 @app.command()

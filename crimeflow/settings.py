@@ -67,6 +67,15 @@ class Settings(BaseSettings):
                 data[name] = "********"
         return data
 
+    @classmethod
+    def markdown_table(cls) -> str:
+        """A markdown table of every setting: env name, default, description (for the README)."""
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for name, info in cls.model_fields.items():
+            default = "" if info.default in (None, "") else f"`{info.default}`"
+            rows.append(f"| `CRIMEFLOW_{name.upper()}` | {default} | {info.description} |")
+        return "\n".join(rows)
+
     @property
     def s3_storage_options(self) -> dict[str, Any]:
         """fsspec/s3fs options built from the S3 settings."""

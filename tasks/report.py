@@ -123,7 +123,8 @@ def incidents_per_day_png(features: pd.DataFrame) -> bytes:
     ax.bar(daily.index, daily["incidents"], width=0.9, color="#4c78a8", label="incidents")
     ax.plot(daily.index, daily["arrests"], color="#e45756", label="arrests")
     ax.set_title("Incidents and arrests per day", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylim(top=max(1, daily["incidents"].max()) * 1.35)  # headroom for the legend
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -1,0 +1,78 @@
+"""Shared fixtures: the real-data folder and an S3-compatible moto server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crimeflow.settings import Settings
+
+REAL_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+S3_BUCKET = "crimeflow-test"
+S3_VERSIONED_BUCKET = "crimeflow-test-versioned"
+S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """../shared/data/real (real Chicago files); skips the test when the folder is absent."""
+    if not REAL_DATA_DIR.is_dir():
+        pytest.skip(f"real data not available at {REAL_DATA_DIR}")
+    return REAL_DATA_DIR.resolve()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server on 127.0.0.1 (a free port), running for the whole session."""
+    moto_server = pytest.importorskip("moto.server")
+    # The server logs every request through werkzeug; that would bury real failure output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint: str) -> Any:
+    """A boto3 S3 client for the moto server (to inspect or tamper with objects directly)."""
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **S3_CREDENTIALS)
+
+
+def _s3_lake_settings(endpoint: str, client: Any, home: Path, bucket: str) -> Settings:
+    """Settings whose lake is a fresh prefix of `bucket` on the moto server."""
+    # Created per test, not per session: a `mock_aws()` elsewhere in the process resets moto's
+    # in-memory backends, bucket included (re-creating an owned bucket is a no-op in us-east-1).
+    client.create_bucket(Bucket=bucket)
+    return Settings(
+        home=home,
+        lake_url=f"s3://{bucket}/{uuid.uuid4().hex}",
+        s3_endpoint_url=endpoint,
+        s3_access_key_id=S3_CREDENTIALS["aws_access_key_id"],
+        s3_secret_access_key=S3_CREDENTIALS["aws_secret_access_key"],
+    )
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> Settings:
+    """Settings whose lake is a fresh `s3://crimeflow-test/<uuid>` prefix on the moto server."""
+    return _s3_lake_settings(s3_endpoint, s3_client, tmp_path / "home", S3_BUCKET)
+
+
+@pytest.fixture
+def s3_versioned_settings(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> Settings:
+    """Like `s3_settings`, in a versioned bucket: tests can prove an object was not rewritten."""
+    # Kept apart from the plain bucket: moto lists prefixes that hold only delete markers
+    # (deleted temp objects) as folders in versioned buckets, which real S3 does not.
+    settings = _s3_lake_settings(s3_endpoint, s3_client, tmp_path / "home", S3_VERSIONED_BUCKET)
+    s3_client.put_bucket_versioning(
+        Bucket=S3_VERSIONED_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+    )
+    return settings

@@ -1,0 +1,34 @@
+"""Flow-test fixtures: one Prefect test harness per session, settings from a temp env."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from crimeflow.settings import Settings, get_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    """A throwaway Prefect API (SQLite) for every flow test in the session."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Settings]]:
+    """Point the process-wide settings at a temp CRIMEFLOW_HOME plus the given overrides."""
+
+    def apply(**values: object) -> Settings:
+        monkeypatch.setenv("CRIMEFLOW_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("CRIMEFLOW_SOCRATA_BACKOFF_S", "0.01")
+        for name, value in values.items():
+            monkeypatch.setenv(f"CRIMEFLOW_{name.upper()}", str(value))
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield apply
+    get_settings.cache_clear()

@@ -12,8 +12,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from crimeflow.months import previous_month, shift_month
 from crimeflow.settings import Settings, child_environment
-from tasks.ingest import previous_month, shift_month
 
 DEMO_MONTHS = 4
 DEMO_ROWS_PER_MONTH = 6000

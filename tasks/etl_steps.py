@@ -14,13 +14,13 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from crimeflow.months import month_bounds
 from crimeflow.settings import Settings
 from crimeflow.sources import normalize_stations
 from tasks.enrich import StationIndex, enrich
 from tasks.extract import (
     crimes_in_month_where,
     extract_crimes,
-    month_bounds,
     updated_since_where,
 )
 from tasks.ingest import (

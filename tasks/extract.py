@@ -8,10 +8,9 @@ log progress to the run so the UI shows the pull moving.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -25,6 +24,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from sodapy import Socrata
 
+from crimeflow.months import month_bounds
 from crimeflow.schema import SODA_COLUMNS
 from crimeflow.settings import Settings
 from crimeflow.sources import STATION_COLUMNS
@@ -34,7 +34,6 @@ _log = logging.getLogger(__name__)
 CHICAGO = ZoneInfo("America/Chicago")
 # A server asking for a longer pause than this is treated as asking for this much.
 MAX_RETRY_AFTER_S = 600.0
-_MONTH = re.compile(r"^(?P<year>\d{4})-(?P<month>\d{2})$")
 _RETRYABLE_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ConnectionError,
@@ -50,35 +49,6 @@ class SodaError(RuntimeError):
 
 
 # --- month arithmetic and SoQL windows (pure) -----------------------------------------------
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """Half-open bounds of a 'YYYY-MM' month: ('2018-03') -> [2018-03-01, 2018-04-01)."""
-    match = _MONTH.match(month)
-    if match is None or not 1 <= int(match["month"]) <= 12:
-        raise ValueError(f"expected a month as 'YYYY-MM', got {month!r}")
-    year, number = int(match["year"]), int(match["month"])
-    start = datetime(year, number, 1)
-    end = datetime(year + 1, 1, 1) if number == 12 else datetime(year, number + 1, 1)
-    return start, end
-
-
-def previous_month(today: date) -> str:
-    """The last complete month before `today`, as 'YYYY-MM'."""
-    if today.month == 1:
-        return f"{today.year - 1:04d}-12"
-    return f"{today.year:04d}-{today.month - 1:02d}"
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Every month from `first` to `last` inclusive ('YYYY-MM'); empty when first > last."""
-    current, _ = month_bounds(first)
-    stop, _ = month_bounds(last)
-    months: list[str] = []
-    while current <= stop:
-        months.append(f"{current.year:04d}-{current.month:02d}")
-        current = month_bounds(months[-1])[1]
-    return months
 
 
 def soql_timestamp(moment: datetime) -> str:

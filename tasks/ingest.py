@@ -7,40 +7,13 @@ instead of turning into a missing value).
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 import pandas as pd
 
+from crimeflow.months import check_month, month_bounds, previous_month, shift_month
 from crimeflow.schema import BOOL_COLUMNS, SODA_COLUMNS, normalize_columns, parse_timestamps
-
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-def parse_month(month: str) -> str:
-    """Return `month` if it is a valid 'YYYY-MM', else raise ValueError naming the bad value."""
-    if not _MONTH.match(month):
-        raise ValueError(f"month must look like YYYY-MM, got {month!r}")
-    return month
-
-
-def shift_month(month: str, delta: int) -> str:
-    """The month `delta` months after `month` (negative goes back)."""
-    year, mon = (int(part) for part in parse_month(month).split("-"))
-    index = year * 12 + (mon - 1) + delta
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def previous_month(today: date) -> str:
-    """The calendar month before the one `today` falls in."""
-    return shift_month(f"{today.year:04d}-{today.month:02d}", -1)
-
-
-def month_start(month: str) -> datetime:
-    """Midnight of the first day of `month`."""
-    year, mon = (int(part) for part in parse_month(month).split("-"))
-    return datetime(year, mon, 1)
 
 
 def plan_months(
@@ -48,7 +21,7 @@ def plan_months(
 ) -> list[str]:
     """Months this run pulls: the explicit one, a backfill on an empty lake, else last month."""
     if month is not None:
-        return [parse_month(month)]
+        return [check_month(month)]
     last = previous_month(today)
     if ingested:
         return [last]
@@ -60,7 +33,7 @@ def late_update_window(ingested: list[str], pulled: list[str]) -> tuple[datetime
     others = sorted(set(ingested) - set(pulled))
     if not others:
         return None
-    return month_start(others[0]), month_start(shift_month(others[-1], 1))
+    return month_bounds(others[0])[0], month_bounds(others[-1])[1]
 
 
 def as_raw_strings(frame: pd.DataFrame) -> pd.DataFrame:

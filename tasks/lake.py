@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from crimeflow.months import check_month
 from crimeflow.settings import Settings
 
 DATA_FILE = "data.parquet"
@@ -61,7 +62,6 @@ _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]*$")
 _ZONE_SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _PARTITION_DIR_RE = re.compile(r"month=(\d{4}-\d{2})$")
-_SEQ_COLUMN = "__crimeflow_upsert_seq__"
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,6 @@ class WriteResult:
 
 
 # --- pure functions ----------------------------------------------------------------------------
-
-
-def check_month(month: str) -> str:
-    """Return `month` if it is a 'YYYY-MM' string, else raise ValueError."""
-    if not isinstance(month, str) or not _MONTH_RE.match(month):
-        raise ValueError(f"month must look like 'YYYY-MM', got {month!r}")
-    return month
 
 
 def month_of(values: pd.Series) -> pd.Series:
@@ -106,41 +99,6 @@ def rolling_window(months: Iterable[str], n: int) -> list[str]:
         raise ValueError(f"window size must be >= 1, got {n}")
     distinct = sorted({check_month(m) for m in months})
     return distinct[-n:]
-
-
-def upsert_by_id(existing: pd.DataFrame | None, incoming: pd.DataFrame) -> pd.DataFrame:
-    """Union by `id`, one row per id: latest `updated_on` wins, ties go to incoming; sorted by id.
-
-    A missing `updated_on` counts as older than any timestamp. Rows without an id cannot be
-    keyed, so they are rejected (validation quarantines them before they get here).
-    """
-    if "id" not in incoming.columns:
-        raise ValueError("incoming frame has no 'id' column")
-    parts = [incoming]
-    if existing is not None and len(existing):
-        if "id" not in existing.columns:
-            raise ValueError("existing frame has no 'id' column")
-        parts = [existing, incoming]
-    # Incoming is the newer schema: its columns and dtypes lead; existing-only columns follow.
-    dtypes = {column: dtype for part in parts for column, dtype in part.dtypes.items()}
-    dtypes.update(incoming.dtypes.items())
-    columns = list(dict.fromkeys([*incoming.columns, *(c for p in parts for c in p.columns)]))
-    combined = (
-        pd.concat(parts, ignore_index=True) if len(parts) > 1 else incoming.reset_index(drop=True)
-    )
-    if combined["id"].isna().any():
-        raise ValueError(f"{int(combined['id'].isna().sum())} row(s) have no id; cannot upsert")
-    # Position encodes precedence: existing rows come first, and later incoming rows beat earlier
-    # ones, so after a stable sort the last row of each id is the winner.
-    combined[_SEQ_COLUMN] = np.arange(len(combined))
-    keys = ["id", "updated_on", _SEQ_COLUMN] if "updated_on" in combined else ["id", _SEQ_COLUMN]
-    ordered = combined.sort_values(keys, na_position="first", kind="stable")
-    winners = ordered.drop_duplicates("id", keep="last").drop(columns=_SEQ_COLUMN)
-    result = winners.reset_index(drop=True)[columns]
-    for column, dtype in dtypes.items():
-        if result[column].dtype != dtype:
-            result[column] = result[column].astype(dtype)
-    return result
 
 
 def _column_bytes(values: pd.Series) -> Iterable[bytes]:

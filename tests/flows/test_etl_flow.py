@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from crimeflow.generate import add_bad_rows, generate_incidents
+from crimeflow.months import previous_month, shift_month
 from crimeflow.soda_standin import StandinServer
 from flows.etl import monthly_etl
-from tasks.ingest import previous_month, shift_month
 from tasks.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
 from tasks.validate import ValidationFailed
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from crimeflow.months import month_bounds
 from crimeflow.schema import SODA_COLUMNS
 from crimeflow.settings import Settings
 from crimeflow.soda_standin import StandinServer
@@ -21,9 +22,6 @@ from tasks.extract import (
     crimes_in_month_where,
     extract_crimes,
     extract_stations,
-    month_bounds,
-    months_between,
-    previous_month,
     retry_delay,
     soql_timestamp,
     split_socrata_url,
@@ -99,26 +97,6 @@ def server() -> Iterator[StandinServer]:
 
 
 # --- pure helpers -----------------------------------------------------------------------------
-
-
-def test_month_bounds_and_december_rollover() -> None:
-    assert month_bounds("2018-03") == (datetime(2018, 3, 1), datetime(2018, 4, 1))
-    assert month_bounds("2018-12") == (datetime(2018, 12, 1), datetime(2019, 1, 1))
-    for bad in ("2018-13", "2018-3", "March", "2018-00"):
-        with pytest.raises(ValueError, match="YYYY-MM"):
-            month_bounds(bad)
-
-
-def test_previous_month() -> None:
-    assert previous_month(date(2018, 3, 15)) == "2018-02"
-    assert previous_month(date(2018, 3, 1)) == "2018-02"
-    assert previous_month(date(2019, 1, 31)) == "2018-12"
-
-
-def test_months_between() -> None:
-    assert months_between("2017-11", "2018-02") == ["2017-11", "2017-12", "2018-01", "2018-02"]
-    assert months_between("2018-03", "2018-03") == ["2018-03"]
-    assert months_between("2018-04", "2018-03") == []
 
 
 def test_soql_windows() -> None:

@@ -11,21 +11,13 @@ from tasks.ingest import (
     late_update_window,
     max_updated_on,
     plan_months,
-    previous_month,
     rows_by_month,
-    shift_month,
     upsert_raw,
 )
 
 
 def raw(rows):
     return as_raw_strings(pd.DataFrame(rows))
-
-
-def test_month_arithmetic_crosses_years():
-    assert shift_month("2018-01", -1) == "2017-12"
-    assert shift_month("2018-12", 1) == "2019-01"
-    assert previous_month(date(2026, 1, 15)) == "2025-12"
 
 
 def test_plan_explicit_month_backfill_and_next_month():

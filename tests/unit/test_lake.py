@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from tasks.lake import (
     frame_hash,
     month_of,
     rolling_window,
-    upsert_by_id,
 )
 
 CANONICAL_DTYPES = {
@@ -89,82 +87,6 @@ def test_rolling_window_keeps_newest_n_distinct_months_oldest_first() -> None:
         rolling_window(months, 0)
     with pytest.raises(ValueError):
         rolling_window(["2024-13"], 1)
-
-
-def test_upsert_adds_new_ids_and_sorts_by_id() -> None:
-    existing = incidents([5, 1], ["2024-06-01T00:00:00"] * 2)
-    incoming = incidents([3, 7], ["2024-06-01T00:00:00"] * 2)
-    merged = upsert_by_id(existing, incoming)
-    assert merged["id"].tolist() == [1, 3, 5, 7]
-    assert merged.index.tolist() == [0, 1, 2, 3]
-
-
-def test_upsert_latest_updated_on_wins_from_either_side() -> None:
-    existing = incidents([1, 2], ["2024-06-10T00:00:00", "2024-06-01T00:00:00"])
-    existing["arrest"] = pd.array([True, False], dtype="boolean")
-    incoming = incidents([1, 2], ["2024-06-05T00:00:00", "2024-06-20T00:00:00"])
-    incoming["arrest"] = pd.array([False, True], dtype="boolean")
-    merged = upsert_by_id(existing, incoming).set_index("id")
-    # id 1: the stored row is newer than the re-pulled one, so it stays.
-    assert merged.loc[1, "updated_on"] == pd.Timestamp("2024-06-10")
-    assert bool(merged.loc[1, "arrest"]) is True
-    # id 2: a late arrest (newer updated_on) replaces the stored row.
-    assert merged.loc[2, "updated_on"] == pd.Timestamp("2024-06-20")
-    assert bool(merged.loc[2, "arrest"]) is True
-
-
-def test_upsert_ties_go_to_incoming_and_missing_updated_on_loses() -> None:
-    existing = incidents([1, 2, 3], ["2024-06-01T00:00:00", None, "2024-06-01T00:00:00"])
-    existing["block"] = pd.array(["old", "old", "old"], dtype="string")
-    incoming = incidents([1, 2, 3], ["2024-06-01T00:00:00", "2024-05-01T00:00:00", None])
-    incoming["block"] = pd.array(["new", "new", "new"], dtype="string")
-    merged = upsert_by_id(existing, incoming).set_index("id")["block"]
-    assert merged.to_dict() == {1: "new", 2: "new", 3: "old"}
-
-
-def test_upsert_deduplicates_incoming_itself_later_row_wins_ties() -> None:
-    incoming = incidents([4, 4, 4], ["2024-06-02T00:00:00", "2024-06-01T00:00:00", None])
-    incoming = pd.concat([incoming, incidents([4], ["2024-06-02T00:00:00"])], ignore_index=True)
-    incoming["block"] = pd.array(["a", "b", "c", "d"], dtype="string")
-    merged = upsert_by_id(None, incoming)
-    assert merged["id"].tolist() == [4]
-    assert merged["block"].tolist() == ["d"]
-
-
-def test_upsert_preserves_dtypes_extra_columns_and_inputs() -> None:
-    existing = incidents([1, 2], ["2024-06-01T00:00:00"] * 2)
-    existing["note"] = pd.array(["x", None], dtype="string")
-    incoming = incidents([2, 3], ["2024-06-02T00:00:00"] * 2)
-    before = incoming.copy()
-    merged = upsert_by_id(existing, incoming)
-    assert dict(merged.drop(columns="note").dtypes) == dict(incoming.dtypes)
-    assert merged["note"].dtype == "string"
-    assert merged["note"].tolist() == ["x", pd.NA, pd.NA]
-    pd.testing.assert_frame_equal(incoming, before)
-
-
-def test_upsert_result_takes_the_incoming_dtypes() -> None:
-    # A partition written by another tool may hold plain object strings and numpy ints.
-    existing = incidents([1], ["2024-06-01T00:00:00"]).astype({"block": object, "id": "int64"})
-    existing["block"] = ["100XX W MADISON ST"]
-    incoming = incidents([2], ["2024-06-02T00:00:00"])
-    merged = upsert_by_id(existing, incoming)
-    assert dict(merged.dtypes) == dict(incoming.dtypes)
-    assert merged["block"].tolist() == ["100XX W MADISON ST", pd.NA]
-
-
-def test_upsert_into_empty_existing_keeps_canonical_dtypes() -> None:
-    incoming = incidents([2, 1], ["2024-06-02T00:00:00"] * 2)
-    merged = upsert_by_id(empty_canonical().assign(note=pd.Series(dtype="string")), incoming)
-    assert merged["id"].tolist() == [1, 2]
-    assert dict(merged.dtypes) == dict(incoming.dtypes)
-
-
-def test_upsert_rejects_rows_without_id() -> None:
-    incoming = incidents([1, 2], ["2024-06-02T00:00:00"] * 2)
-    incoming.loc[1, "id"] = pd.NA
-    with pytest.raises(ValueError, match="no id"):
-        upsert_by_id(None, incoming)
 
 
 def test_frame_hash_ignores_row_order_index_and_column_order() -> None:
@@ -436,17 +358,12 @@ def test_ten_real_months_partition_and_rewrite_idempotently(
     months = month_of(frame["date"])
     lake = Lake(str(tmp_path / "lake"))
     for month, rows in frame.groupby(months):
-        lake.write("raw/crimes", upsert_by_id(None, rows), str(month))
+        lake.write("raw/crimes", rows, str(month))
     assert lake.months("raw/crimes") == [f"2018-{m:02d}" for m in range(1, 11)]
     assert len(lake.read("raw/crimes", "2018-01")) == 20_237
     assert len(lake.read("raw/crimes", "2018-10")) == 22_185
-    started = time.perf_counter()
-    again = [
-        lake.write("raw/crimes", upsert_by_id(lake.read("raw/crimes", str(m)), rows), str(m))
-        for m, rows in frame.groupby(months)
-    ]
+    again = [lake.write("raw/crimes", rows, str(m)) for m, rows in frame.groupby(months)]
     assert not any(r.changed for r in again)
-    assert time.perf_counter() - started < 30
     everything = lake.read_months("raw/crimes", lake.months("raw/crimes"))
     assert len(everything) == 222_472
     assert frame_hash(everything) == frame_hash(frame)

@@ -42,7 +42,7 @@ def run_demo(settings: Settings) -> None:
     crimes = demo_data(settings, date.today())
     print(f"demo data: {crimes}")
     with StandinServer(crimes) as server:
-        url = server.start() if not getattr(server, "url", None) else server.url
+        url = server.url
         print(f"SODA stand-in: {url}/resource/ijzp-q8t2.json")
         env = child_environment(
             {
@@ -51,6 +51,8 @@ def run_demo(settings: Settings) -> None:
                 "CRIMEFLOW_BACKFILL_MONTHS": str(DEMO_MONTHS),
                 # Prefect's own state stays with the rest of the embedded state.
                 "PREFECT_HOME": str((settings.home / "prefect").resolve()),
+                # The heartbeat races the first migrations of a fresh SQLite database.
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             }
         )
         subprocess.run([sys.executable, "-m", "crimeflow", "etl"], env=env, check=True)

@@ -59,3 +59,10 @@ def test_env_example_lists_every_setting():
     names = set(re.findall(r"^(CRIMEFLOW_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     expected = {f"CRIMEFLOW_{name.upper()}" for name in Settings.model_fields}
     assert names == expected
+
+
+def test_readme_configuration_table_is_current():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
+    end = readme.index("<!-- settings-table:end -->")
+    assert readme[start:end].strip() == Settings.markdown_table()

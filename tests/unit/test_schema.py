@@ -97,3 +97,25 @@ def test_coercion_errors_name_the_column():
     errors = coercion_errors(raw, to_canonical(raw))
     assert "arrest" in errors[0] and "latitude" in errors[0]
     assert errors[1] == ""
+
+
+def test_timestamps_with_an_offset_become_chicago_local_time():
+    stamps = parse_timestamps(
+        pd.Series(["2025-07-01T17:00:00Z", "2025-07-01T12:00:00", "2025-01-15T12:00:00-06:00"])
+    )
+    assert stamps.tolist() == [
+        pd.Timestamp("2025-07-01 12:00"),  # 17:00 UTC is noon in Chicago (CDT)
+        pd.Timestamp("2025-07-01 12:00"),  # floating: already Chicago time
+        pd.Timestamp("2025-01-15 12:00"),
+    ]
+
+
+def test_large_frames_take_the_per_unique_path_with_identical_results():
+    row = pd.DataFrame([SODA_ROW])
+    big = pd.concat([row] * 12_000, ignore_index=True)
+    big.loc[5, "beat"] = "614"
+    big.loc[7, "latitude"] = "north"
+    canonical = to_canonical(big)
+    assert canonical["beat"].iloc[5] == "0614"
+    assert pd.isna(canonical["latitude"].iloc[7])
+    pd.testing.assert_frame_equal(canonical.iloc[[0]], to_canonical(row))

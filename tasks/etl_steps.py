@@ -121,30 +121,11 @@ def validate_months(
 ) -> list[CheckedMonth]:
     """Validate and enrich every staged month; fail before any write if too many rows are bad."""
     results = [validate_incidents(s.raw, month_bounds(s.month)) for s in staged]
-    if results:
-        check_bad_share(_combined(results), max_bad_share)
+    check_bad_share(ValidationResult.combine(results), max_bad_share)
     index = StationIndex(normalize_stations(stations))
     return [
         CheckedMonth(s, r, enrich(r.clean, index)) for s, r in zip(staged, results, strict=True)
     ]
-
-
-def sum_reasons(results: list[ValidationResult]) -> dict[str, int]:
-    """Quarantine reason counts summed over several results, most frequent first."""
-    reasons: dict[str, int] = {}
-    for result in results:
-        for reason, count in result.reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + count
-    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
-
-
-def _combined(results: list[ValidationResult]) -> ValidationResult:
-    """One result over several months, so the bad-row share is judged for the whole run."""
-    return ValidationResult(
-        clean=pd.concat([r.clean for r in results], ignore_index=True),
-        quarantine=pd.concat([r.quarantine for r in results], ignore_index=True),
-        reasons=sum_reasons(results),
-    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -226,7 +207,7 @@ def run_summary(
     return EtlRunSummary(
         run_id=run_id,
         months=[month_counts(c, written[c.staged.month]) for c in checked],
-        quarantine_reasons=sum_reasons([c.validation for c in checked]),
+        quarantine_reasons=ValidationResult.combine([c.validation for c in checked]).reasons,
         late_updates_pulled=0 if late is None else len(late),
         window=window,
         seconds=seconds,

@@ -141,3 +141,21 @@ def test_the_lake_can_live_on_s3(incidents, configure, s3_settings):
     assert settings.lake_url.startswith("s3://")
     assert lake.months(FEATURES) == ["2024-01"]
     assert len(lake.read(FEATURES, "2024-01")) == result["months"][0]["clean"]
+
+
+def test_each_run_publishes_a_markdown_summary_with_a_plot(incidents, configure):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter
+
+    with StandinServer(incidents) as server:
+        configure(socrata_url=server.url)
+        result = monthly_etl(month="2024-03")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["etl-summary"])),
+            flow_run_filter=FlowRunFilter(id={"any_": [result["run_id"]]}),
+        )
+    [summary] = artifacts
+    assert summary.type == "markdown"
+    assert f"**{rows_in(incidents, '2024-03'):,}** rows pulled" in summary.data
+    assert "data:image/png;base64," in summary.data

@@ -152,7 +152,7 @@ def _per_unique(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) ->
         return convert(values)
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     converted = convert(pd.Series(uniques, dtype=object))
-    taken = pd.api.extensions.take(converted.array, codes, allow_fill=True)
+    taken = converted.array.take(codes, allow_fill=True)
     return pd.Series(taken, index=values.index, name=values.name)
 
 

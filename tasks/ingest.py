@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 
 from crimeflow.months import check_month, month_bounds, previous_month, shift_month
@@ -44,7 +45,7 @@ def as_raw_strings(frame: pd.DataFrame) -> pd.DataFrame:
         values = df[column].reset_index(drop=True)
         if column in BOOL_COLUMNS:
             # SODA JSON sends booleans; keep the text form Socrata's CSV export uses.
-            values = values.map(lambda v: str(v).lower() if isinstance(v, bool) else v)
+            values = values.map(lambda v: str(v).lower() if isinstance(v, bool | np.bool_) else v)
         out[column] = values.astype("string")
     return out
 

@@ -48,6 +48,12 @@ def test_as_raw_strings_keeps_codes_and_lowercases_json_booleans():
     assert pd.isna(frame.loc[0, "latitude"])  # missing contract columns are added, empty
 
 
+def test_as_raw_strings_lowercases_numpy_booleans_from_a_json_page():
+    page = pd.DataFrame.from_records([{"id": "1", "arrest": True}, {"id": "2", "arrest": False}])
+    assert page["arrest"].dtype == bool  # what pandas makes of a JSON page's booleans
+    assert as_raw_strings(page)["arrest"].tolist() == ["true", "false"]
+
+
 def test_upsert_latest_updated_on_wins_and_ids_stay_unique():
     existing = raw(
         [

@@ -25,6 +25,7 @@ from tasks.extract import (
 )
 from tasks.ingest import (
     EtlState,
+    as_raw_strings,
     late_update_window,
     max_updated_on,
     rows_by_month,
@@ -91,10 +92,11 @@ def stage_raw(
     ingested: list[str],
 ) -> list[StagedMonth]:
     """Upsert this run's rows into each touched month's raw partition (in memory only)."""
-    incoming = dict(pulled)
+    # Socrata's JSON gives booleans and strings; the raw zone stores them all as text.
+    incoming = {month: as_raw_strings(rows) for month, rows in pulled.items()}
     if late is not None and len(late):
         late_months = [m for m in ingested if m not in pulled]
-        incoming.update(rows_by_month(late, late_months))
+        incoming.update(rows_by_month(as_raw_strings(late), late_months))
     staged = []
     for month, rows in sorted(incoming.items()):
         existing = lake.read(RAW_CRIMES, month)

@@ -159,3 +159,14 @@ def test_each_run_publishes_a_markdown_summary_with_a_plot(incidents, configure)
     assert summary.type == "markdown"
     assert f"**{rows_in(incidents, '2024-03'):,}** rows pulled" in summary.data
     assert "data:image/png;base64," in summary.data
+
+
+def test_the_raw_zone_keeps_socrata_text(incidents, configure):
+    with StandinServer(incidents) as server:
+        settings = configure(socrata_url=server.url)
+        monthly_etl(month="2024-01")
+    raw = Lake.from_settings(settings).read(RAW_CRIMES, "2024-01")
+    assert all(isinstance(dtype, pd.StringDtype) for dtype in raw.dtypes)
+    assert set(raw["arrest"].unique()) == {"true", "false"}
+    assert raw["beat"].str.fullmatch(r"\d{4}").all()
+    assert raw["date"].str.endswith(".000").all()  # SODA's floating timestamp text

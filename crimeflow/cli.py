@@ -48,6 +48,47 @@ def etl(
 
 
 @app.command()
+def train(
+    until: Annotated[str | None, typer.Option(help="Newest month of the window, YYYY-MM.")] = None,
+    holdout_months: Annotated[int, typer.Option(help="Newest months held out.")] = 1,
+    promote_if_none: Annotated[
+        bool, typer.Option(help="Make this the champion when there is none yet.")
+    ] = False,
+    classifier: Annotated[
+        str,
+        typer.Option(help="auto, logistic_regression, random_forest or hist_gradient_boosting."),
+    ] = "auto",
+    balance: Annotated[bool, typer.Option(help="SMOTE + undersampling while fitting.")] = False,
+) -> None:
+    """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
+    from flows.train import train as train_flow
+
+    result = train_flow(
+        until=until,
+        holdout_months=holdout_months,
+        promote_if_none=promote_if_none,
+        classifier=classifier,
+        balance=balance,
+    )
+    model, baseline = result["holdout"], result["baseline"]
+    typer.echo(f"registered version {result['version']} ({result['classifier']})")
+    typer.echo(f"{'metric':<16}{'model':>10}{'baseline':>10}")
+    for name in ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall", "brier", "log_loss"):
+        typer.echo(f"{name:<16}{_num(model[name]):>10}{_num(baseline[name]):>10}")
+    typer.echo(
+        f"mean predicted {model['mean_predicted']:.4f} vs observed {model['positive_rate']:.4f}"
+    )
+    if result["promoted"]:
+        typer.echo("promoted to champion (there was none)")
+    typer.echo(f"MLflow run: {result['run_url']}")
+
+
+def _num(value: float | None) -> str:
+    """A metric for the console table."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+@app.command()
 def generate(
     first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
     last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],

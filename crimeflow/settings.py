@@ -52,11 +52,30 @@ class Settings(BaseSettings):
         0.05, ge=0, le=1, description="Fail the ETL when more than this share of rows is bad."
     )
 
+    # --- MLflow -----------------------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        "",
+        description="MLflow tracking/registry URI; default sqlite:///$HOME/mlflow.db (embedded).",
+    )
+    mlflow_artifact_root: str = Field(
+        "", description="Where new experiments store artifacts; default $HOME/mlartifacts."
+    )
+    mlflow_port: int = Field(5000, description="Port of the local MLflow UI (crimeflow up).")
+    mlflow_experiment: str = Field("crimeflow", description="MLflow experiment of the runs.")
+    model_name: str = Field("chicago-arrest", description="Registered model name.")
+    reference_sample_rows: int = Field(
+        20_000, gt=0, description="Training rows logged as the drift monitor's reference."
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Derived defaults live here so that overriding CRIMEFLOW_HOME moves everything with it.
         if not self.lake_url:
             self.lake_url = str(self.home / "lake")
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        if not self.mlflow_artifact_root:
+            self.mlflow_artifact_root = (self.home / "mlartifacts").resolve().as_uri()
         return self
 
     def masked(self) -> dict[str, Any]:

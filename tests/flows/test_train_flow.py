@@ -1,0 +1,117 @@
+"""The training flow against a real (embedded SQLite) MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from crimeflow.generate import generate_incidents
+from crimeflow.schema import SODA_COLUMNS
+from crimeflow.settings import child_environment
+from flows.train import train
+from tasks.lake import CLEAN_CRIMES, Lake
+from tasks.registry import CHALLENGER, CHAMPION, UntrustedModelError, load_model
+
+MONTHS = ("2024-01", "2024-04")
+
+
+@pytest.fixture
+def trained_lake(configure):
+    """Settings whose lake holds four generated clean months (the ETL's output)."""
+    settings = configure()
+    frame = generate_incidents(*MONTHS, rows_per_month=1500, seed=21)
+    lake = Lake.from_settings(settings)
+    for month, rows in frame.groupby(frame["date"].dt.strftime("%Y-%m")):
+        lake.write(CLEAN_CRIMES, rows.reset_index(drop=True), month)
+    return settings
+
+
+def test_training_registers_a_challenger_with_everything_logged(trained_lake):
+    settings = trained_lake
+    first = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+    second = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    name = settings.model_name
+    assert first["promoted"] and not second["promoted"]
+    champion = client.get_model_version_by_alias(name, CHAMPION)
+    challenger = client.get_model_version_by_alias(name, CHALLENGER)
+    assert str(champion.version) == first["version"] == "1"
+    assert str(challenger.version) == second["version"] == "2"
+
+    run = client.get_run(first["run_id"])
+    assert run.data.params["split.holdout"] == "2024-04..2024-04"
+    assert run.data.params["split.validation"] == "2024-03..2024-03"
+    assert 0.5 < run.data.metrics["holdout.model.roc_auc"] <= 1
+    assert run.data.metrics["holdout.baseline.roc_auc"] == 0.5
+    assert {i.dataset.name.split("-")[0] for i in run.inputs.dataset_inputs} >= {"train"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {f"plots/{p}.png" for p in ("roc", "calibration", "permutation_importance")} <= artifacts
+
+    lineage = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text()
+    )
+    assert lineage["months"] == ["2024-01", "2024-02", "2024-03", "2024-04"]
+    assert all(len(h) == 64 for h in lineage["clean_sha256"].values())
+    reference = pd.read_parquet(client.download_artifacts(run.info.run_id, "reference"))
+    assert list(reference.columns) == [*SODA_COLUMNS, "arrest_probability"]
+    assert reference["date"].max() < pd.Timestamp("2024-04-01")  # training period only
+    assert reference["arrest_probability"].between(0, 1).all()
+
+
+def test_champion_loads_with_the_reviewed_allow_list_and_scores_raw_rows(trained_lake):
+    train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+    loaded = load_model(trained_lake, CHAMPION)
+    rows = generate_incidents("2024-05", "2024-05", rows_per_month=50, seed=2)
+    proba = loaded.model.predict_proba(rows)[:, 1]
+    assert loaded.version == "1" and loaded.alias == CHAMPION
+    assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_a_tampered_allow_list_is_refused(trained_lake):
+    train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+    [mlmodel] = (Path(trained_lake.home) / "mlartifacts").rglob("MLmodel")
+    text = mlmodel.read_text()
+    mlmodel.write_text(
+        text.replace("skops_trusted_types:", "skops_trusted_types:\n    - os.system", 1)
+    )
+    with pytest.raises(UntrustedModelError, match=r"os\.system"):
+        load_model(trained_lake, CHAMPION)
+
+
+def test_no_champion_is_a_clear_lookup_error(trained_lake):
+    with pytest.raises(LookupError, match="champion"):
+        load_model(trained_lake, CHAMPION)
+
+
+@pytest.mark.slow
+def test_mlflow_loads_the_champion_in_a_fresh_process(trained_lake, tmp_path):
+    train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+    rows = generate_incidents("2024-05", "2024-05", rows_per_month=20, seed=2)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    script = f"""
+import mlflow, pandas as pd
+mlflow.set_tracking_uri({trained_lake.mlflow_tracking_uri!r})
+rows = pd.read_parquet({str(tmp_path / "rows.parquet")!r})
+sk = mlflow.sklearn.load_model("models:/chicago-arrest@champion")
+print(sk.predict_proba(rows)[:, 1].round(6).tolist())
+py = mlflow.pyfunc.load_model("models:/chicago-arrest@champion")
+print(pd.DataFrame(py.predict(rows)).iloc[:, 1].round(6).tolist())
+"""
+    # MLflow 3.17 refuses to deserialize any model unless this is set (see tasks/registry.py).
+    env = child_environment({"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"})
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sklearn_line, pyfunc_line = done.stdout.strip().splitlines()[-2:]
+    expected = load_model(trained_lake, CHAMPION).model.predict_proba(rows)[:, 1].round(6)
+    assert json.loads(sklearn_line) == expected.tolist()
+    assert json.loads(pyfunc_line) == expected.tolist()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl clean
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model clean
 
 install: $(STAMP)
 
@@ -33,10 +33,14 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl
+bench: bench-etl bench-model
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
+
+# Fit time on all ten 2018 months and latency of the skops-loaded artifact (needs ../shared).
+bench-model: install
+	$(BIN)/python scripts/model_research.py
 
 clean:
 	rm -rf .crimeflow .pytest_cache .ruff_cache

@@ -67,6 +67,37 @@ class Settings(BaseSettings):
         20_000, gt=0, description="Training rows logged as the drift monitor's reference."
     )
 
+    # --- prediction API and its log -----------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Interface the API binds.")
+    api_port: int = Field(8000, description="Port of the prediction API.")
+    api_workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    api_key: SecretStr | None = Field(None, description="Key for /admin/*; admin is off unset.")
+    model_poll_interval_s: float = Field(
+        15.0, gt=0, description="How often the API checks whether the champion alias moved."
+    )
+    predict_batch_max_rows: int = Field(10_000, gt=0, description="Rows per /predict/batch.")
+    microbatch_max_rows: int = Field(
+        64, gt=0, description="Concurrent single predictions scored together, at most."
+    )
+    microbatch_wait_ms: float = Field(
+        1.0, ge=0, description="How long a single prediction waits for companions to batch with."
+    )
+    rate_limit_per_minute: int = Field(
+        120_000, ge=0, description="Requests per minute per client; 0 turns rate limiting off."
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty turns CORS off."
+    )
+    prediction_log_url: str = Field(
+        "", description="SQLAlchemy URL of the prediction log; default SQLite under $HOME."
+    )
+    prediction_log_batch_rows: int = Field(
+        512, gt=0, description="Most predictions committed in one transaction."
+    )
+    prediction_log_batch_wait_ms: float = Field(
+        2.0, ge=0, description="How long the log writer waits to fill a transaction."
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Derived defaults live here so that overriding CRIMEFLOW_HOME moves everything with it.
@@ -74,6 +105,8 @@ class Settings(BaseSettings):
             self.lake_url = str(self.home / "lake")
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        if not self.prediction_log_url:
+            self.prediction_log_url = f"sqlite:///{(self.home / 'predictions.db').resolve()}"
         if not self.mlflow_artifact_root:
             self.mlflow_artifact_root = (self.home / "mlartifacts").resolve().as_uri()
         return self

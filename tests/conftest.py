@@ -76,3 +76,61 @@ def s3_versioned_settings(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> S
         Bucket=S3_VERSIONED_BUCKET, VersioningConfiguration={"Status": "Enabled"}
     )
     return settings
+
+
+# --- a real MLflow registry with a trained champion ------------------------------------------
+
+
+def register_model(settings: Settings, *, seed: int = 5, aliases: tuple[str, ...] = ()) -> str:
+    """Train a small logistic-regression model on generated data and register it; its version."""
+    import mlflow
+
+    from crimeflow.generate import generate_incidents
+    from tasks.model import SKOPS_TRUSTED_TYPES, ModelConfig, time_split, train_model
+    from tasks.registry import ensure_experiment, mlflow_client, set_alias
+
+    frame = generate_incidents("2024-01", "2024-03", rows_per_month=1500, seed=seed)
+    train, valid, _ = time_split(frame, 1, 0)
+    config = ModelConfig(classifier="logistic_regression", n_jobs=1)
+    trained = train_model(train, valid, config)
+    client = mlflow_client(settings)
+    with mlflow.start_run(experiment_id=ensure_experiment(client, settings)):
+        mlflow.log_metrics({"holdout.model.roc_auc": trained.validation["roc_auc"]})
+        info = mlflow.sklearn.log_model(
+            trained.estimator,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            registered_model_name=settings.model_name,
+        )
+    version = str(info.registered_model_version)
+    for alias in aliases:
+        set_alias(client, settings.model_name, alias, version)
+    return version
+
+
+@pytest.fixture(scope="session")
+def registry_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CRIMEFLOW_HOME whose embedded MLflow registry has `chicago-arrest` v1 as champion.
+
+    Session-scoped because training and logging take seconds; tests that move aliases or add
+    versions must copy it first (`registry_settings` does).
+    """
+    home = tmp_path_factory.mktemp("registry") / "home"
+    register_model(Settings(home=home, _env_file=None), aliases=("champion", "challenger"))
+    return home
+
+
+@pytest.fixture
+def registry_settings(registry_home: Path, tmp_path: Path) -> Settings:
+    """Settings on a private copy of `registry_home` (champion v1), safe to change."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(registry_home, home)
+    # The artifact root is absolute inside the copied database; keep serving the originals.
+    return Settings(
+        home=home,
+        mlflow_artifact_root=(registry_home / "mlartifacts").resolve().as_uri(),
+        _env_file=None,
+    )

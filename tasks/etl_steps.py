@@ -29,6 +29,7 @@ from tasks.ingest import (
     late_update_window,
     max_updated_on,
     rows_by_month,
+    upsert_counts,
     upsert_raw,
 )
 from tasks.lake import (
@@ -101,20 +102,8 @@ def stage_raw(
     for month, rows in sorted(incoming.items()):
         existing = lake.read(RAW_CRIMES, month)
         merged = upsert_raw(existing, rows)
-        before = set(existing["id"].dropna()) if existing is not None else set()
-        changed = _changed_ids(existing, merged)
-        new_ids = len(set(merged["id"].dropna()) - before)
-        staged.append(StagedMonth(month, merged, len(rows), new_ids, changed - new_ids))
+        staged.append(StagedMonth(month, merged, len(rows), *upsert_counts(existing, merged)))
     return staged
-
-
-def _changed_ids(existing: pd.DataFrame | None, merged: pd.DataFrame) -> int:
-    """How many ids are new or carry a different `updated_on` than before."""
-    if existing is None:
-        return int(merged["id"].notna().sum())
-    old = existing.set_index("id")["updated_on"]
-    new = merged.dropna(subset=["id"]).set_index("id")["updated_on"]
-    return int((~new.index.isin(old.index)).sum() + (new.reindex(old.index) != old).sum())
 
 
 @task(cache_policy=NO_CACHE)

@@ -67,6 +67,18 @@ def upsert_raw(existing: pd.DataFrame | None, incoming: pd.DataFrame) -> pd.Data
     return merged[list(SODA_COLUMNS)].reset_index(drop=True)
 
 
+def upsert_counts(existing: pd.DataFrame | None, merged: pd.DataFrame) -> tuple[int, int]:
+    """(new ids, ids whose `updated_on` changed) between a raw partition and its upsert."""
+    after = merged.dropna(subset=["id"]).set_index("id")["updated_on"]
+    if existing is None:
+        return len(after), 0
+    before = existing.dropna(subset=["id"]).set_index("id")["updated_on"]
+    is_new = ~after.index.isin(before.index)
+    kept = after[~is_new]
+    moved = (kept != before.reindex(kept.index)).fillna(False)
+    return int(is_new.sum()), int(moved.sum())
+
+
 def rows_by_month(raw: pd.DataFrame, months: list[str]) -> dict[str, pd.DataFrame]:
     """Split raw rows by the month of their `date`, keeping only the given months."""
     month_of = parse_timestamps(raw["date"]).dt.strftime("%Y-%m")

@@ -12,6 +12,7 @@ from tasks.ingest import (
     max_updated_on,
     plan_months,
     rows_by_month,
+    upsert_counts,
     upsert_raw,
 )
 
@@ -68,6 +69,7 @@ def test_upsert_latest_updated_on_wins_and_ids_stay_unique():
             {"id": "3", "arrest": "false", "updated_on": "2018-03-09T00:00:00.000"},
         ]
     )
+    assert upsert_counts(existing, upsert_raw(existing, incoming)) == (1, 1)  # id 3; id 1
     merged = upsert_raw(existing, incoming).set_index("id")
     assert list(merged.index) == ["1", "2", "3"]
     assert merged.loc["1", "arrest"] == "true"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,10 +171,11 @@ def log_and_register(
         trained.config.random_state,
     )
     example = splits["holdout"].head(5)[list(MODEL_INPUT_COLUMNS)]
-    signature = infer_signature(example, trained.estimator.predict_proba(example))
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"train-{window.months[-1]}"
-    ) as run:
+    with (
+        _quiet_mlflow_hints(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{window.months[-1]}") as run,
+    ):
+        signature = infer_signature(example, trained.estimator.predict_proba(example))
         mlflow.log_params(_params(trained, splits))
         mlflow.log_metrics(_metrics(trained, report))
         for context, frame in splits.items():
@@ -207,6 +211,17 @@ def log_and_register(
         promoted,
         _run_url(settings, experiment_id, run.info.run_id),
     )
+
+
+@contextmanager
+def _quiet_mlflow_hints() -> Iterator[None]:
+    """Silence two MLflow hints that do not apply here and bury real warnings in logs."""
+    with warnings.catch_warnings():
+        # Integer columns: the API scores with our loader, which takes nullable Int64 as is.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        # A lake path reads as two equivalent local dataset sources.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        yield
 
 
 def _span(frame: pd.DataFrame) -> str:

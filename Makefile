@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model clean
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api clean
 
 install: $(STAMP)
 
@@ -33,7 +33,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl bench-model
+bench: bench-etl bench-model bench-drift
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
@@ -41,6 +41,10 @@ bench-etl: install
 # Fit time on all ten 2018 months and latency of the skops-loaded artifact (needs ../shared).
 bench-model: install
 	$(BIN)/python scripts/model_research.py
+
+# A drift check on 100k current x 100k reference rows (target <= 20 s).
+bench-drift: install
+	$(BIN)/python tests/benchmarks/bench_drift.py
 
 clean:
 	rm -rf .crimeflow .pytest_cache .ruff_cache

@@ -95,8 +95,34 @@ class Settings(BaseSettings):
         512, gt=0, description="Most predictions committed in one transaction."
     )
     prediction_log_batch_wait_ms: float = Field(
-        2.0, ge=0, description="How long the log writer waits to fill a transaction."
+        0.0,
+        ge=0,
+        description="Extra wait to fill a transaction (rows queued during a commit batch anyway).",
     )
+
+    # --- drift monitor ----------------------------------------------------------------------
+    drift_window_days: int = Field(7, gt=0, description="Days of logged traffic per check.")
+    drift_min_current_rows: int = Field(
+        200, gt=0, description="Fewer logged rows than this give 'insufficient data'."
+    )
+    drift_max_rows: int = Field(50_000, gt=0, description="Sampling cap per side (by day).")
+    drift_share: float = Field(
+        0.25, gt=0, le=1, description="Share of drifted columns that means dataset drift."
+    )
+    drift_max_unseen_share: float = Field(
+        0.05, gt=0, le=1, description="Share of never-seen category values that means drift."
+    )
+    drift_min_labelled_rows: int = Field(
+        200, gt=0, description="Feedback-labelled rows needed to report performance."
+    )
+    drift_seed: int = Field(0, description="Seed of the window sampling.")
+    drift_prediction_triggers: bool = Field(
+        True, description="Whether drift of the predicted probabilities alone means drift."
+    )
+    evidently_workspace: Path | None = Field(
+        None, description="Evidently workspace folder; default $HOME/evidently."
+    )
+    evidently_ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -105,6 +131,8 @@ class Settings(BaseSettings):
             self.lake_url = str(self.home / "lake")
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        if self.evidently_workspace is None:
+            self.evidently_workspace = self.home / "evidently"
         if not self.prediction_log_url:
             self.prediction_log_url = f"sqlite:///{(self.home / 'predictions.db').resolve()}"
         if not self.mlflow_artifact_root:

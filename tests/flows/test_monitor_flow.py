@@ -1,0 +1,130 @@
+"""The drift monitor flow: a trained champion, logged traffic, the verdict, report and events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from prefect.testing.fixtures import asserting_events_worker, reset_worker_events  # noqa: F401
+
+from api.prediction_log import (
+    PredictionLog,
+    PredictionRecord,
+    features_from_frame,
+    new_prediction_id,
+)
+from crimeflow.generate import Drift, generate_incidents
+from flows.monitor import drift_monitor
+from flows.train import train
+from monitoring.reports import ReportStore
+from tasks.lake import CLEAN_CRIMES, Lake
+from tasks.registry import CHAMPION, load_model
+
+
+@pytest.fixture
+def champion(configure):
+    """A lake of four generated months and a champion trained on it (with its reference)."""
+    settings = configure()
+    frame = generate_incidents("2024-01", "2024-04", rows_per_month=1500, seed=21)
+    lake = Lake.from_settings(settings)
+    for month, rows in frame.groupby(frame["date"].dt.strftime("%Y-%m")):
+        lake.write(CLEAN_CRIMES, rows.reset_index(drop=True), month)
+    train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
+    return settings
+
+
+def log_traffic(settings, incidents: pd.DataFrame, served_at: datetime) -> None:
+    """Score incidents with the champion and log them as the API would."""
+    loaded = load_model(settings, CHAMPION)
+    proba = loaded.model.predict_proba(incidents)[:, 1]
+    records = [
+        PredictionRecord(
+            prediction_id=new_prediction_id(),
+            served_at=served_at,
+            model_name=loaded.name,
+            model_version=loaded.version,
+            request_id=None,
+            probability=float(p),
+            label=bool(p >= loaded.model.decision_threshold_),
+            features=features,
+        )
+        for p, features in zip(proba, features_from_frame(incidents), strict=True)
+    ]
+
+    async def write() -> None:
+        log = PredictionLog.from_settings(settings)
+        await log.start()
+        try:
+            await log.append(records)
+        finally:
+            await log.stop()
+
+    asyncio.run(write())
+
+
+def sent_events(worker) -> list:
+    worker.drain()
+    return [e for e in worker._client.events if e.event.startswith("crimeflow.")]
+
+
+def test_fresh_traffic_from_the_reference_distribution_is_no_drift(
+    champion,
+    asserting_events_worker,  # noqa: F811
+):
+    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=1200, seed=99)
+    log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=2))
+    result = drift_monitor(window_days=1)
+    assert result["drift_detected"] is False
+    assert result["status"] == "no_drift"
+    [checked] = sent_events(asserting_events_worker)
+    assert checked.event == "crimeflow.drift.checked"
+    assert checked.payload["drift_detected"] is False
+
+
+def test_a_type_mix_shift_is_drift_with_report_and_events(
+    champion,
+    asserting_events_worker,  # noqa: F811
+):
+    drift = Drift.parse("type_mix=NARCOTICS:6,THEFT:0.3;location_vocabulary=modern")
+    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=1200, seed=7, drift=drift)
+    log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=2))
+    result = drift_monitor(window_days=1)
+
+    assert result["drift_detected"] is True
+    assert "primary_type" in result["drifted_columns"]
+    events = {e.event: e for e in sent_events(asserting_events_worker)}
+    assert set(events) == {"crimeflow.drift.checked", "crimeflow.drift.detected"}
+    detected = events["crimeflow.drift.detected"]
+    assert detected.resource.id == "crimeflow.model.chicago-arrest"
+    assert detected.related[0].id == "crimeflow.model-version.chicago-arrest.1"
+    payload = detected.payload
+    assert payload["report_id"] == result["report_id"]
+    assert "primary_type" in payload["drifted_columns"].split(",")
+    assert all(isinstance(v, str | int | float | bool) for v in payload.values() if v is not None)
+
+    store = ReportStore(Lake.from_settings(champion), champion.evidently_workspace)
+    assert store.latest()["id"] == result["report_id"]
+    assert b"<html" in store.html(result["report_id"]).lower()
+
+
+def test_a_tiny_window_is_insufficient_data_not_no_drift(
+    champion,
+    asserting_events_worker,  # noqa: F811
+):
+    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=30, seed=3)
+    log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=2))
+    result = drift_monitor(window_days=1)
+    assert result["drift_detected"] is None
+    assert result["status"] == "insufficient_data"
+    assert [e.event for e in sent_events(asserting_events_worker)] == ["crimeflow.drift.checked"]
+
+
+def test_an_explicit_window_excludes_older_traffic(champion):
+    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=300, seed=4)
+    log_traffic(champion, incidents, datetime(2025, 1, 10, tzinfo=UTC))
+    inside = drift_monitor(since="2025-01-10T00:00:00", until="2025-01-11T00:00:00")
+    outside = drift_monitor(since="2025-01-11T00:00:00", until="2025-01-12T00:00:00")
+    assert inside["current_rows"] == 300
+    assert outside["current_rows"] == 0

@@ -33,7 +33,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl bench-model bench-drift
+bench: bench-etl bench-model bench-drift bench-api
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
@@ -45,6 +45,10 @@ bench-model: install
 # A drift check on 100k current x 100k reference rows (target <= 20 s).
 bench-drift: install
 	$(BIN)/python tests/benchmarks/bench_drift.py
+
+# crimeflow's API vs a typical FastAPI + MLflow pyfunc server, 16 concurrent clients.
+bench-api: install
+	$(BIN)/python tests/benchmarks/bench_api.py
 
 clean:
 	rm -rf .crimeflow .pytest_cache .ruff_cache

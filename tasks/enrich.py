@@ -227,7 +227,7 @@ class StationIndex:
 
 def add_station_distance(frame: pd.DataFrame, index: StationIndex) -> pd.DataFrame:
     """A copy of `frame` with `station_distance_m` (float) and `nearest_station_district`."""
-    return _with_columns(frame, _station_features(frame, index))
+    return _with_columns(frame, station_features(frame, index))
 
 
 def _with_columns(frame: pd.DataFrame, columns: dict[str, pd.Series]) -> pd.DataFrame:
@@ -238,7 +238,7 @@ def _with_columns(frame: pd.DataFrame, columns: dict[str, pd.Series]) -> pd.Data
     return pd.concat([kept, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 
-def _station_features(frame: pd.DataFrame, index: StationIndex) -> dict[str, pd.Series]:
+def station_features(frame: pd.DataFrame, index: StationIndex) -> dict[str, pd.Series]:
     """The station columns as Series aligned with `frame`."""
     x, y = state_plane_xy(frame)
     distance, district = index.nearest(x, y)
@@ -262,7 +262,7 @@ def _from_codes(codes: np.ndarray, labels: tuple[str, ...], index: pd.Index) -> 
     return pd.Series(table[codes], index=index, dtype="string")
 
 
-def _temporal_features(frame: pd.DataFrame) -> dict[str, pd.Series]:
+def temporal_features(frame: pd.DataFrame) -> dict[str, pd.Series]:
     """The calendar columns as Series aligned with `frame`."""
     dates = _timestamps(frame)
     missing = dates.isna().to_numpy()
@@ -304,9 +304,9 @@ def add_temporal_features(frame: pd.DataFrame) -> pd.DataFrame:
     Buckets: day parts are night 0-5, morning 6-11, afternoon 12-17, evening 18-23; seasons are
     meteorological (winter Dec-Feb). A missing `date` gives missing values in every column.
     """
-    return _with_columns(frame, _temporal_features(frame))
+    return _with_columns(frame, temporal_features(frame))
 
 
 def enrich(frame: pd.DataFrame, index: StationIndex) -> pd.DataFrame:
     """A copy of `frame` with every column in `ENRICHED_COLUMNS` added (the input is untouched)."""
-    return _with_columns(frame, {**_station_features(frame, index), **_temporal_features(frame)})
+    return _with_columns(frame, {**station_features(frame, index), **temporal_features(frame)})

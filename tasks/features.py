@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from crimeflow.schema import LABEL, SODA_COLUMNS, empty_canonical, to_canonical
-from tasks.enrich import StationIndex, add_station_distance, add_temporal_features, state_plane_xy
+from tasks.enrich import StationIndex, state_plane_xy, station_features, temporal_features
 
 # Identifiers and audit fields: never features (`updated_on` would even leak late arrests).
 BOOKKEEPING_COLUMNS: tuple[str, ...] = ("id", "updated_on")
@@ -245,8 +245,10 @@ class IncidentEnricher(TransformerMixin, BaseEstimator):
             {c: X[c].to_numpy(dtype="float64", na_value=np.nan) for c in POSITION_COLUMNS},
             index=X.index,
         )
-        stations = add_station_distance(positions, self.index_)
-        calendar = add_temporal_features(pd.DataFrame({"date": X["date"].to_numpy()}, X.index))
+        # The column dicts, not the add_* frames: the API scores a handful of rows per call,
+        # where building and concatenating frames would cost more than the features.
+        stations = station_features(positions, self.index_)
+        calendar = temporal_features(pd.DataFrame({"date": X["date"].to_numpy()}, X.index))
         x_feet, y_feet = state_plane_xy(positions)
         distance = stations[DISTANCE_COLUMN].to_numpy(dtype="float64", na_value=np.nan)
 

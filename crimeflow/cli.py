@@ -14,7 +14,9 @@ app = typer.Typer(help="crimeflow: Chicago arrest prediction that keeps itself h
 config_app = typer.Typer(help="Inspect the effective configuration.")
 soda_app = typer.Typer(help="The local Socrata (SODA 2.x) stand-in.")
 app.add_typer(config_app, name="config")
+reports_app = typer.Typer(help="Drift reports.")
 app.add_typer(soda_app, name="soda")
+app.add_typer(reports_app, name="reports")
 
 
 @config_app.command("show")
@@ -89,6 +91,35 @@ def _num(value: float | None) -> str:
 
 
 @app.command()
+def monitor(
+    window_days: Annotated[int | None, typer.Option(help="Days of traffic to check.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Window start, ISO 8601 (UTC if naive).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default now).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the typed result as JSON.")
+    ] = False,
+) -> None:
+    """Run the drift monitor once: logged traffic vs the champion's reference."""
+    from flows.monitor import drift_monitor
+
+    if window_days is not None and since is not None:
+        raise typer.BadParameter("give --window-days or --since/--until, not both")
+    days = window_days or get_settings().drift_window_days
+    result = drift_monitor(window_days=days, since=since, until=until)
+    if as_json:
+        typer.echo(json.dumps(result, default=str, indent=2))
+        return
+    verdict = {True: "DRIFT DETECTED", False: "no drift", None: "insufficient data"}
+    typer.echo(
+        f"{verdict[result['drift_detected']]}: drift share {result['drift_share']}, "
+        f"{result['current_rows']:,} rows; drifted: {', '.join(result['drifted_columns']) or '-'}"
+    )
+    typer.echo(f"report {result['report_id']}")
+
+
+@app.command()
 def generate(
     first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
     last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],
@@ -110,6 +141,26 @@ def generate(
     frame = generate_incidents(first, last, rows_per_month=rows_per_month, seed=seed, drift=spec)
     path = write_incidents(frame, out, fmt=fmt)
     typer.echo(f"wrote {len(frame):,} incidents to {path}")
+
+
+@reports_app.command("ui")
+def reports_ui() -> None:
+    """Open the drift history in Evidently's UI (the workspace under CRIMEFLOW_HOME)."""
+    import subprocess
+    import sys
+
+    settings = get_settings()
+    evidently = Path(sys.executable).with_name("evidently")
+    command = [
+        str(evidently),
+        "ui",
+        "--workspace",
+        str(settings.evidently_workspace),
+        "--port",
+        str(settings.evidently_ui_port),
+    ]
+    typer.echo(" ".join(command))
+    raise typer.Exit(subprocess.call(command))
 
 
 @soda_app.command("serve")
@@ -135,3 +186,51 @@ def demo() -> None:
     from crimeflow.demo import run_demo
 
     run_demo(get_settings())
+
+
+predictions_app = typer.Typer(help="The prediction log (every served prediction).")
+app.add_typer(predictions_app, name="predictions")
+
+
+@predictions_app.command("export")
+def predictions_export(
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    since: Annotated[
+        str | None, typer.Option(help="First served_at included, ISO 8601 (no offset = UTC).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="served_at strictly before this, ISO 8601 (no offset = UTC).")
+    ] = None,
+) -> None:
+    """Export logged predictions (inputs, model, probability, label, feedback) to Parquet."""
+    from api.prediction_log import export_predictions, parse_utc
+
+    bounds = []
+    for name, text in (("--since", since), ("--until", until)):
+        try:
+            bounds.append(parse_utc(text) if text else None)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint=name) from error
+    rows = export_predictions(get_settings(), bounds[0], bounds[1], out)
+    typer.echo(f"wrote {rows:,} predictions to {out}")
+
+
+@app.command()
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default CRIMEFLOW_API_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CRIMEFLOW_API_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="uvicorn worker processes (CRIMEFLOW_API_WORKERS).")
+    ] = None,
+) -> None:
+    """Serve the prediction API (Litestar under uvicorn) until interrupted."""
+    from api.app import serve
+
+    settings = get_settings()
+    serve(
+        host or settings.api_host,
+        settings.api_port if port is None else port,
+        settings.api_workers if workers is None else workers,
+    )

@@ -1,0 +1,539 @@
+"""HTTP endpoints: predictions, feedback, health/readiness/model info, metrics and admin reload.
+
+Handlers are thin: request bodies are decoded by msgspec (strictly, with errors naming the row
+and field), resources come from the app state through Litestar dependencies, and the work lives
+in api.schemas (validation, canonical frame) and api.model_service (model, micro-batching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.dto import AbstractDTO
+from litestar.dto.data_structures import DTOFieldDefinition
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example, OpenAPIType, Schema
+from litestar.params import Body
+from litestar.typing import FieldDefinition
+
+from api.model_service import (
+    MicroBatcher,
+    ModelHolder,
+    ServingModel,
+    score_rows,
+)
+from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
+from api.prediction_log import PredictionLog, PredictionRecord
+from api.schemas import (
+    BatchPredictionOut,
+    CanonicalIncident,
+    ErrorBody,
+    Feedback,
+    FeedbackOut,
+    Health,
+    Incident,
+    ModelInfo,
+    PredictionOut,
+    Readiness,
+    ReloadOut,
+    canonicalize_many,
+    canonicalize_one,
+    decode_error,
+    features_of,
+)
+from crimeflow.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_SCHEME = "ApiKeyHeader"
+
+T = TypeVar("T")
+
+# --- examples (OpenAPI) ----------------------------------------------------------------------
+
+SODA_EXAMPLE: dict[str, Any] = {
+    "id": "13276564",
+    "case_number": "JJ486124",
+    "date": "2025-11-02T23:50:00.000",
+    "block": "064XX S STATE ST",
+    "iucr": "0486",
+    "primary_type": "BATTERY",
+    "description": "DOMESTIC BATTERY SIMPLE",
+    "location_description": "APARTMENT",
+    "arrest": False,
+    "domestic": True,
+    "beat": "0312",
+    "district": "003",
+    "ward": "20",
+    "community_area": "69",
+    "fbi_code": "08B",
+    "x_coordinate": "1178031",
+    "y_coordinate": "1862281",
+    "year": "2025",
+    "updated_on": "2025-11-09T15:41:23.000",
+    "latitude": "41.777434",
+    "longitude": "-87.624842",
+}
+NUMBERS_EXAMPLE: dict[str, Any] = {
+    "date": "2025-11-03T05:50:00Z",
+    "iucr": 486,
+    "primary_type": "BATTERY",
+    "description": "DOMESTIC BATTERY SIMPLE",
+    "location_description": "APARTMENT",
+    "domestic": True,
+    "beat": 312,
+    "district": 3,
+    "ward": 20,
+    "community_area": 69,
+    "fbi_code": "08B",
+    "latitude": 41.777434,
+    "longitude": -87.624842,
+}
+MINIMAL_EXAMPLE: dict[str, Any] = {
+    "date": "2025-11-02T23:50:00",
+    "iucr": "0820",
+    "primary_type": "THEFT",
+}
+INCIDENT_EXAMPLES = [
+    Example(summary="A record copied from the SODA JSON feed (all strings)", value=SODA_EXAMPLE),
+    Example(summary="The same incident with JSON numbers and a UTC time", value=NUMBERS_EXAMPLE),
+    Example(summary="Only the required fields (no position)", value=MINIMAL_EXAMPLE),
+]
+ERROR_RESPONSES = {
+    400: ResponseSpec(ErrorBody, description="Invalid body: `errors` names each field (and row)"),
+    503: ResponseSpec(ErrorBody, description="No model loaded, or the prediction log is down"),
+}
+
+
+# --- strict msgspec bodies -------------------------------------------------------------------
+
+_JSON_SCHEMA_KEYS = {
+    "type": "type",
+    "title": "title",
+    "description": "description",
+    "default": "default",
+    "examples": "examples",
+    "pattern": "pattern",
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+    "required": "required",
+    "enum": "enum",
+}
+
+
+def openapi_schema(json_schema: dict[str, Any], definitions: dict[str, Any]) -> Schema:
+    """A Litestar OpenAPI Schema from msgspec's JSON schema (references inlined)."""
+    if "$ref" in json_schema:
+        return openapi_schema(definitions[json_schema["$ref"].rsplit("/", 1)[-1]], definitions)
+    kwargs: dict[str, Any] = {}
+    for key, name in _JSON_SCHEMA_KEYS.items():
+        if key in json_schema:
+            kwargs[name] = json_schema[key]
+    if "type" in kwargs:
+        kwargs["type"] = OpenAPIType(kwargs["type"])
+    if "anyOf" in json_schema:
+        kwargs["any_of"] = [openapi_schema(s, definitions) for s in json_schema["anyOf"]]
+    if "items" in json_schema:
+        kwargs["items"] = openapi_schema(json_schema["items"], definitions)
+    if "properties" in json_schema:
+        kwargs["properties"] = {
+            k: openapi_schema(v, definitions) for k, v in json_schema["properties"].items()
+        }
+    return Schema(**kwargs)
+
+
+class StrictJsonBody(AbstractDTO[T], Generic[T]):
+    """Decode a JSON body straight into a msgspec type, strictly, with field-naming errors.
+
+    Litestar's own path decodes to Python objects and then converts them leniently, which
+    loses the row index of a bad batch row and the per-branch constraints of union fields in
+    the OpenAPI schema. Subclasses set `body_type`; the schema comes from msgspec itself.
+    """
+
+    body_type: ClassVar[Any]
+    batch: ClassVar[bool] = False
+    subject: ClassVar[str] = "incident"  # what the error detail calls the body
+    _decoder: ClassVar[msgspec.json.Decoder[Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "body_type" in cls.__dict__:
+            cls._decoder = msgspec.json.Decoder(cls.body_type)
+
+    @classmethod
+    def generate_field_definitions(
+        cls, model_type: type[Any]
+    ) -> Generator[DTOFieldDefinition, None, None]:
+        """No transfer model: the body type is decoded as it is."""
+        yield from ()
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        """Nothing is nested from the DTO's point of view."""
+        return False
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        """No DTO backend is needed."""
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
+    ) -> Schema:
+        """The request body schema, from msgspec's JSON schema of `body_type`."""
+        (schema,), components = msgspec.json.schema_components([cls.body_type])
+        result = openapi_schema(schema, components)
+        kwarg = field_definition.kwarg_definition
+        examples = getattr(kwarg, "examples", None)
+        if examples:
+            result.examples = [e.value for e in examples]
+        description = getattr(kwarg, "description", None)
+        if description:
+            result.description = description
+        return result
+
+    def decode_bytes(self, value: bytes) -> Any:
+        """The decoded body; InvalidInputError (400) names the row and field on failure."""
+        try:
+            return self._decoder.decode(value)
+        except msgspec.MsgspecError as error:
+            raise decode_error(error, batch=self.batch, subject=self.subject) from None
+
+    def decode_builtins(self, value: Any) -> Any:
+        """Bodies only ever arrive as bytes here."""
+        raise NotImplementedError("StrictJsonBody decodes raw JSON bytes only")
+
+
+class IncidentBody(StrictJsonBody[Incident]):
+    """One incident."""
+
+    body_type = Incident
+
+
+class IncidentListBody(StrictJsonBody[Incident]):
+    """A non-empty JSON array of incidents."""
+
+    body_type = Annotated[list[Incident], msgspec.Meta(min_length=1)]
+    batch = True
+
+
+class FeedbackBody(StrictJsonBody[Feedback]):
+    """A feedback object."""
+
+    body_type = Feedback
+    subject = "feedback"
+
+
+# --- dependencies ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers use, opened in the lifespan and injected as one dependency.
+
+    One dependency rather than one per resource: Litestar resolves several dependencies of a
+    handler concurrently, spawning a task for each, which costs more than the handler itself.
+    """
+
+    settings: Settings
+    holder: ModelHolder
+    batcher: MicroBatcher
+    prediction_log: PredictionLog
+    metrics: ApiMetrics
+    # One /predict/batch scores at a time; the others wait instead of all competing for 2 cores.
+    batch_slots: asyncio.Semaphore
+
+
+def provide_services(state: State) -> Services:
+    """The services the lifespan opened."""
+    return state.services
+
+
+DEPENDENCIES = {"services": Provide(provide_services, sync_to_thread=False)}
+
+
+# --- predictions ----------------------------------------------------------------------------
+
+
+def _record(
+    model: ServingModel,
+    incident: CanonicalIncident,
+    probability: float,
+    served_at: datetime,
+    request_id: str | None,
+) -> tuple[PredictionRecord, PredictionOut]:
+    """The log record and the response of one prediction."""
+    prediction_id = new_id()  # a uuid4 hex, like prediction_log.new_prediction_id
+    label = probability >= model.threshold
+    record = PredictionRecord(
+        prediction_id=prediction_id,
+        served_at=served_at,
+        model_name=model.name,
+        model_version=model.version,
+        request_id=request_id,
+        probability=probability,
+        label=label,
+        features=features_of(incident),
+    )
+    out = PredictionOut(
+        prediction_id=prediction_id,
+        arrest_probability=probability,
+        arrest=label,
+        model_name=model.name,
+        model_version=model.version,
+        served_at=served_at,
+    )
+    return record, out
+
+
+def score_batch(
+    model: ServingModel, incidents: list[Incident], request_id: str | None
+) -> tuple[list[PredictionRecord], list[PredictionOut]]:
+    """Validate, score and describe a batch with one model (blocking: runs in a worker thread).
+
+    Everything per row happens here, off the event loop: 10,000 rows of Python work would
+    otherwise stall every single-row request for a good part of a second.
+    """
+    rows = canonicalize_many(incidents)
+    probabilities = score_rows(model, rows).tolist()
+    served_at = datetime.now(UTC)
+    records, outs = [], []
+    for incident, probability in zip(rows, probabilities, strict=True):
+        record, out = _record(model, incident, probability, served_at, request_id)
+        records.append(record)
+        outs.append(out)
+    return records, outs
+
+
+class PredictionController(Controller):
+    """POST /predict, /predict/batch and /feedback."""
+
+    tags: ClassVar[list[str]] = ["predictions"]  # type: ignore[misc]
+
+    @post(
+        "/predict",
+        dto=IncidentBody,
+        return_dto=None,
+        status_code=200,
+        summary="Predict whether one incident ends in an arrest",
+        responses=ERROR_RESPONSES,
+    )
+    async def predict(
+        self,
+        data: Annotated[
+            Incident,
+            Body(
+                description="One raw incident by SODA field name (strings or JSON numbers).",
+                examples=INCIDENT_EXAMPLES,
+            ),
+        ],
+        services: Services,
+    ) -> PredictionOut:
+        """Score one incident (micro-batched with concurrent requests) and log the prediction."""
+        incident = canonicalize_one(data)
+        services.holder.require()  # fail fast with the reason, before queueing
+        model, probability = await services.batcher.predict(incident)
+        record, out = _record(model, incident, probability, datetime.now(UTC), current_request_id())
+        await services.prediction_log.append([record])
+        services.metrics.count_predictions(int(out.arrest), 1)
+        return out
+
+    @post(
+        "/predict/batch",
+        dto=IncidentListBody,
+        return_dto=None,
+        status_code=200,
+        summary="Predict a list of incidents, in order, with one model",
+        responses={
+            **ERROR_RESPONSES,
+            413: ResponseSpec(ErrorBody, description="More rows than the configured maximum"),
+        },
+    )
+    async def predict_batch(
+        self,
+        data: Annotated[
+            list[Incident],
+            Body(
+                description=(
+                    "A JSON array of raw incidents (at most CRIMEFLOW_PREDICT_BATCH_MAX_ROWS, "
+                    "default 10,000). One invalid row rejects the whole request."
+                ),
+                examples=[Example(summary="Two incidents", value=[SODA_EXAMPLE, MINIMAL_EXAMPLE])],
+            ),
+        ],
+        services: Services,
+    ) -> BatchPredictionOut:
+        """Score every row with one model snapshot (off the event loop) and log them all."""
+        limit = services.settings.predict_batch_max_rows
+        if len(data) > limit:
+            raise ClientException(
+                status_code=413, detail=f"a batch holds at most {limit:,} rows, got {len(data):,}"
+            )
+        model = services.holder.require()  # one snapshot for the whole batch
+        async with services.batch_slots:
+            records, outs = await asyncio.to_thread(score_batch, model, data, current_request_id())
+        await services.prediction_log.append(records)
+        services.metrics.count_predictions(sum(out.arrest for out in outs), len(outs))
+        return BatchPredictionOut(predictions=outs)
+
+    @post(
+        "/feedback",
+        dto=FeedbackBody,
+        return_dto=None,
+        status_code=200,
+        summary="Store the observed outcome next to an earlier prediction",
+        responses={
+            400: ERROR_RESPONSES[400],
+            404: ResponseSpec(ErrorBody, description="No prediction has this id"),
+            503: ResponseSpec(ErrorBody, description="The prediction log is down"),
+        },
+    )
+    async def feedback(
+        self,
+        data: Annotated[
+            Feedback,
+            Body(
+                examples=[
+                    Example(
+                        summary="The incident did end in an arrest",
+                        value={"prediction_id": "3f1c0b6e9d2a4c5e8f7a6b5c4d3e2f1a", "arrest": True},
+                    )
+                ]
+            ),
+        ],
+        services: Services,
+    ) -> FeedbackOut:
+        """Record whether the incident ended in an arrest; 404 for an unknown prediction id."""
+        if not await services.prediction_log.add_feedback(data.prediction_id, data.arrest):
+            raise NotFoundException(detail=f"no prediction has id {data.prediction_id!r}")
+        return FeedbackOut(prediction_id=data.prediction_id, arrest=data.arrest)
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+class OperationsController(Controller):
+    """Liveness, readiness, the served model and Prometheus metrics."""
+
+    tags: ClassVar[list[str]] = ["operations"]  # type: ignore[misc]
+
+    @get("/health", summary="Liveness: the process answers")
+    async def health(self) -> Health:
+        """Always 200 while the process runs."""
+        return Health()
+
+    @get(
+        "/ready",
+        summary="Readiness: a model is loaded and the prediction log is writable",
+        responses={503: ResponseSpec(Readiness, description="Not ready (see `detail`)")},
+    )
+    async def ready(self, services: Services) -> Response[Readiness]:
+        """200 when a model is loaded and the log takes writes, else 503 with the reasons."""
+        holder = services.holder
+        model = holder.current
+        writable = await services.prediction_log.ping()
+        reasons = []
+        if model is None:
+            reasons.append(holder.last_error or "no model loaded")
+        if not writable:
+            reasons.append("the prediction log is not writable")
+        body = Readiness(
+            ready=not reasons,
+            model_loaded=model is not None,
+            model_version=model.version if model else None,
+            prediction_log_writable=writable,
+            detail="; ".join(reasons) or None,
+        )
+        return Response(body, status_code=200 if body.ready else 503)
+
+    @get(
+        "/model",
+        summary="The model being served",
+        responses={503: ResponseSpec(ErrorBody, description="No model is loaded")},
+    )
+    async def model(self, services: Services) -> ModelInfo:
+        """Name, version, alias, run id, load time, decision threshold and holdout metrics."""
+        model = services.holder.require()
+        return ModelInfo(
+            name=model.name,
+            version=model.version,
+            alias=model.alias,
+            run_id=model.run_id,
+            loaded_at=model.loaded_at,
+            threshold=model.threshold,
+            metrics=dict(model.metrics),
+        )
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics(self, state: State) -> Response[bytes]:
+        """Prometheus text exposition (available before the lifespan's services, too)."""
+        return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: the X-API-Key header must equal CRIMEFLOW_API_KEY (admin is off without a key)."""
+    settings: Settings = connection.app.state.settings
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        raise PermissionDeniedException(
+            detail="admin endpoints are disabled: set CRIMEFLOW_API_KEY to enable them"
+        )
+    given = connection.headers.get(API_KEY_HEADER)
+    expected = settings.api_key.get_secret_value()
+    # Constant-time comparison: response timing must not reveal how much of a key matched.
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise NotAuthorizedException(detail=f"missing or wrong {API_KEY_HEADER} header")
+
+
+class AdminController(Controller):
+    """Operator actions behind the API key."""
+
+    path = "/admin"
+    tags: ClassVar[list[str]] = ["admin"]  # type: ignore[misc]
+    guards: ClassVar[list[Any]] = [require_api_key]  # type: ignore[misc]
+
+    @post(
+        "/reload",
+        status_code=200,
+        summary="Load the champion now if the alias moved (the poll does this periodically)",
+        security=[{API_KEY_SCHEME: []}],
+        responses={
+            401: ResponseSpec(ErrorBody, description="Missing or wrong API key"),
+            403: ResponseSpec(ErrorBody, description="Admin endpoints are disabled"),
+            503: ResponseSpec(ErrorBody, description="The registry or the load failed"),
+        },
+    )
+    async def reload(self, services: Services) -> ReloadOut:
+        """Swap in the champion if it is not the served version; the old one serves meanwhile."""
+        # A ModelReloadError becomes a 503; the old model keeps serving meanwhile.
+        outcome = await services.holder.reload()
+        return ReloadOut(
+            changed=outcome.changed,
+            version=outcome.version,
+            previous_version=outcome.previous_version,
+            detail=outcome.detail,
+        )

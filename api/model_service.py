@@ -1,0 +1,356 @@
+"""The served model: loading, hot reload when the champion alias moves, and micro-batching.
+
+`ModelHolder.current` is the one reference every request reads. A reload loads the new version
+beside the old one (in a thread: MLflow and skops block), warms it up, and only then replaces
+the reference in a single assignment, so a request either sees the old model or the fully
+loaded new one. A request takes one snapshot of it and uses that snapshot throughout.
+
+`MicroBatcher` turns concurrent single-row predictions into one `predict_proba` call: scoring
+one row costs about as much as scoring 64 (the pipeline's fixed per-call overhead dominates), so
+batching is what makes the API fast under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from api.schemas import CanonicalIncident, incidents_frame
+from crimeflow.settings import Settings
+from tasks.registry import CHAMPION, LoadedModel, load_model, mlflow_client, version_by_alias
+
+logger = logging.getLogger("crimeflow.api.model")
+
+HOLDOUT_METRIC_PREFIX = "holdout.model."
+DEFAULT_THRESHOLD = 0.5
+
+# Scored once right after loading, before the model is swapped in: the first prediction pays
+# for lazy set-up (KD-tree, projection, thread-pool inspection) that no request should wait on.
+_WARM_UP_ROWS = (
+    CanonicalIncident(
+        date=datetime(2024, 5, 1, 14, 30),
+        iucr="0486",
+        primary_type="BATTERY",
+        description="DOMESTIC BATTERY SIMPLE",
+        location_description="APARTMENT",
+        domestic=True,
+        beat="0614",
+        district="006",
+        ward=17,
+        community_area=44,
+        fbi_code="08B",
+        x_coordinate=None,
+        y_coordinate=None,
+        latitude=41.7512,
+        longitude=-87.6321,
+        id=None,
+        case_number=None,
+        block=None,
+        year=None,
+        updated_on=None,
+    ),
+)
+
+
+class ModelUnavailableError(RuntimeError):
+    """No model is loaded (no champion yet, or the registry is unreachable): answered with 503."""
+
+
+class ModelReloadError(RuntimeError):
+    """Looking up or loading the champion failed; the previous model keeps serving."""
+
+
+@dataclass
+class ServingModel(LoadedModel):
+    """A loaded registry model plus what serving needs: the decision threshold, holdout metrics."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload did."""
+
+    changed: bool
+    version: str | None
+    previous_version: str | None
+    detail: str
+
+
+def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.ndarray:
+    """Arrest probabilities of `rows` in one model call (blocking: run it off the event loop)."""
+    proba = np.asarray(model.model.predict_proba(incidents_frame(rows))[:, 1], dtype="float64")
+    if proba.shape != (len(rows),) or not np.all((proba >= 0.0) & (proba <= 1.0)):
+        # NaN fails the range test too: a broken artifact must not answer with garbage.
+        raise RuntimeError(f"model {model.name} v{model.version} returned invalid probabilities")
+    return proba
+
+
+def holdout_metrics(settings: Settings, run_id: str | None) -> dict[str, float]:
+    """The run's `holdout.model.*` metrics, prefix stripped ({} when the run has none)."""
+    if run_id is None:
+        return {}
+    run = mlflow_client(settings).get_run(run_id)
+    return {
+        name.removeprefix(HOLDOUT_METRIC_PREFIX): float(value)
+        for name, value in sorted(run.data.metrics.items())
+        if name.startswith(HOLDOUT_METRIC_PREFIX)
+    }
+
+
+def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingModel:
+    """Load `models:/<name>@<alias>`, read its threshold and holdout metrics, and warm it up."""
+    loaded = load_model(settings, alias)
+    threshold = float(getattr(loaded.model, "decision_threshold_", DEFAULT_THRESHOLD))
+    serving = ServingModel(
+        model=loaded.model,
+        name=loaded.name,
+        version=loaded.version,
+        alias=loaded.alias,
+        run_id=loaded.run_id,
+        loaded_at=loaded.loaded_at,
+        threshold=threshold,
+        metrics=holdout_metrics(settings, loaded.run_id),
+    )
+    score_rows(serving, _WARM_UP_ROWS)
+    return serving
+
+
+def alias_version(settings: Settings, alias: str = CHAMPION) -> str | None:
+    """The version the alias points at now, or None when there is none."""
+    found = version_by_alias(mlflow_client(settings), settings.model_name, alias)
+    return None if found is None else str(found.version)
+
+
+class ModelHolder:
+    """Holds the served model and swaps in a new one when the alias moves."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        alias: str = CHAMPION,
+        loader: Callable[[Settings, str], ServingModel] = load_serving_model,
+        resolver: Callable[[Settings, str], str | None] = alias_version,
+        on_swap: Callable[[ServingModel | None, ServingModel], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self.alias = alias
+        self._loader = loader
+        self._resolver = resolver
+        self._on_swap = on_swap
+        self._current: ServingModel | None = None
+        self._lock = asyncio.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> ServingModel | None:
+        """The model serving now (None until one is loaded); take it once per request."""
+        return self._current
+
+    def require(self) -> ServingModel:
+        """The current model, or ModelUnavailableError explaining why there is none."""
+        model = self._current
+        if model is None:
+            reason = self.last_error or "the model has not been loaded yet"
+            raise ModelUnavailableError(f"no model is being served: {reason}")
+        return model
+
+    async def reload(self) -> ReloadOutcome:
+        """Load the alias's version if it differs from the served one, then swap atomically."""
+        async with self._lock:
+            previous = self._current
+            previous_version = previous.version if previous else None
+            try:
+                wanted = await asyncio.to_thread(self._resolver, self._settings, self.alias)
+            except Exception as error:
+                self.last_error = f"model registry unavailable: {error}"
+                raise ModelReloadError(self.last_error) from error
+            if wanted is None:
+                detail = f"no version of {self._settings.model_name!r} has alias {self.alias!r}"
+                if previous is None:
+                    self.last_error = detail
+                else:
+                    detail += f"; still serving version {previous_version}"
+                return ReloadOutcome(False, previous_version, previous_version, detail)
+            if previous is not None and previous.version == wanted:
+                return ReloadOutcome(
+                    False, wanted, previous_version, f"version {wanted} is already served"
+                )
+            started = time.perf_counter()
+            try:
+                model = await asyncio.to_thread(self._loader, self._settings, self.alias)
+            except Exception as error:
+                self.last_error = f"loading {self.alias} (version {wanted}) failed: {error}"
+                raise ModelReloadError(self.last_error) from error
+            # The swap: one reference assignment, after the new model is fully loaded and warm.
+            self._current = model
+            self.last_error = None
+            seconds = time.perf_counter() - started
+            logger.info(
+                "model swapped in",
+                extra={
+                    "fields": {
+                        "event": "model_reload",
+                        "model_name": model.name,
+                        "version": model.version,
+                        "previous_version": previous_version,
+                        "load_seconds": round(seconds, 3),
+                    }
+                },
+            )
+            if self._on_swap is not None:
+                self._on_swap(previous, model)
+            return ReloadOutcome(
+                True,
+                model.version,
+                previous_version,
+                f"now serving version {model.version} (was {previous_version})",
+            )
+
+    async def poll(self, interval_s: float) -> None:
+        """Reload every `interval_s` seconds, forever; failures are logged, never raised."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload()
+            except ModelReloadError as error:
+                fields = {"event": "model_poll", "error": str(error)}
+                logger.warning("model poll failed", extra={"fields": fields})
+            except Exception:
+                # A bug must not end the poll silently: the next tick tries again.
+                logger.exception("model poll crashed", extra={"fields": {"event": "model_poll"}})
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One queued single-row prediction and the future its request awaits."""
+
+    row: CanonicalIncident
+    future: asyncio.Future[tuple[ServingModel, float]]
+
+
+class MicroBatcher:
+    """Scores concurrent single-row predictions together, in one model call per batch.
+
+    The first queued row waits at most `wait_ms` for companions (up to `max_rows`); while a
+    batch is being scored in the worker thread, new rows queue up and form the next batch, so
+    batches grow with the load by themselves. Each batch is scored by one model snapshot, and
+    every row of it is answered with that model.
+    """
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        *,
+        max_rows: int = 64,
+        wait_ms: float = 1.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_rows < 1 or wait_ms < 0:
+            raise ValueError("max_rows must be >= 1 and wait_ms >= 0")
+        self._holder = holder
+        self.max_rows = max_rows
+        self.wait_s = wait_ms / 1000.0
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.batches = 0
+        self.rows = 0
+
+    def start(self) -> None:
+        """Start the worker task and its scoring thread (call inside the running loop)."""
+        if self._task is not None:
+            return
+        # One dedicated thread: batches are scored one after another while the event loop keeps
+        # serving requests, and the thread (with the model's caches) stays warm.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crimeflow-score")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="microbatcher")
+
+    async def stop(self) -> None:
+        """Answer every queued row, then stop the worker and its thread."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def predict(self, row: CanonicalIncident) -> tuple[ServingModel, float]:
+        """The arrest probability of one incident and the model that scored it."""
+        if self._closing or self._task is None:
+            raise ModelUnavailableError("the prediction service is shutting down")
+        future: asyncio.Future[tuple[ServingModel, float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(_Pending(row, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        """Form batches from the queue and score them until stopped and drained."""
+        idle = True
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                idle = True
+                continue
+            # Only a row that found the scorer idle waits for companions: rows that queued up
+            # while the previous batch was being scored have waited long enough already.
+            if idle and self.wait_s > 0 and len(self._queue) < self.max_rows and not self._closing:
+                await asyncio.sleep(self.wait_s)
+            idle = False
+            batch: list[_Pending] = []
+            while self._queue and len(batch) < self.max_rows:
+                pending = self._queue.popleft()
+                if not pending.future.done():  # a cancelled request needs no score
+                    batch.append(pending)
+            if batch:
+                await self._score(batch)
+
+    async def _score(self, batch: list[_Pending]) -> None:
+        """Score a batch with one model snapshot and answer every row of it."""
+        model = self._holder.current
+        if model is None:
+            _settle(batch, lambda: ModelUnavailableError("no model is being served"))
+            return
+        try:
+            proba = await asyncio.get_running_loop().run_in_executor(
+                self._executor, score_rows, model, [p.row for p in batch]
+            )
+        except Exception as error:
+            logger.exception("scoring a batch of %d rows failed", len(batch))
+            reason = f"scoring failed: {error}"
+            _settle(batch, lambda: RuntimeError(reason))
+            return
+        self.batches += 1
+        self.rows += len(batch)
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        for pending, value in zip(batch, proba.tolist(), strict=True):
+            if not pending.future.done():
+                pending.future.set_result((model, value))
+
+
+def _settle(batch: list[_Pending], make_error: Callable[[], BaseException]) -> None:
+    """Fail every still-waiting request of a batch (one exception each: no shared traceback)."""
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(make_error())

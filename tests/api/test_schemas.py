@@ -1,0 +1,307 @@
+"""API input schemas: msgspec decoding, canonicalization and the directly built model frame."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from api.prediction_log import PredictionRecord, record_to_row
+from api.schemas import (
+    MAX_REPORTED_ERRORS,
+    CanonicalIncident,
+    Incident,
+    InvalidInputError,
+    canonicalize,
+    canonicalize_many,
+    canonicalize_one,
+    chicago_now,
+    decode_error,
+    features_of,
+    incidents_frame,
+)
+from crimeflow.schema import CHICAGO_BOUNDS, to_canonical
+from tasks.features import is_canonical
+
+SODA_API_FILE = "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
+
+# A record as the SODA JSON feed sends it: every value a string, plus fields the model ignores.
+SODA: dict[str, Any] = {
+    "id": "14019926",
+    "case_number": "JJ477750",
+    "date": "2025-11-03T00:00:00.000",
+    "block": "088XX S HERMITAGE AVE",
+    "iucr": "0820",
+    "primary_type": "THEFT",
+    "description": "$500 AND UNDER",
+    "location_description": "OTHER (SPECIFY)",
+    "arrest": False,
+    "domestic": "false",
+    "beat": "2221",
+    "district": "022",
+    "ward": "18",
+    "community_area": "71",
+    "fbi_code": "06",
+    "x_coordinate": "1166222",
+    "y_coordinate": "1846073",
+    "year": "2025",
+    "updated_on": "2025-11-10T15:44:45.000",
+    "latitude": "41.733197065",
+    "longitude": "-87.666637175",
+    "location": {"latitude": "41.733197065", "longitude": "-87.666637175", "human_address": "{}"},
+    ":@computed_region_awaf_s7ux": "18",
+}
+# The same incident with JSON numbers and booleans.
+NUMBERS: dict[str, Any] = {
+    **SODA,
+    "id": 14019926,
+    "domestic": False,
+    "beat": 2221,
+    "district": 22,
+    "ward": 18,
+    "community_area": 71,
+    "fbi_code": 6,
+    "iucr": 820,
+    "x_coordinate": 1166222,
+    "y_coordinate": 1846073.0,
+    "year": 2025,
+    "latitude": 41.733197065,
+    "longitude": -87.666637175,
+}
+MINIMAL: dict[str, Any] = {"date": "2024-05-01T14:30:00", "iucr": "0486", "primary_type": "BATTERY"}
+
+
+def decode(body: Any) -> Incident:
+    """An Incident from a JSON-able body, through msgspec's JSON decoder like the API does."""
+    return msgspec.json.decode(msgspec.json.encode(body), type=Incident)
+
+
+def canonical(body: Any) -> CanonicalIncident:
+    """Decode and canonicalize one body."""
+    return canonicalize(decode(body))
+
+
+def field_error(body: Any) -> tuple[str | None, str]:
+    """(field, message) of the one error a body causes, from decoding or canonicalizing."""
+    try:
+        canonicalize_one(decode(body))
+    except msgspec.ValidationError as error:
+        (problem,) = decode_error(error, batch=False).errors
+        return problem.field, problem.message
+    except InvalidInputError as error:
+        (problem,) = error.errors
+        return problem.field, problem.message
+    raise AssertionError(f"{body} was accepted")
+
+
+def test_soda_strings_and_json_numbers_give_the_same_incident() -> None:
+    assert canonical(SODA) == canonical(NUMBERS)
+    row = canonical(SODA)
+    assert (row.beat, row.district, row.iucr, row.fbi_code) == ("2221", "022", "0820", "06")
+    assert (row.ward, row.community_area, row.id, row.year) == (18, 71, 14019926, 2025)
+    assert row.date == datetime(2025, 11, 3) and row.domestic is False
+    assert row.updated_on == datetime(2025, 11, 10, 15, 44, 45)
+
+
+def test_codes_given_as_numbers_are_zero_padded_like_the_feed() -> None:
+    row = canonical({**MINIMAL, "beat": 614, "district": 6, "iucr": 486, "fbi_code": 8})
+    assert (row.beat, row.district, row.iucr, row.fbi_code) == ("0614", "006", "0486", "08")
+    # Text of the right shape is padded too; letters in a code are kept as they are.
+    row = canonical({**MINIMAL, "beat": "614", "district": "6", "iucr": "031A"})
+    assert (row.beat, row.district, row.iucr) == ("0614", "006", "031A")
+
+
+def test_unknown_categories_of_the_right_shape_are_valid() -> None:
+    row = canonical(
+        {
+            **MINIMAL,
+            "district": "099",
+            "iucr": "9999",
+            "primary_type": "SOMETHING NEW",
+            "beat": "9999",
+            "fbi_code": "99Z",
+            "location_description": "A BRAND NEW PLACE",
+        }
+    )
+    assert (row.district, row.iucr, row.primary_type, row.fbi_code) == (
+        "099",
+        "9999",
+        "SOMETHING NEW",
+        "99Z",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"beat": "12"}, "beat"),
+        ({"beat": 12}, "beat"),
+        ({"beat": "06141"}, "beat"),
+        ({"district": "0061"}, "district"),
+        ({"iucr": "04861"}, "iucr"),
+        ({"iucr": "04 6"}, "iucr"),
+        ({"fbi_code": "8BB"}, "fbi_code"),
+        ({"ward": "ward 5"}, "ward"),
+        ({"community_area": -3}, "community_area"),
+        ({"domestic": "maybe"}, "domestic"),
+        ({"primary_type": ""}, "primary_type"),
+        ({"primary_type": "   "}, "primary_type"),
+        ({"primary_type": "X" * 65}, "primary_type"),
+        ({"description": "bad\x00byte"}, "description"),
+        ({"latitude": "41.8"}, "longitude"),
+        ({"x_coordinate": 1_170_000}, "y_coordinate"),
+        ({"latitude": "north", "longitude": "-87.6"}, "latitude"),
+        ({"latitude": "NaN", "longitude": "-87.6"}, "latitude"),
+        ({"latitude": "38.6", "longitude": "-90.2"}, "latitude"),  # St. Louis
+        ({"latitude": 41.8, "longitude": 87.6}, "longitude"),
+        ({"x_coordinate": "0", "y_coordinate": "0"}, "x_coordinate"),
+        ({"date": "2000-12-31T23:59:59"}, "date"),
+        ({"date": "03/01/2018 10:00:00 AM"}, "date"),
+        ({"date": "2024-02-30T10:00:00"}, "date"),
+        ({"date": 1714573800}, "date"),
+        ({"updated_on": "yesterday"}, "updated_on"),
+        ({"id": "A123"}, "id"),
+    ],
+)
+def test_invalid_values_name_their_field(change: dict[str, Any], field: str) -> None:
+    assert field_error({**MINIMAL, **change})[0] == field
+
+
+@pytest.mark.parametrize("required", ["date", "iucr", "primary_type"])
+def test_required_fields_are_named_when_missing(required: str) -> None:
+    body = {k: v for k, v in MINIMAL.items() if k != required}
+    found, message = field_error(body)
+    assert found == required and "missing" in message
+
+
+def test_dates_with_an_offset_become_chicago_local_time() -> None:
+    # July: CDT (UTC-5); January: CST (UTC-6). Without an offset the time is taken as it is.
+    assert canonical({**MINIMAL, "date": "2025-07-01T17:00:00Z"}).date == datetime(2025, 7, 1, 12)
+    winter = canonical({**MINIMAL, "date": "2025-01-15T18:00:00+00:00"}).date
+    assert winter == datetime(2025, 1, 15, 12)
+    assert canonical({**MINIMAL, "date": "2025-01-15T18:00:00"}).date == datetime(2025, 1, 15, 18)
+    assert canonical({**MINIMAL, "date": "2025-01-15"}).date == datetime(2025, 1, 15)
+
+
+def test_dates_up_to_a_day_ahead_are_accepted_but_not_later() -> None:
+    soon = (chicago_now() + timedelta(hours=20)).isoformat(timespec="seconds")
+    assert canonical({**MINIMAL, "date": soon}).date == datetime.fromisoformat(soon)
+    later = (chicago_now() + timedelta(days=2)).isoformat(timespec="seconds")
+    assert field_error({**MINIMAL, "date": later})[0] == "date"
+
+
+def test_a_body_without_any_position_is_valid_and_blank_text_is_missing() -> None:
+    row = canonical({**MINIMAL, "latitude": " ", "longitude": "", "description": "  "})
+    assert row.latitude is None and row.longitude is None and row.description is None
+    assert row.x_coordinate is None and row.y_coordinate is None
+
+
+def test_extra_and_bookkeeping_fields_are_ignored_by_the_canonical_model_input() -> None:
+    with_extras = {**MINIMAL, "arrest": "true", "location": [1, 2], ":@computed_region_x": {}}
+    assert canonical(with_extras) == canonical(MINIMAL)
+
+
+def test_the_direct_frame_equals_to_canonical_of_the_same_records() -> None:
+    bodies = [
+        SODA,
+        NUMBERS,
+        MINIMAL,
+        {**MINIMAL, "x_coordinate": "1170000", "y_coordinate": "1900000"},
+    ]
+    frame = incidents_frame([canonical(body) for body in bodies])
+    # The API ignores `arrest` (the label); everything else is compared as the feed sends it.
+    feed_text = [{k: v for k, v in SODA.items() if k != "arrest"}] * 2 + bodies[2:]
+    pd.testing.assert_frame_equal(frame, to_canonical(pd.DataFrame(feed_text)))
+    assert is_canonical(frame)
+
+
+def test_empty_and_single_row_frames_keep_the_canonical_dtypes() -> None:
+    one = incidents_frame([canonical(MINIMAL)])
+    none = incidents_frame([])
+    assert len(one) == 1 and len(none) == 0
+    assert (
+        list(one.dtypes) == list(none.dtypes) == list(to_canonical(pd.DataFrame([MINIMAL])).dtypes)
+    )
+    assert one.loc[0, "year"] == 2024  # derived from the date, as to_canonical does
+
+
+def test_batch_errors_name_each_bad_row_and_are_capped() -> None:
+    bad = {**MINIMAL, "latitude": "99", "longitude": "-87.6"}
+    incidents = [
+        decode(MINIMAL),
+        decode(bad),
+        decode(MINIMAL),
+        decode({**MINIMAL, "date": "1999-01-01"}),
+    ]
+    with pytest.raises(InvalidInputError) as caught:
+        canonicalize_many(incidents)
+    assert [(e.row, e.field) for e in caught.value.errors] == [(1, "latitude"), (3, "date")]
+    assert caught.value.detail == "2 of 4 rows are invalid"
+    with pytest.raises(InvalidInputError) as caught:
+        canonicalize_many([decode(bad)] * (MAX_REPORTED_ERRORS + 10))
+    assert len(caught.value.errors) == MAX_REPORTED_ERRORS
+    assert caught.value.detail.startswith(f"{MAX_REPORTED_ERRORS + 10} of")
+
+
+@pytest.mark.parametrize(
+    ("raw", "row", "field"),
+    [
+        (b'[{"date": "2024-05-01", "iucr": "0486", "primary_type": "X"}, {"date": 5}]', 1, "date"),
+        (b'[{"date": "2024-05-01", "iucr": "0486"}]', 0, "primary_type"),
+        (b'[{"date": "2024-05-01", "iucr": "0486", "primary_type": "X", "beat": true}]', 0, "beat"),
+        (b'{"date": "2024-05-01"}', None, None),
+        (b"[1, 2]", 0, None),
+    ],
+)
+def test_decode_errors_carry_the_row_and_field(
+    raw: bytes, row: int | None, field: str | None
+) -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(raw, type=list[Incident])
+    (problem,) = decode_error(caught.value, batch=True).errors
+    assert (problem.row, problem.field) == (row, field)
+    assert " - at " not in problem.message
+
+
+def test_malformed_json_is_reported_as_such() -> None:
+    with pytest.raises(msgspec.DecodeError) as caught:
+        msgspec.json.decode(b'{"date": ', type=Incident)
+    assert decode_error(caught.value, batch=False).detail == "request body is not valid JSON"
+
+
+def test_features_are_json_values_the_prediction_log_stores() -> None:
+    features = features_of(canonical(SODA))
+    assert msgspec.json.decode(msgspec.json.encode(features)) == features
+    assert features["date"] == "2025-11-03T00:00:00" and features["beat"] == "2221"
+    record = PredictionRecord(
+        prediction_id="a" * 32,
+        served_at=datetime.now(UTC),
+        model_name="m",
+        model_version="1",
+        request_id=None,
+        probability=0.25,
+        label=False,
+        features=features,
+    )
+    row = record_to_row(record)
+    assert row["date"] == datetime(2025, 11, 3) and row["ward"] == 18
+    assert row["latitude"] == pytest.approx(41.733197065)
+
+
+@pytest.mark.real_data
+def test_real_soda_records_validate_and_frame_like_to_canonical(real_data_dir: Path) -> None:
+    raw = pd.read_csv(real_data_dir / SODA_API_FILE, dtype=str, keep_default_na=False, nrows=2000)
+    records = [{k: v for k, v in row.items() if v != ""} for row in raw.to_dict("records")]
+    low, high = CHICAGO_BOUNDS["latitude"]
+    inside = [r for r in records if "latitude" not in r or low <= float(r["latitude"]) <= high]
+    assert len(inside) >= 1990  # nearly every real record is valid input as it is
+    rows = [canonical(record) for record in inside]
+    feed = pd.DataFrame([{k: v for k, v in r.items() if k != "arrest"} for r in inside])
+    expected = to_canonical(feed)
+    pd.testing.assert_frame_equal(incidents_frame(rows), expected)
+    assert np.isnan(incidents_frame(rows)["latitude"]).sum() == expected["latitude"].isna().sum()

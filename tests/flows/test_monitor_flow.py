@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -128,3 +129,26 @@ def test_an_explicit_window_excludes_older_traffic(champion):
     outside = drift_monitor(since="2025-01-11T00:00:00", until="2025-01-12T00:00:00")
     assert inside["current_rows"] == 300
     assert outside["current_rows"] == 0
+
+
+def test_cli_monitor_json_and_the_verdict_artifact(champion):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from typer.testing import CliRunner
+
+    from crimeflow.cli import app
+
+    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=400, seed=8)
+    log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=1))
+    done = CliRunner().invoke(app, ["monitor", "--window-days", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output[done.output.index("{") :])
+    assert {"drift_detected", "drift_share", "drifted_columns", "report_id", "current_rows"} <= set(
+        result
+    )
+    assert result["current_rows"] == 400
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-check"]))
+        )
+    assert any(result["report_id"] in a.data for a in artifacts)

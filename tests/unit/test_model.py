@@ -58,6 +58,7 @@ from tasks.model import (
 
 REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 CRIMES_2018 = REAL_DATA / "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
+SEPT_2024 = "crimes_2024-09_ntropy86_sanitized.parquet"
 CRIMES_2025_API = REAL_DATA / "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
 
 # Small models: the fast tests check behaviour, not accuracy.
@@ -591,3 +592,34 @@ def test_pick_candidate_breaks_near_ties_by_latency() -> None:
     assert pick_candidate(scores, tolerance=0.0) == "random_forest"
     assert pick_candidate(scores, tolerance=0.002) == "hist_gradient_boosting"
     assert pick_candidate(scores, tolerance=0.1) == "logistic_regression"
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_2024_traffic_drifts_from_the_2018_model_reference_and_2018_does_not(
+    real_2018: tuple[pd.DataFrame, pd.DataFrame], real_model: TrainedModel
+) -> None:
+    """The drift issue's real-data check, with the model trained on 2018 data scoring both."""
+    from crimeflow.sources import read_incidents_file
+    from monitoring.drift import DriftConfig, compute_drift
+
+    _, canonical = real_2018
+    train_period = canonical[canonical["date"] < "2018-09-01"]
+    shuffled = train_period.sample(frac=1.0, random_state=3)
+    reference, held_out = shuffled.iloc[:20_000], shuffled.iloc[20_000:27_000]
+    september_2024 = read_incidents_file(CRIMES_2018.with_name(SEPT_2024)).drop(columns=["arrest"])
+
+    def scored(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        proba = real_model.estimator.predict_proba(frame)[:, 1]
+        return frame.assign(**{column: proba})
+
+    reference = scored(reference, "arrest_probability")
+    verdicts = {
+        name: compute_drift(reference, scored(current, "probability"), DriftConfig())[0]
+        for name, current in (
+            ("2018", held_out.drop(columns=["arrest"])),
+            ("2024", september_2024),
+        )
+    }
+    assert verdicts["2018"].drift_detected is False
+    assert verdicts["2024"].drift_detected is True

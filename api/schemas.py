@@ -35,7 +35,13 @@ import numpy as np
 import pandas as pd
 from msgspec import Meta
 
-from crimeflow.schema import CHICAGO_BOUNDS, CHICAGO_TZ, SODA_COLUMNS
+from crimeflow.schema import (
+    CHICAGO_BOUNDS,
+    CHICAGO_TZ,
+    FLOAT_COLUMNS,
+    SODA_COLUMNS,
+    STRING_COLUMNS,
+)
 
 EARLIEST_DATE = datetime(2001, 1, 1)
 # Batch errors are collected (not stopped at the first) but capped: a 10k-row file of garbage
@@ -462,19 +468,10 @@ def canonicalize_many(incidents: Sequence[Incident]) -> list[CanonicalIncident]:
 
 # --- the model's input frame -------------------------------------------------------------
 
-_STRING_FIELDS = (
-    "case_number",
-    "block",
-    "iucr",
-    "primary_type",
-    "description",
-    "location_description",
-    "beat",
-    "district",
-    "fbi_code",
-)
+_STRING_FIELDS = STRING_COLUMNS
+# `year` is built below: the body's value, else derived from `date` (as `to_canonical` does).
 _INT_FIELDS = ("id", "ward", "community_area")
-_FLOAT_FIELDS = ("x_coordinate", "y_coordinate", "latitude", "longitude")
+_FLOAT_FIELDS = FLOAT_COLUMNS
 
 
 def _strings(values: list[Any]) -> pd.arrays.StringArray:

@@ -422,43 +422,6 @@ def test_skops_artifact_loads_in_a_fresh_process(
     np.testing.assert_allclose([float(v) for v in proba_line.split(",")], expected)
 
 
-@pytest.mark.slow
-def test_mlflow_skops_round_trip_in_a_fresh_process(
-    trained: TrainedModel, splits: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
-) -> None:
-    mlflow = pytest.importorskip("mlflow")
-    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
-
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking)
-    with mlflow.start_run():
-        info = mlflow_sklearn.log_model(
-            trained.estimator,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        )
-    rows = model_input(splits[1].head(20))
-    rows.to_pickle(tmp_path / "rows.pkl")
-    script = textwrap.dedent(
-        f"""
-        import mlflow, mlflow.sklearn, pandas as pd
-        mlflow.set_tracking_uri({tracking!r})
-        model = mlflow.sklearn.load_model({info.model_uri!r})
-        rows = pd.read_pickle({str(tmp_path / "rows.pkl")!r})
-        print(repr(model.decision_threshold_))
-        print(",".join(repr(float(p)) for p in model.predict_proba(rows)[:, 1]))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
-    )
-    threshold_line, proba_line = done.stdout.strip().splitlines()[-2:]
-    assert float(threshold_line) == trained.estimator.decision_threshold_
-    expected = trained.estimator.predict_proba(rows)[:, 1]
-    np.testing.assert_allclose([float(v) for v in proba_line.split(",")], expected)
-
-
 # --- behavioural tests on generated data ------------------------------------------------------
 
 

@@ -145,10 +145,10 @@ class ServerSpec:
     logs_predictions: bool
 
 
-def crimeflow_spec(port: int) -> ServerSpec:
-    """crimeflow's API as users run it: `crimeflow api`, one uvicorn worker."""
+def crimeflow_spec(port: int, workers: int = 1) -> ServerSpec:
+    """crimeflow's API as users run it: `crimeflow api` (one uvicorn worker unless asked)."""
     args = [sys.executable, "-m", "crimeflow", "api"]
-    args += ["--host", HOST, "--port", str(port), "--workers", "1"]
+    args += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
     return ServerSpec("crimeflow", args, "/ready", lambda rows: rows, logs_predictions=True)
 
 
@@ -623,6 +623,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="Load client.")
     parser.add_argument("--pin", action="store_true", help="Server on CPU 0, client on CPU 1.")
     parser.add_argument(
+        "--workers", type=int, default=1, help="crimeflow's uvicorn workers (baseline: 1)."
+    )
+    parser.add_argument(
         "--servers", default="crimeflow,baseline", help="Comma-separated: crimeflow, baseline."
     )
     parser.add_argument("--home", type=Path, help="Keep state here (default: a temp folder).")
@@ -682,7 +685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports: dict[str, ServerReport] = {}
         for name in args.servers:
             port = free_port()
-            spec = crimeflow_spec(port) if name == "crimeflow" else baseline_spec(port)
+            if name == "crimeflow":
+                spec = crimeflow_spec(port, args.workers)
+            else:
+                spec = baseline_spec(port)
             singles = [(http_request("/predict", port, dumps(i)), 1) for i in incidents]
             batches = [
                 (

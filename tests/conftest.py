@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -76,6 +77,34 @@ def s3_versioned_settings(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> S
         Bucket=S3_VERSIONED_BUCKET, VersioningConfiguration={"Status": "Enabled"}
     )
     return settings
+
+
+# --- a throwaway PostgreSQL database ----------------------------------------------------------
+
+# Trust auth, user postgres, database `test` (how PostgreSQL runs on these machines and in CI).
+POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """SQLAlchemy URL of a new database on 127.0.0.1, dropped afterwards (skips if unreachable)."""
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg import sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not reachable ({POSTGRES_ADMIN_DSN}): {error}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            # FORCE: a pool a failed test (or a killed server) left open must not keep it alive.
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 # --- a real MLflow registry with a trained champion ------------------------------------------

@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pytest
 from api.prediction_log import PredictionLog
 from crimeflow.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
 from crimeflow.settings import Settings, child_environment
+from tests.conftest import fresh_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,7 +35,6 @@ LOAD_BEFORE_SIGTERM_S = 3.0
 # Upper bound on the whole drive; a healthy drain ends within a second or two.
 DRIVE_LIMIT_S = 60.0
 EXIT_LIMIT_S = 60.0
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
 @dataclass
@@ -111,23 +110,8 @@ async def load_then_sigterm(
 @pytest.fixture
 def postgres_log_url() -> Iterator[str]:
     """A fresh PostgreSQL database for the log (127.0.0.1, user postgres), dropped after."""
-    psycopg = pytest.importorskip("psycopg")
-    from psycopg import sql
-
-    name = f"crimeflow_sigterm_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable ({POSTGRES_ADMIN_DSN}): {error}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            # FORCE: a connection the killed server left behind must not keep it alive.
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_postgres_database("crimeflow_sigterm") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -124,6 +124,47 @@ class Settings(BaseSettings):
     )
     evidently_ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
 
+    # --- Prefect (the orchestrator) ---------------------------------------------------------
+    prefect_port: int = Field(4200, description="Port of the local Prefect server (crimeflow up).")
+    prefect_api_url: str = Field(
+        "",
+        description="Prefect API the flows and the serve process use; default the local server.",
+    )
+    alert_webhook_url: str = Field(
+        "",
+        description="Webhook notified on rejected models and failed flow runs; empty: no alerts.",
+    )
+
+    # --- retraining and the staging gate -------------------------------------------------------
+    retrain_debounce_s: float = Field(
+        1800.0,
+        ge=0,
+        description="A drift retrain within this many seconds of the last one is skipped.",
+    )
+    retrain_holdout_months: int = Field(
+        1, ge=1, description="Newest labelled months held out of training as the staging set."
+    )
+    gate_primary_metric: str = Field("pr_auc", description="Metric the challenger must improve.")
+    gate_min_improvement: float = Field(
+        0.0, description="Challenger minus champion on the primary metric, at least."
+    )
+    gate_tolerance: float = Field(
+        0.01, ge=0, description="How much worse than the champion PR-AUC/ROC-AUC may be."
+    )
+    gate_min_roc_auc: float = Field(0.70, ge=0, le=1, description="Absolute ROC-AUC floor.")
+    gate_min_pr_auc_lift: float = Field(
+        1.5, ge=0, description="PR-AUC floor as a multiple of the staging arrest rate."
+    )
+    gate_max_calibration_gap: float = Field(
+        0.05, ge=0, description="Largest |mean predicted - observed arrest rate| on staging."
+    )
+    gate_max_p99_ms: float = Field(
+        50.0, gt=0, description="Budget for the candidate's p99 single-row latency."
+    )
+    gate_shadow_rows: int = Field(
+        1000, ge=0, description="Recent logged requests the candidate must score without failure."
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Derived defaults live here so that overriding CRIMEFLOW_HOME moves everything with it.
@@ -135,6 +176,8 @@ class Settings(BaseSettings):
             self.evidently_workspace = self.home / "evidently"
         if not self.prediction_log_url:
             self.prediction_log_url = f"sqlite:///{(self.home / 'predictions.db').resolve()}"
+        if not self.prefect_api_url:
+            self.prefect_api_url = f"http://127.0.0.1:{self.prefect_port}/api"
         if not self.mlflow_artifact_root:
             self.mlflow_artifact_root = (self.home / "mlartifacts").resolve().as_uri()
         return self

@@ -1,0 +1,42 @@
+"""E2E fixtures: one real Prefect server (SQLite, its own PREFECT_HOME, a free port) per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from crimeflow.prefect_server import prefect_environment, start_prefect_server
+from crimeflow.processes import free_port, stop
+from crimeflow.settings import Settings
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running local Prefect server and the environment that points a process at it."""
+
+    api_url: str
+    home: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` on 127.0.0.1, started once for the e2e tests and stopped after."""
+    home = tmp_path_factory.mktemp("prefect-server") / "home"
+    settings = Settings(home=home, _env_file=None)
+    process, api_url = start_prefect_server(settings, free_port(), home / "prefect-server.log")
+    try:
+        yield PrefectServer(api_url, home, prefect_environment(settings, api_url))
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def prefect_api(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point this test process's Prefect client at the session's server; its API URL."""
+    for name, value in prefect_server.env.items():
+        monkeypatch.setenv(name, value)
+    return prefect_server.api_url

@@ -35,8 +35,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 
 @pytest.fixture
-def prefect_api(prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def prefect_api(prefect_server: PrefectServer) -> Iterator[str]:
     """Point this test process's Prefect client at the session's server; its API URL."""
-    for name, value in prefect_server.env.items():
-        monkeypatch.setenv(name, value)
-    return prefect_server.api_url
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Prefect reads its settings once per context, so an env change alone would not reach it.
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server.api_url

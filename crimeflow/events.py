@@ -13,6 +13,7 @@ DRIFT_DETECTED = "crimeflow.drift.detected"
 DRIFT_CHECKED = "crimeflow.drift.checked"
 MODEL_PROMOTED = "crimeflow.model.promoted"
 MODEL_REJECTED = "crimeflow.model.rejected"
+MODEL_ROLLED_BACK = "crimeflow.model.rolled-back"
 
 
 def model_resource(model_name: str) -> dict[str, str]:

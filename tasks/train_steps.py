@@ -42,6 +42,8 @@ from tasks.registry import (
 )
 
 PROBABILITY = "arrest_probability"
+FIT_MONTHS_TAG = "fit_months"
+HOLDOUT_MONTHS_TAG = "holdout_months"
 IMPORTANCE_ROWS = 5_000
 
 
@@ -201,7 +203,7 @@ def log_and_register(
         )
     version = str(info.registered_model_version)
     set_alias(client, settings.model_name, CHALLENGER, version)
-    for key, value in _version_tags(trained, report, window).items():
+    for key, value in _version_tags(trained, report, window, splits).items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     promoted = promote_if_none and promote_if_no_champion(client, settings.model_name, version)
     return RegisteredModel(
@@ -254,15 +256,28 @@ def _metrics(trained: TrainedModel, report: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
 
 
+def _month_list(frame: pd.DataFrame) -> str:
+    """'2018-01,2018-02' for the months a frame covers (comma-joined: a tag is a string)."""
+    return ",".join(sorted(frame["date"].dt.strftime("%Y-%m").unique()))
+
+
 def _version_tags(
-    trained: TrainedModel, report: dict[str, Any], window: TrainingWindow
+    trained: TrainedModel,
+    report: dict[str, Any],
+    window: TrainingWindow,
+    splits: dict[str, pd.DataFrame],
 ) -> dict[str, str]:
     """Tags a person (and the promotion gate) reads on the model version."""
     model = report["model"]
+    fitted = pd.concat([splits["train"], splits["validation"]])
     return {
         "classifier": trained.classifier,
         "decision_threshold": f"{trained.threshold:.4f}",
         "training_months": f"{window.months[0]}..{window.months[-1]}",
+        # The months the model learnt from (fit + calibration): the gate stages neither model
+        # on these.
+        FIT_MONTHS_TAG: _month_list(fitted),
+        HOLDOUT_MONTHS_TAG: _month_list(splits["holdout"]),
         "holdout.roc_auc": f"{model['roc_auc']:.4f}",
         "holdout.pr_auc": f"{model['pr_auc']:.4f}",
         "holdout.calibration_gap": f"{model['calibration_gap']:.4f}",

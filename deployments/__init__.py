@@ -1,0 +1,1 @@
+"""How crimeflow runs: the serve script for the embedded default, alerts, image and k8s files."""

@@ -1,0 +1,93 @@
+"""The retraining loop: refresh the lake → train a challenger → staging gate → promote or reject.
+
+`retrain` is what the `crimeflow.drift.detected` trigger runs (and `crimeflow retrain` by
+hand); `rollback` moves the champion back to the previous one. The API follows either change by
+itself: it polls the `champion` alias and hot-swaps the model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, runtime
+from prefect.states import Completed, State
+
+from crimeflow.settings import get_settings
+from flows.etl import monthly_etl
+from flows.train import train
+from tasks.etl_steps import load_state
+from tasks.lake import Lake
+from tasks.registry import CHALLENGER, CHAMPION
+from tasks.retrain_steps import (
+    SKIPPED,
+    build_staging_set,
+    earlier_retrain,
+    missing_months,
+    record_and_act,
+    roll_back,
+    run_gate,
+    stage_model,
+    target_month,
+)
+
+
+def refresh_lake(lake: Lake, until: str) -> list[str]:
+    """Run the ETL (as subflows) for every month up to `until` the lake has not ingested yet."""
+    known = load_state(lake).months
+    if not known:
+        # An empty lake: the ETL's own backfill.
+        return monthly_etl()["window"]
+    months = missing_months(known, until)
+    for month in months:
+        monthly_etl(month=month)
+    return months
+
+
+@flow(name="retrain")
+def retrain(
+    reason: str = "manual",
+    drift_report_id: str | None = None,
+    refresh: bool = True,
+    until: str | None = None,
+) -> dict | State:
+    """Retrain on the newest window and promote the challenger only if the staging gate passes.
+
+    `until` (YYYY-MM) is the newest month to ingest and train on; default the last complete
+    month. A drift-triggered run skips itself when another retrain started shortly before it.
+    """
+    settings = get_settings()
+    lake = Lake.from_settings(settings)
+    now = datetime.now(UTC)
+    trigger = reason if drift_report_id is None else f"{reason} (report {drift_report_id})"
+
+    if reason == "drift":
+        earlier = earlier_retrain(runtime.flow_run.id, settings.retrain_debounce_s)
+        if earlier is not None:
+            return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")
+
+    month = target_month(until, now)
+    ingested = refresh_lake(lake, month) if refresh else []
+    trained = train(until=month, holdout_months=settings.retrain_holdout_months)
+
+    candidate = stage_model(settings, CHALLENGER)
+    champion = stage_model(settings, CHAMPION)
+    staging = build_staging_set(settings, lake, now)
+    outcome = run_gate(settings, candidate.model, champion, staging)
+    promoted = record_and_act(settings, outcome, trigger)
+    return {
+        "reason": trigger,
+        "ingested_months": ingested,
+        "trained_version": trained["version"],
+        "promoted": promoted,
+        "gate": outcome.to_dict(),
+    }
+
+
+@flow(name="rollback")
+def rollback(reason: str = "manual") -> dict:
+    """Point `champion` back at `previous-champion`; the API follows within its poll interval."""
+    return roll_back(get_settings(), reason)
+
+
+if __name__ == "__main__":
+    retrain()

@@ -4,9 +4,9 @@
 # from .env; nothing secret is written here.
 set -euo pipefail
 
-: "${PREFECT_DB_PASSWORD:?set PREFECT_DB_PASSWORD in .env}"
-: "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD in .env}"
-: "${PREDICTION_LOG_DB_PASSWORD:?set PREDICTION_LOG_DB_PASSWORD in .env}"
+: "${POSTGRES_PREFECT_PASSWORD:?set POSTGRES_PREFECT_PASSWORD in .env}"
+: "${POSTGRES_MLFLOW_PASSWORD:?set POSTGRES_MLFLOW_PASSWORD in .env}"
+: "${POSTGRES_PREDICTION_LOG_PASSWORD:?set POSTGRES_PREDICTION_LOG_PASSWORD in .env}"
 
 create_database() {
     local role="$1" password="$2" database="$3"
@@ -21,6 +21,6 @@ REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 SQL
 }
 
-create_database prefect "$PREFECT_DB_PASSWORD" prefect
-create_database mlflow "$MLFLOW_DB_PASSWORD" mlflow
-create_database prediction_log "$PREDICTION_LOG_DB_PASSWORD" prediction_log
+create_database prefect "$POSTGRES_PREFECT_PASSWORD" prefect
+create_database mlflow "$POSTGRES_MLFLOW_PASSWORD" mlflow
+create_database prediction_log "$POSTGRES_PREDICTION_LOG_PASSWORD" prediction_log

@@ -120,7 +120,10 @@ def staging_months(candidate: Any, champion: Any) -> list[str]:
 def labelled_traffic(logged: pd.DataFrame) -> pd.DataFrame:
     """Logged predictions whose true outcome came back, as labelled incidents."""
     rows = logged[logged["feedback_arrest"].notna()]
-    return rows[list(SODA_COLUMNS)].assign(**{LABEL: rows["feedback_arrest"].astype("boolean")})
+    # The log stores the API body, which has no `arrest`: the feedback is the label.
+    labelled = rows.reindex(columns=list(SODA_COLUMNS))
+    labelled[LABEL] = rows["feedback_arrest"].astype("boolean")
+    return labelled
 
 
 @dataclass

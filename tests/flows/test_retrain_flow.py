@@ -1,0 +1,96 @@
+"""The retraining flow in-process: gate, promotion, rejection, debounce, rollback (real MLflow)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from crimeflow.generate import Drift, generate_incidents
+from flows.retrain import retrain, rollback
+from flows.train import train
+from tasks.lake import CLEAN_CRIMES, Lake
+from tasks.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+
+pytestmark = pytest.mark.slow
+
+
+def write_months(settings, first: str, last: str, seed: int, drift: Drift | None = None) -> None:
+    """Generated clean months in the lake, as the ETL leaves them."""
+    frame = generate_incidents(first, last, rows_per_month=2000, seed=seed, drift=drift)
+    lake = Lake.from_settings(settings)
+    for month, rows in frame.groupby(frame["date"].dt.strftime("%Y-%m")):
+        lake.write(CLEAN_CRIMES, rows.reset_index(drop=True), month)
+
+
+@pytest.fixture
+def champion(configure):
+    """A champion trained on 2024-01..02 (holdout 03), and a newer drifted month 2024-04."""
+
+    def make(**overrides):
+        settings = configure(retrain_debounce_s=600, **overrides)
+        write_months(settings, "2024-01", "2024-03", seed=3)
+        train(until="2024-03", promote_if_none=True, classifier="logistic_regression")
+        write_months(
+            settings, "2024-04", "2024-05", seed=4, drift=Drift(location_vocabulary="modern")
+        )
+        return settings
+
+    return make
+
+
+def aliases(settings) -> dict[str, str]:
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    model = client.get_registered_model(settings.model_name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def test_a_better_candidate_is_promoted_and_tagged(champion):
+    settings = champion(gate_min_improvement=-1.0)
+    result = retrain(reason="manual", refresh=False, until="2024-05")
+    assert result["promoted"], result["gate"]["reasons"]
+    assert aliases(settings) == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS_CHAMPION: "1"}
+    tags = (
+        MlflowClient(settings.mlflow_tracking_uri).get_model_version(settings.model_name, "2").tags
+    )
+    assert tags["gate"] == "passed"
+    assert "2024-05" in tags["gate.staging"]
+
+
+def test_a_candidate_below_the_floor_is_rejected_and_the_champion_stays(champion):
+    settings = champion(gate_min_roc_auc=0.999)
+    result = retrain(reason="manual", refresh=False, until="2024-05")
+    assert not result["promoted"]
+    assert any(r.startswith("floor.roc_auc") for r in result["gate"]["reasons"])
+    assert aliases(settings)[CHAMPION] == "1"
+
+
+def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
+    started = time.monotonic()
+    champion()
+
+    def drift_retrain(report_id: str):
+        # The harness is shared by the session: debounce over this test's own runs only.
+        configure(gate_min_improvement=-1.0, retrain_debounce_s=time.monotonic() - started)
+        return retrain(
+            reason="drift",
+            drift_report_id=report_id,
+            refresh=False,
+            until="2024-05",
+            return_state=True,
+        )
+
+    first, second = drift_retrain("r1"), drift_retrain("r2")
+    settings = configure(gate_min_improvement=-1.0)
+    assert first.name == "Completed"
+    assert first.result()["promoted"], first.result()["gate"]["reasons"]
+    assert second.name == "Skipped" and "debounced" in second.message
+    assert len(MlflowClient(settings.mlflow_tracking_uri).search_model_versions()) == 2
+
+    assert rollback(reason="test") == {"champion": "1", "rolled_back": "2"}
+    assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2", PREVIOUS_CHAMPION: "2"}
+    tags = (
+        MlflowClient(settings.mlflow_tracking_uri).get_model_version(settings.model_name, "2").tags
+    )
+    assert tags["rolled_back_reason"] == "test"

@@ -250,42 +250,59 @@ def station_features(frame: pd.DataFrame, index: StationIndex) -> dict[str, pd.S
 
 def _timestamps(frame: pd.DataFrame) -> pd.Series:
     """The `date` column as datetime64 (raw strings parsed like the schema does; bad -> NaT)."""
-    values = frame["date"]
+    return naive_dates(frame["date"])
+
+
+def naive_dates(values: pd.Series) -> pd.Series:
+    """Incident dates as naive datetime64: as they are when already so, else parsed (bad -> NaT)."""
     if pd.api.types.is_datetime64_any_dtype(values) and getattr(values.dt, "tz", None) is None:
         return values
     return parse_timestamps(values)
 
 
+def labels_of_codes(codes: np.ndarray, labels: tuple[str, ...], missing: Any) -> np.ndarray:
+    """An object array of `labels[code]`, `missing` where the code is -1 (no per-row loop)."""
+    return np.array([*labels, missing], dtype=object)[codes]
+
+
 def _from_codes(codes: np.ndarray, labels: tuple[str, ...], index: pd.Index) -> pd.Series:
     """A string Series from small integer codes (-1 -> <NA>) without a per-row Python loop."""
-    table = np.array([*labels, None], dtype=object)
-    return pd.Series(table[codes], index=index, dtype="string")
+    return pd.Series(labels_of_codes(codes, labels, None), index=index, dtype="string")
 
 
-def temporal_features(frame: pd.DataFrame) -> dict[str, pd.Series]:
-    """The calendar columns as Series aligned with `frame`."""
-    dates = _timestamps(frame)
-    missing = dates.isna().to_numpy()
-    # dt accessors return float with NaN when any NaT is present; fill, then mask back.
-    hour = dates.dt.hour.to_numpy(dtype="float64", na_value=0.0).astype(np.int64)
-    weekday = dates.dt.weekday.to_numpy(dtype="float64", na_value=0.0).astype(np.int64)
-    month = dates.dt.month.to_numpy(dtype="float64", na_value=1.0).astype(np.int64)
+def calendar_arrays(dates: pd.Series) -> dict[str, np.ndarray]:
+    """The calendar columns as numpy arrays: codes, -1 for a missing date (see temporal_features).
+
+    Integer arithmetic on datetime64 instead of the `.dt` accessors, which cost ~0.1 ms each on
+    one API row; the numbers are the same. Keys: hour, weekday, month (int64, 0/0/1 where the
+    date is missing), missing (bool), season_code and day_part_code (intp, -1 where missing) and
+    the six cyclical encodings (float64, NaN where missing).
+    """
+    stamps = dates.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(stamps)
+    days = stamps.astype("datetime64[D]")
+    # datetime64 unit casts floor (also before 1970), so these are calendar fields.
+    hour = (stamps.astype("datetime64[h]") - days).astype(np.int64)
+    # 1970-01-01 was a Thursday (weekday 3, Monday = 0).
+    weekday = (days.astype(np.int64) + 3) % 7
+    month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    # The fill values of the former `.dt` path, so masked slots hold the same numbers.
+    hour[missing] = 0
+    weekday[missing] = 0
+    month[missing] = 1
 
     season_code = _SEASON_OF_MONTH[month].astype(np.intp)
     day_part_code = (hour // 6).astype(np.intp)
     season_code[missing] = -1
     day_part_code[missing] = -1
-
-    index = frame.index
-    features: dict[str, pd.Series] = {}
-    for name, values in (("hour", hour), ("weekday", weekday), ("month", month)):
-        # Each array gets its own mask copy: a shared one would couple the columns' NA state.
-        features[name] = pd.Series(pd.arrays.IntegerArray(values, missing.copy()), index=index)
-    features["is_weekend"] = pd.Series(
-        pd.arrays.BooleanArray(weekday >= 5, missing.copy()), index=index
-    )
-    features["season"] = _from_codes(season_code, SEASONS, index)
-    features["day_part"] = _from_codes(day_part_code, DAY_PARTS, index)
+    arrays: dict[str, np.ndarray] = {
+        "hour": hour,
+        "weekday": weekday,
+        "month": month,
+        "missing": missing,
+        "season_code": season_code,
+        "day_part_code": day_part_code,
+    }
     # Month is 1-based: shift so January sits at angle 0, like hour 0 and Monday.
     for name, values, period in (
         ("hour", hour, 24.0),
@@ -293,8 +310,29 @@ def temporal_features(frame: pd.DataFrame) -> dict[str, pd.Series]:
         ("month", month - 1, 12.0),
     ):
         angle = 2.0 * np.pi * values / period
-        features[f"{name}_sin"] = pd.Series(np.where(missing, np.nan, np.sin(angle)), index=index)
-        features[f"{name}_cos"] = pd.Series(np.where(missing, np.nan, np.cos(angle)), index=index)
+        arrays[f"{name}_sin"] = np.where(missing, np.nan, np.sin(angle))
+        arrays[f"{name}_cos"] = np.where(missing, np.nan, np.cos(angle))
+    return arrays
+
+
+def temporal_features(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The calendar columns as Series aligned with `frame`."""
+    arrays = calendar_arrays(_timestamps(frame))
+    missing = arrays["missing"]
+    index = frame.index
+    features: dict[str, pd.Series] = {}
+    for name in ("hour", "weekday", "month"):
+        # Each array gets its own mask copy: a shared one would couple the columns' NA state.
+        values = pd.arrays.IntegerArray(arrays[name], missing.copy())
+        features[name] = pd.Series(values, index=index)
+    features["is_weekend"] = pd.Series(
+        pd.arrays.BooleanArray(arrays["weekday"] >= 5, missing.copy()), index=index
+    )
+    features["season"] = _from_codes(arrays["season_code"], SEASONS, index)
+    features["day_part"] = _from_codes(arrays["day_part_code"], DAY_PARTS, index)
+    for name in ("hour", "weekday", "month"):
+        for kind in ("sin", "cos"):
+            features[f"{name}_{kind}"] = pd.Series(arrays[f"{name}_{kind}"], index=index)
     return features
 
 

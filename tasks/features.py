@@ -24,7 +24,16 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from crimeflow.schema import LABEL, SODA_COLUMNS, empty_canonical, to_canonical
-from tasks.enrich import StationIndex, state_plane_xy, station_features, temporal_features
+from tasks.enrich import (
+    DAY_PARTS,
+    SEASONS,
+    StationIndex,
+    calendar_arrays,
+    labels_of_codes,
+    naive_dates,
+    state_plane_xy,
+    station_features,
+)
 
 # Identifiers and audit fields: never features (`updated_on` would even leak late arrests).
 BOOKKEEPING_COLUMNS: tuple[str, ...] = ("id", "updated_on")
@@ -248,7 +257,8 @@ class IncidentEnricher(TransformerMixin, BaseEstimator):
         # The column dicts, not the add_* frames: the API scores a handful of rows per call,
         # where building and concatenating frames would cost more than the features.
         stations = station_features(positions, self.index_)
-        calendar = temporal_features(pd.DataFrame({"date": X["date"].to_numpy()}, X.index))
+        # The arrays behind `temporal_features`, not its Series: the same numbers for less.
+        calendar = calendar_arrays(naive_dates(X["date"]))
         x_feet, y_feet = state_plane_xy(positions)
         distance = stations[DISTANCE_COLUMN].to_numpy(dtype="float64", na_value=np.nan)
 
@@ -256,14 +266,22 @@ class IncidentEnricher(TransformerMixin, BaseEstimator):
             name: category_values(X[name]) for name in SOURCE_CATEGORIES
         }
         columns["nearest_station_district"] = category_values(stations["nearest_station_district"])
-        for name in ("day_part", *SEASONAL_CATEGORICAL):
-            columns[name] = category_values(calendar[name])
+        columns["day_part"] = labels_of_codes(
+            calendar["day_part_code"], DAY_PARTS, MISSING_CATEGORY
+        )
+        columns["season"] = labels_of_codes(calendar["season_code"], SEASONS, MISSING_CATEGORY)
         columns[DISTANCE_COLUMN] = distance
         columns["station_distance_missing"] = np.isnan(distance).astype("float64")
         columns["x_feet"] = x_feet
         columns["y_feet"] = y_feet
+        missing = calendar["missing"]
+        calendar["is_weekend"] = calendar["weekday"] >= 5
         for name in (*CALENDAR_NUMERIC, *SEASONAL_NUMERIC):
-            columns[name] = calendar[name].to_numpy(dtype="float64", na_value=np.nan)
+            values = calendar[name]
+            # Like the nullable calendar columns as float: NaN where the date is missing.
+            if values.dtype.kind != "f":
+                values = np.where(missing, np.nan, values)
+            columns[name] = values
         columns.update(report_time_features(X["date"]))
         return pd.DataFrame(columns, index=X.index)
 

@@ -234,3 +234,11 @@ def api(
         settings.api_port if port is None else port,
         settings.api_workers if workers is None else workers,
     )
+
+
+@app.command()
+def up() -> None:
+    """Run the stack in the foreground: Prefect server, serve process, MLflow UI and API."""
+    from crimeflow.stack import run_until_stopped
+
+    raise typer.Exit(run_until_stopped(get_settings(), echo=typer.echo))

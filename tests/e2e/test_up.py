@@ -1,0 +1,129 @@
+"""`crimeflow up` as a user runs it: every service answers, SIGTERM stops them all, exit 0.
+
+A subprocess on free ports (settings through CRIMEFLOW_* variables, state in a temp home):
+wait until the Prefect API, the serve process's deployments, the MLflow UI and the prediction
+API answer, send SIGTERM, and check it exits 0 in time and no process it started is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crimeflow.processes import free_port, log_tail, start, stop, wait_http
+from crimeflow.settings import child_environment
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+STARTUP_TIMEOUT_S = 240.0
+EXIT_TIMEOUT_S = 90.0
+# Settings of the developer's shell that would point the stack elsewhere.
+UNSET = ("CRIMEFLOW_PREFECT_API_URL", "CRIMEFLOW_ALERT_WEBHOOK_URL", "PREFECT_API_URL")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live (non-zombie) process below `pid`, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        children = {child for child, parent in parents.items() if parent in frontier}
+        frontier = children - found
+        found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find child processes")
+def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
+    ports = {"prefect": free_port(), "mlflow": free_port(), "api": free_port()}
+    env = {k: v for k, v in child_environment({}).items() if k not in UNSET}
+    env.update(
+        CRIMEFLOW_HOME=str(tmp_path / "home"),
+        CRIMEFLOW_PREFECT_PORT=str(ports["prefect"]),
+        CRIMEFLOW_MLFLOW_PORT=str(ports["mlflow"]),
+        CRIMEFLOW_API_PORT=str(ports["api"]),
+    )
+    crimeflow = str(Path(sys.executable).with_name("crimeflow"))
+    # From an empty folder: no .env of the checkout, nothing written outside the temp home.
+    up = start("crimeflow-up", [crimeflow, "up"], env, tmp_path / "up.log", cwd=tmp_path)
+    try:
+        prefect = f"http://127.0.0.1:{ports['prefect']}"
+        api = f"http://127.0.0.1:{ports['api']}"
+        mlflow = f"http://127.0.0.1:{ports['mlflow']}"
+        for url in (
+            f"{prefect}/api/health",
+            f"{mlflow}/health",
+            # The serve process has registered its deployments (the drift-triggered one last).
+            f"{prefect}/api/deployments/name/retrain/retrain",
+            f"{api}/health",
+        ):
+            wait_http(url, timeout_s=STARTUP_TIMEOUT_S, process=up)
+        wait_http(f"{api}/schema", timeout_s=30, process=up)
+        # The banner comes after the last service answered; wait for it the same bounded way.
+        wait_until_logged(up, "crimeflow is up", timeout_s=60)
+        out = (tmp_path / "up.log").read_text()
+        for url in (prefect, f"{prefect}/api", mlflow, api, f"{api}/schema"):
+            assert url in out
+        children = descendants(up.pid)
+        # Prefect server, MLflow, serve, API and whatever they forked.
+        assert len(children) >= 4, children
+
+        os.kill(up.pid, signal.SIGTERM)
+        try:
+            code = up.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"crimeflow up did not exit within {EXIT_TIMEOUT_S} s:\n{log_tail(up.log_file)}"
+            )
+        assert code == 0, log_tail(up.log_file)
+        left = {pid for pid in children if alive(pid)}
+        assert not left, f"still running after crimeflow up exited: {left}"
+        out = (tmp_path / "up.log").read_text()
+        assert "stopped:" in out
+        # Stopped newest first: the API before the serve process before MLflow before Prefect.
+        order = out.rsplit("stopped:", 1)[1].splitlines()[0]
+        assert [part.split()[0] for part in order.split(",")] == [
+            "api",
+            "serve",
+            "mlflow-ui",
+            "prefect-server",
+        ]
+    finally:
+        stop(up)
+
+
+def wait_until_logged(process, text: str, timeout_s: float) -> None:
+    """Poll the process's log for `text` (bounded); fail with the log if it never shows."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in process.log_file.read_text():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} not in the log of {process.name}:\n{log_tail(process.log_file)}")

@@ -16,6 +16,7 @@ from prefect.events import DeploymentEventTrigger
 
 from crimeflow.events import DRIFT_DETECTED, model_resource
 from crimeflow.settings import Settings, get_settings
+from deployments.alerts import ensure_alerts
 
 CHICAGO = "America/Chicago"
 # The 2nd of each month at 04:00 Chicago time: the previous month is complete by then.
@@ -88,12 +89,8 @@ def main() -> None:
     """Register the deployments and serve their runs until interrupted."""
     settings = get_settings()
     deployments = build_deployments(settings)
-    try:
-        from deployments.alerts import ensure_alerts
-    except ImportError:  # the alerts module is optional for the serve process
-        ensure_alerts = None
-    if ensure_alerts is not None:
-        ensure_alerts(settings)
+    # Alert automations (no-op unless CRIMEFLOW_ALERT_WEBHOOK_URL is set).
+    ensure_alerts(settings)
     serve(*deployments, limit=4)
 
 

@@ -242,3 +242,44 @@ def up() -> None:
     from crimeflow.stack import run_until_stopped
 
     raise typer.Exit(run_until_stopped(get_settings(), echo=typer.echo))
+
+
+@app.command()
+def retrain(
+    reason: Annotated[str, typer.Option(help="Why (recorded on the model version).")] = "manual",
+    until: Annotated[
+        str | None, typer.Option(help="Newest month to ingest and train on (default last month).")
+    ] = None,
+    refresh: Annotated[bool, typer.Option(help="Ingest months the lake lacks first.")] = True,
+) -> None:
+    """Run the retraining flow once: refresh, train a challenger, staging gate, promote/reject."""
+    from flows.retrain import retrain as retrain_flow
+
+    result = retrain_flow(reason=reason, until=until, refresh=refresh)
+    gate = result["gate"]
+    for who in ("candidate", "champion"):
+        metrics = gate[f"{who}_metrics"] or {}
+        typer.echo(
+            f"{who:<10} v{gate[f'{who}_version'] or '-'}: ROC-AUC {_num(metrics.get('roc_auc'))} "
+            f"PR-AUC {_num(metrics.get('pr_auc'))} "
+            f"calibration gap {_num(metrics.get('calibration_gap'))}"
+        )
+    typer.echo(f"staging set: {gate['staging']}")
+    verdict = "promoted to champion" if result["promoted"] else "rejected"
+    typer.echo(f"v{result['trained_version']} {verdict}")
+    for reason_text in gate["reasons"]:
+        typer.echo(f"  - {reason_text}")
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded on both versions).")] = "manual",
+) -> None:
+    """Move the champion back to the previous champion (the API follows by itself)."""
+    from flows.retrain import rollback as rollback_flow
+
+    try:
+        result = rollback_flow(reason=reason)
+    except LookupError as error:
+        raise typer.BadParameter(str(error)) from error
+    typer.echo(f"champion is v{result['champion']} again (v{result['rolled_back']} rolled back)")

@@ -55,6 +55,8 @@ def start_prefect_server(
             "PREFECT_UI_API_URL": api_url,
         }
     )
+    # Prefect creates its database file but not the folders above it.
+    prefect_home(settings).mkdir(parents=True, exist_ok=True)
     log = log_file or settings.home / "logs" / "prefect-server.log"
     process = start("prefect-server", server_command("127.0.0.1", port), env, log)
     try:

@@ -130,9 +130,9 @@ class Settings(BaseSettings):
         "",
         description="Prefect API the flows and the serve process use; default the local server.",
     )
-    alert_webhook_url: str = Field(
-        "",
-        description="Webhook notified on rejected models and failed flow runs; empty: no alerts.",
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        description="Webhook notified on rejected models and failed flow runs; unset: no alerts.",
     )
 
     # --- retraining and the staging gate -------------------------------------------------------
@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         1800.0,
         ge=0,
         description="A drift retrain within this many seconds of the last one is skipped.",
+    )
+    retrain_until: str = Field(
+        "",
+        description="Newest month a retrain trains on (YYYY-MM); default the last complete month.",
     )
     retrain_holdout_months: int = Field(
         1, ge=1, description="Newest labelled months held out of training as the staging set."

@@ -29,7 +29,7 @@ from types import FrameType, TracebackType
 
 from pydantic import SecretStr
 
-from crimeflow.prefect_server import prefect_environment, prefect_home, start_prefect_server
+from crimeflow.prefect_server import prefect_environment, start_prefect_server
 from crimeflow.processes import ServiceProcess, log_tail, start, stop, wait_http
 from crimeflow.settings import Settings, child_environment
 
@@ -128,8 +128,6 @@ class Stack(AbstractContextManager["Stack"]):
     # --- starting ------------------------------------------------------------------------------
     def start_prefect(self) -> str:
         """The local Prefect server (SQLite under CRIMEFLOW_HOME) on CRIMEFLOW_PREFECT_PORT."""
-        # Prefect creates its database file but not the folders above it.
-        prefect_home(self.settings).mkdir(parents=True, exist_ok=True)
         process, api_url = start_prefect_server(
             self.settings, log_file=self.log_dir / "prefect-server.log"
         )

@@ -123,7 +123,9 @@ def ensure_alerts(settings: Settings) -> list[str]:
         return []
     from prefect.client.orchestration import get_client
 
-    block_document_id = webhook_block(settings.alert_webhook_url).save(BLOCK_NAME, overwrite=True)
+    block_document_id = webhook_block(settings.alert_webhook_url.get_secret_value()).save(
+        BLOCK_NAME, overwrite=True
+    )
     ids: list[str] = []
     with get_client(sync_client=True) as client:
         for automation in alert_automations(settings, block_document_id):

@@ -52,8 +52,9 @@ def retrain(
 ) -> dict | State:
     """Retrain on the newest window and promote the challenger only if the staging gate passes.
 
-    `until` (YYYY-MM) is the newest month to ingest and train on; default the last complete
-    month. A drift-triggered run skips itself when another retrain started shortly before it.
+    `until` (YYYY-MM) is the newest month to ingest and train on; default
+    CRIMEFLOW_RETRAIN_UNTIL, else the last complete month. A drift-triggered run skips itself
+    when another retrain started shortly before it.
     """
     settings = get_settings()
     lake = Lake.from_settings(settings)
@@ -65,7 +66,7 @@ def retrain(
         if earlier is not None:
             return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")
 
-    month = target_month(until, now)
+    month = target_month(until or settings.retrain_until or None, now)
     ingested = refresh_lake(lake, month) if refresh else []
     trained = train(until=month, holdout_months=settings.retrain_holdout_months)
 

@@ -49,4 +49,4 @@ def test_webhook_url_is_a_secret_of_the_block():
 
 
 def test_no_url_no_alerts():
-    assert ensure_alerts(Settings(alert_webhook_url="", _env_file=None)) == []
+    assert ensure_alerts(Settings(alert_webhook_url=None, _env_file=None)) == []

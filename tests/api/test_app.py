@@ -26,7 +26,7 @@ from litestar.testing import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.observability import JsonFormatter
+from api.observability import JsonFormatter, _prune
 from api.prediction_log import read_predictions
 from crimeflow.settings import Settings
 from tasks.registry import CHAMPION, mlflow_client, set_alias
@@ -440,6 +440,21 @@ def test_rate_limit_answers_429_but_spares_probes(app_settings: Settings) -> Non
         assert int(limited.headers["RateLimit-Reset"]) > 0
         assert all(client.get(p).status_code == 200 for p in ["/health", "/ready", "/metrics"] * 3)
         assert len(logged(settings)) == 3
+
+
+def test_rate_limit_counts_a_client_across_routes(app_settings: Settings) -> None:
+    settings = app_settings.model_copy(update={"rate_limit_per_minute": 3})
+    with TestClient(create_app(settings)) as client:
+        assert predict(client, OTHER).status_code == 200
+        assert client.get("/model").status_code == 200
+        assert predict(client, OTHER).headers["RateLimit-Remaining"] == "0"
+        assert client.get("/model").status_code == 429
+
+
+def test_rate_limit_forgets_ended_windows_only() -> None:
+    windows = {"gone": (100, 5), "live": (200, 1)}
+    _prune(windows, now=150)
+    assert windows == {"live": (200, 1)}
 
 
 def test_cors_is_off_by_default_and_on_for_configured_origins(

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api clean
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop clean
 
 install: $(STAMP)
 
@@ -33,7 +33,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl bench-model bench-drift bench-api
+bench: bench-etl bench-model bench-drift bench-api bench-loop
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
@@ -49,6 +49,10 @@ bench-drift: install
 # crimeflow's API vs a typical FastAPI + MLflow pyfunc server, 16 concurrent clients.
 bench-api: install
 	$(BIN)/python tests/benchmarks/bench_api.py
+
+# Drift event -> retrain -> gate -> API serving the new version, on 12 generated months.
+bench-loop: install
+	$(BIN)/python tests/benchmarks/bench_loop.py
 
 clean:
 	rm -rf .crimeflow .pytest_cache .ruff_cache

@@ -181,11 +181,27 @@ def soda_serve(
 
 
 @app.command()
-def demo() -> None:
-    """Run the offline demo: generated data, the SODA stand-in and the ETL backfill."""
+def demo(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Crimes files to serve instead of generated data (repeatable)."),
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the services up after the loop, until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Run the whole loop on this machine: ETL, champion, traffic, drift, retrain, promotion."""
+    import signal
+
     from crimeflow.demo import run_demo
 
-    run_demo(get_settings())
+    def interrupt(signum: int, frame: object) -> None:
+        # SIGTERM as Ctrl-C: leaving the demo's blocks stops every process it started.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    summary = run_demo(get_settings(), data=data or None, keep_running=keep_running)
+    raise typer.Exit(0 if summary.loop_completed else 1)
 
 
 predictions_app = typer.Typer(help="The prediction log (every served prediction).")

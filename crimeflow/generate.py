@@ -133,8 +133,8 @@ _FEET_PER_KM = 1000.0 / 0.3048
 STATION_KM_OFFSET = 0.25
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _SPEC_HELP = (
-    "expected 'type_mix=TYPE:MULT[,TYPE:MULT...];arrest_rate=MULT;location_vocabulary=2018|modern'"
-    " (each part optional)"
+    "expected 'type_mix=TYPE:MULT[,TYPE:MULT...];arrest_rate=MULT;location_vocabulary=2018|modern;"
+    "type_arrest_odds=TYPE:MULT[,...]' (each part optional)"
 )
 
 # Independent random streams, one per attribute (see the module docstring for why).
@@ -167,6 +167,9 @@ class Drift:
     - `type_mix`: multipliers on the primary-type shares, e.g. {"NARCOTICS": 4.0, "THEFT": 0.5};
       the mix is renormalised, 0 removes a type. Names are case-insensitive.
     - `arrest_rate`: multiplier on the odds of arrest (1.3 turns 19.5 % into about 23.9 %).
+    - `type_arrest_odds`: multipliers on the odds of arrest per primary type, e.g.
+      {"NARCOTICS": 0.2} (an enforcement change: concept drift, which a retrained model must
+      learn; the other knobs leave P(arrest | incident) as it was, apart from the base rate).
     - `location_vocabulary`: "2018" (default) or "modern", which renames location descriptions
       with `LOCATION_RENAMES_2020` (e.g. RESIDENCE PORCH/HALLWAY -> RESIDENCE - PORCH / HALLWAY).
 
@@ -177,19 +180,11 @@ class Drift:
     type_mix: dict[str, float] = field(default_factory=dict)
     arrest_rate: float = 1.0
     location_vocabulary: str | None = None
+    type_arrest_odds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        mix: dict[str, float] = {}
-        for name, value in dict(self.type_mix).items():
-            key = " ".join(str(name).upper().split())
-            number = float(value)
-            if not key:
-                raise ValueError("type_mix: empty primary type name")
-            if key in mix:
-                raise ValueError(f"type_mix: {key!r} given twice")
-            if not math.isfinite(number) or number < 0:
-                raise ValueError(f"type_mix: multiplier for {key!r} must be >= 0, got {value!r}")
-            mix[key] = number
+        mix = _type_multipliers(self.type_mix, "type_mix", allow_zero=True)
+        odds = _type_multipliers(self.type_arrest_odds, "type_arrest_odds", allow_zero=False)
         rate = float(self.arrest_rate)
         if not math.isfinite(rate) or rate <= 0:
             raise ValueError(f"arrest_rate must be a positive number, got {self.arrest_rate!r}")
@@ -200,6 +195,7 @@ class Drift:
             )
         # Frozen: normalised values are set once, here.
         object.__setattr__(self, "type_mix", dict(sorted(mix.items())))
+        object.__setattr__(self, "type_arrest_odds", dict(sorted(odds.items())))
         object.__setattr__(self, "arrest_rate", rate)
 
     def __hash__(self) -> int:
@@ -223,6 +219,9 @@ class Drift:
             parts.append(f"arrest_rate={self.arrest_rate:g}")
         if self.location_vocabulary is not None:
             parts.append(f"location_vocabulary={self.location_vocabulary}")
+        if self.type_arrest_odds:
+            odds = ",".join(f"{name}:{value:g}" for name, value in self.type_arrest_odds.items())
+            parts.append(f"type_arrest_odds={odds}")
         return ";".join(parts)
 
     @classmethod
@@ -233,6 +232,7 @@ class Drift:
           `MOTOR VEHICLE THEFT:2` works)
         - `arrest_rate=MULT` (odds multiplier, > 0)
         - `location_vocabulary=2018|modern`
+        - `type_arrest_odds=TYPE:MULT[,TYPE:MULT...]` (odds multipliers per type, > 0)
 
         An empty text means no drift. Anything else raises ValueError naming the bad part.
         """
@@ -247,8 +247,8 @@ class Drift:
                 raise ValueError(f"drift part {part!r} is not key=value; {_SPEC_HELP}")
             if key in values:
                 raise ValueError(f"drift key {key!r} given twice; {_SPEC_HELP}")
-            if key == "type_mix":
-                values[key] = _parse_type_mix(value)
+            if key in ("type_mix", "type_arrest_odds"):
+                values[key] = _parse_type_mix(value, key)
             elif key == "arrest_rate":
                 values[key] = _parse_number(value, "arrest_rate")
             elif key == "location_vocabulary":
@@ -269,18 +269,35 @@ def _parse_number(text: str, what: str) -> float:
     return number
 
 
-def _parse_type_mix(text: str) -> dict[str, float]:
+def _parse_type_mix(text: str, what: str = "type_mix") -> dict[str, float]:
     """'NARCOTICS:4,THEFT:0.5' -> {'NARCOTICS': 4.0, 'THEFT': 0.5}."""
     mix: dict[str, float] = {}
     for item in text.split(","):
         name, sep, value = (s.strip() for s in item.rpartition(":"))
         if not sep or not name or not value:
-            raise ValueError(f"type_mix item {item.strip()!r} is not TYPE:MULT; {_SPEC_HELP}")
+            raise ValueError(f"{what} item {item.strip()!r} is not TYPE:MULT; {_SPEC_HELP}")
         key = " ".join(name.upper().split())
         if key in mix:
-            raise ValueError(f"type_mix: {key!r} given twice")
-        mix[key] = _parse_number(value, f"type_mix {key}")
+            raise ValueError(f"{what}: {key!r} given twice")
+        mix[key] = _parse_number(value, f"{what} {key}")
     return mix
+
+
+def _type_multipliers(values: Mapping[str, Any], what: str, allow_zero: bool) -> dict[str, float]:
+    """Normalised {TYPE: multiplier}; ValueError naming `what` for a bad name or number."""
+    out: dict[str, float] = {}
+    for name, value in dict(values).items():
+        key = " ".join(str(name).upper().split())
+        number = float(value)
+        if not key:
+            raise ValueError(f"{what}: empty primary type name")
+        if key in out:
+            raise ValueError(f"{what}: {key!r} given twice")
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"{what}: multiplier for {key!r} must be {bound}, got {value!r}")
+        out[key] = number
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,11 +559,12 @@ def _months(first_month: str, last_month: str) -> list[tuple[int, int]]:
 
 def _type_weights(compiled: _Compiled, drift: Drift) -> np.ndarray:
     """Primary-type probabilities after the drift multipliers."""
-    unknown = sorted(set(drift.type_mix) - set(compiled.types))
-    if unknown:
-        raise ValueError(
-            f"type_mix names unknown primary types {unknown}; known: {', '.join(compiled.types)}"
-        )
+    for what, names in (("type_mix", drift.type_mix), ("type_arrest_odds", drift.type_arrest_odds)):
+        unknown = sorted(set(names) - set(compiled.types))
+        if unknown:
+            raise ValueError(
+                f"{what} names unknown primary types {unknown}; known: {', '.join(compiled.types)}"
+            )
     multipliers = np.array([drift.type_mix.get(t, 1.0) for t in compiled.types])
     weights = compiled.type_share * multipliers
     if weights.sum() <= 0:
@@ -639,8 +657,9 @@ def _logit(
     district_coef: np.ndarray,
     km: np.ndarray,
     drift: Drift,
+    type_odds: np.ndarray | float = 1.0,
 ) -> np.ndarray:
-    """Log-odds of arrest: the fitted additive model plus the drift's odds multiplier."""
+    """Log-odds of arrest: the fitted additive model plus the drift's odds multipliers."""
     km = np.where(np.isnan(km), compiled.median_km, km)
     return (
         compiled.intercept
@@ -651,6 +670,7 @@ def _logit(
         + district_coef
         + compiled.km_coef * np.log(km + STATION_KM_OFFSET)
         + math.log(drift.arrest_rate)
+        + np.log(type_odds)
     )
 
 
@@ -718,6 +738,7 @@ def _generate(
         compiled.beat_district_coef[beat],
         km,
         drift,
+        np.array([drift.type_arrest_odds.get(t, 1.0) for t in compiled.types])[kind],
     )
     probability = 1.0 / (1.0 + np.exp(-logit))
     arrest = rngs["arrest"].random(n) < probability
@@ -852,6 +873,7 @@ def arrest_probability(
         district_coef,
         km,
         drift,
+        kind.map(drift.type_arrest_odds).fillna(1.0).to_numpy(float),
     )
     return 1.0 / (1.0 + np.exp(-logit))
 

@@ -12,46 +12,37 @@ Assertions read Prefect's API (flow runs, events) and the registry, never log te
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from crimeflow.demo import (
+    DRIFT,
+    TRAINING_WINDOW_MONTHS,
+    generated_plan,
+    served_version,
+    wait_for,
+)
 from crimeflow.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
-from crimeflow.generate import Drift, generate_incidents, to_soda_strings
-from crimeflow.months import previous_month, shift_month
-from crimeflow.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
-from crimeflow.settings import Settings, child_environment, get_settings
+from crimeflow.generate import generate_incidents, to_soda_strings
+from crimeflow.processes import ServiceProcess, free_port, log_tail
+from crimeflow.settings import Settings, get_settings
 from crimeflow.soda_standin import StandinServer
+from crimeflow.stack import Stack
 from tasks.lake import CLEAN_CRIMES, Lake
 from tasks.registry import CHAMPION, PREVIOUS_CHAMPION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROWS_PER_MONTH = 3000
-# CPD's 2020 renaming of location descriptions plus more narcotics: the champion, trained on the
-# old vocabulary, loses what location tells about an arrest; a retrained model learns it back.
-DRIFT = Drift(type_mix={"NARCOTICS": 3.0}, location_vocabulary="modern")
 LOOP_TIMEOUT_S = 300.0
 DEBOUNCE_S = 20
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout_s: float, every_s: float = 1.0):
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -66,36 +57,23 @@ class Loop:
     serve: ServiceProcess
 
 
-def demo_months(today: date) -> tuple[list[str], list[str]]:
-    """Five months the champion learns from and the two newer, drifted months."""
-    last = previous_month(today)
-    new = [shift_month(last, -1), last]
-    old = [shift_month(last, -k) for k in range(6, 1, -1)]
-    return old, new
-
-
 @pytest.fixture(scope="module")
 def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
     """Lake of five months, champion v1, serve process and API running; drifted months pending."""
     home = tmp_path_factory.mktemp("loop") / "home"
-    old, new = demo_months(date.today())
-    frames = [
-        generate_incidents(old[0], old[-1], rows_per_month=ROWS_PER_MONTH, seed=11),
-        generate_incidents(new[0], new[-1], rows_per_month=ROWS_PER_MONTH, seed=12, drift=DRIFT),
-    ]
-    import pandas as pd
-
-    crimes = pd.concat(frames, ignore_index=True)
-    crimes["id"] = np.arange(1, len(crimes) + 1)
-    api_port = free_port()
-    with StandinServer(crimes) as soda:
+    # The demo's data: older months, then newer ones with input and concept drift.
+    plan = generated_plan(date.today(), old_months=5, rows_per_month=ROWS_PER_MONTH)
+    old = plan.old_months
+    with StandinServer(plan.crimes) as soda:
         env = {
             "CRIMEFLOW_HOME": str(home),
             "CRIMEFLOW_SOCRATA_URL": soda.url,
             "CRIMEFLOW_SOCRATA_BACKOFF_S": "0.01",
-            "CRIMEFLOW_API_PORT": str(api_port),
+            "CRIMEFLOW_API_PORT": str(free_port()),
+            "CRIMEFLOW_PREFECT_API_URL": prefect_server.api_url,
             "CRIMEFLOW_MODEL_POLL_INTERVAL_S": "1",
             "CRIMEFLOW_DRIFT_WINDOW_DAYS": "1",
+            "CRIMEFLOW_TRAINING_WINDOW_MONTHS": str(TRAINING_WINDOW_MONTHS),
             # Case two comes a minute after case one; the burst inside case one is what the
             # debounce and the concurrency limit must absorb.
             "CRIMEFLOW_RETRAIN_DEBOUNCE_S": str(DEBOUNCE_S),
@@ -116,51 +94,25 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
                 monthly_etl(month=month)
             train(until=old[-1], promote_if_none=True)
 
-            child_env = child_environment(env)
-            logs = home / "logs"
-            serve = start(
-                "serve",
-                [sys.executable, "-m", "deployments.serve"],
-                child_env,
-                logs / "serve.log",
-                cwd=Path(__file__).resolve().parents[2],
-            )
-            api = start(
-                "api",
-                [sys.executable, "-m", "crimeflow", "api", "--port", str(api_port)],
-                child_env,
-                logs / "api.log",
-            )
-            try:
-                api_url = f"http://127.0.0.1:{api_port}"
-                wait_http(f"{api_url}/ready", timeout_s=120, process=api)
-                wait_for("the retrain deployment", lambda: _deployment_id("retrain"), 120)
-                yield Loop(
-                    settings,
-                    api_url,
-                    prefect_server.api_url,
-                    Lake.from_settings(settings),
-                    old + new,
-                    serve,
-                )
-            finally:
-                stop(api)
-                stop(serve)
-                print("serve log tail:\n" + log_tail(serve.log_file, 80))
-                mp.undo()
-                get_settings.cache_clear()
-
-
-def _deployment_id(name: str) -> str | None:
-    """The id of deployment `<flow>/<name>` on the server, once it is registered."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return str(client.read_deployment_by_name(f"{name}/{name}").id)
-        except ObjectNotFound:
-            return None
+            # The serve process and the API, as `crimeflow up` starts them, on the test's server.
+            with Stack(settings) as stack:
+                stack.start_serve()
+                api_url = stack.start_api()
+                wait_for("the API to load the champion", lambda: served_version(api_url), 60)
+                serve = stack.services[0].process
+                try:
+                    yield Loop(
+                        settings,
+                        api_url,
+                        prefect_server.api_url,
+                        Lake.from_settings(settings),
+                        old + plan.new_months,
+                        serve,
+                    )
+                finally:
+                    print("serve log tail:\n" + log_tail(serve.log_file, 80))
+        mp.undo()
+        get_settings.cache_clear()
 
 
 def retrain_runs(since: datetime) -> list:
@@ -218,11 +170,6 @@ def send_traffic(api_url: str, month: str, rows: int, seed: int) -> int:
     return answered
 
 
-def served_version(api_url: str) -> str:
-    """The version the API says it serves."""
-    return httpx.get(f"{api_url}/model", timeout=10).json()["version"]
-
-
 def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -263,7 +210,7 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
         assert client.get_model_version(loop.settings.model_name, "2").tags["gate"] == "passed"
         wait_for("the API to serve v2", lambda: served_version(loop.api_url) == "2", 30)
         ingested = Lake.from_settings(loop.settings).months(CLEAN_CRIMES)
-        assert ingested[-2:] == loop.months[-2:]  # the retrain ingested the new months
+        assert ingested[-3:] == loop.months[-3:]  # the retrain ingested the new months
 
 
 def test_a_candidate_trained_on_shuffled_labels_is_rejected(loop: Loop) -> None:

@@ -256,6 +256,28 @@ def test_arrest_rate_multiplies_the_odds_and_touches_nothing_else(
     pd.testing.assert_frame_equal(drifted[unchanged], incidents[unchanged])
 
 
+def test_type_arrest_odds_change_only_that_type_s_arrests(incidents: pd.DataFrame) -> None:
+    drift = Drift(type_arrest_odds={"theft": 5.0})
+    drifted = generate_incidents(
+        "2018-01", "2018-06", rows_per_month=ROWS_PER_MONTH, seed=11, drift=drift
+    )
+    theft = incidents["primary_type"] == "THEFT"
+    base, more = incidents["arrest"].astype(bool), drifted["arrest"].astype(bool)
+    assert more[theft].mean() > 2 * base[theft].mean()
+    pd.testing.assert_series_equal(more[~theft], base[~theft])  # concept drift for theft only
+    expected = arrest_probability(incidents, drift=drift)[theft.to_numpy()].mean()
+    assert abs(more[theft].mean() - expected) < 0.01
+    with pytest.raises(ValueError, match="type_arrest_odds names unknown primary types"):
+        generate_incidents(
+            "2018-01",
+            "2018-01",
+            rows_per_month=10,
+            drift=Drift(type_arrest_odds={"NO SUCH TYPE": 2.0}),
+        )
+    with pytest.raises(ValueError, match="must be > 0"):
+        Drift(type_arrest_odds={"THEFT": 0})
+
+
 def test_modern_vocabulary_renames_locations_and_nothing_else(
     incidents: pd.DataFrame, profile: dict
 ) -> None:
@@ -296,6 +318,7 @@ def test_rename_table_is_one_to_one_and_lands_in_the_modern_vocabulary(profile: 
         "location_vocabulary=modern",
         "type_mix=NARCOTICS:4,THEFT:0.5;arrest_rate=1.3;location_vocabulary=modern",
         "type_mix=MOTOR VEHICLE THEFT:2,NON-CRIMINAL (SUBJECT SPECIFIED):0",
+        "type_mix=NARCOTICS:3;location_vocabulary=modern;type_arrest_odds=NARCOTICS:0.01,THEFT:5",
     ],
 )
 def test_drift_spec_round_trips(spec: str) -> None:

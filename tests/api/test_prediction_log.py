@@ -343,6 +343,38 @@ def test_record_to_row_coerces_json_values_to_column_types() -> None:
     assert LABEL not in row
 
 
+def test_typed_values_are_stored_like_their_text_forms() -> None:
+    same = {"prediction_id": "a" * 32, "served_at": datetime(2025, 3, 1, tzinfo=UTC)}
+    typed = record_to_row(
+        record(
+            **same,
+            id=13_000_001,
+            ward=11,
+            domestic=True,
+            latitude=41.75,
+            primary_type=" BATTERY ",
+            description="",
+            beat="614",
+        )
+    )
+    text = record_to_row(
+        record(
+            **same,
+            id="13000001",
+            ward="11",
+            domestic="true",
+            latitude="41.75",
+            primary_type="BATTERY",
+            description=None,
+            beat="0614",
+        )
+    )
+    assert typed == text
+    assert typed["primary_type"] == "BATTERY" and typed["description"] is None
+    with pytest.raises(ValueError, match="latitude"):
+        record_to_row(record(latitude=float("inf")))
+
+
 # --- feedback ------------------------------------------------------------------------------
 
 

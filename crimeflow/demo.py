@@ -372,14 +372,17 @@ def _loop(
     since = datetime.now(UTC) - timedelta(seconds=1)
     with phase(summary, "drift check (drift-monitor run)", echo):
         run("drift-monitor/drift-monitor", {"window_days": 1})
-    for event in read_events(DRIFT_CHECKED, since):
+    # Events reach the server asynchronously, a moment after the run that emitted them ends.
+    checked = wait_for("the drift check's event", lambda: read_events(DRIFT_CHECKED, since), 60)
+    for event in checked:
         payload = dict(event.payload)
         summary.drift_checks.append(payload)
         echo(f"   drift check: {payload['status']} · report {payload['report_url']}")
     if not any(d.get("drift_detected") for d in summary.drift_checks):
         echo("no drift detected: nothing to retrain")
         return
-    detected = read_events(DRIFT_DETECTED, since)[0].occurred
+    events = wait_for("the drift event", lambda: read_events(DRIFT_DETECTED, since), 30)
+    detected_at = events[0].occurred
     with phase(summary, "drift event → retrain run started", echo):
         retrain = wait_for(
             "the triggered retrain run",
@@ -387,14 +390,14 @@ def _loop(
             LOOP_TIMEOUT_S,
         )[0]
         echo(f"   retrain run {retrain.name} started by the trigger")
-    summary.loop_latency_s["event_to_run_start"] = _seconds(detected, retrain.start_time)
+    summary.loop_latency_s["event_to_run_start"] = _seconds(detected_at, retrain.start_time)
     with phase(summary, "retrain → gate decided", echo):
         decided = wait_for(
             "the gate's decision",
             lambda: read_events(MODEL_PROMOTED, since) + read_events(MODEL_REJECTED, since),
             LOOP_TIMEOUT_S,
         )
-    summary.loop_latency_s["event_to_gate_decided"] = _seconds(detected, decided[0].occurred)
+    summary.loop_latency_s["event_to_gate_decided"] = _seconds(detected_at, decided[0].occurred)
     for event in decided:
         payload = dict(event.payload)
         verdict = "promoted" if event.event == MODEL_PROMOTED else "rejected"
@@ -405,6 +408,6 @@ def _loop(
     if any(g["decision"] == "promoted" for g in summary.gate_decisions):
         with phase(summary, "promotion → API serves the new version", echo):
             wait_for("the API to swap", lambda: served_version(api) != before, 60, every_s=0.2)
-        summary.loop_latency_s["event_to_api_serving"] = _seconds(detected, datetime.now(UTC))
+        summary.loop_latency_s["event_to_api_serving"] = _seconds(detected_at, datetime.now(UTC))
         echo(f"API now serves v{served_version(api)} (was v{before})")
     summary.loop_completed = True

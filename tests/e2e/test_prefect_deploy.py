@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 from crimeflow.processes import start, stop
 from crimeflow.settings import child_environment
@@ -106,14 +105,6 @@ def test_schedules_are_the_chicago_crons(deployed, client):
 SCHEDULER_TIMEOUT_S = 30.0
 
 
-@pytest.mark.xfail(
-    sqlalchemy.__version__.startswith("2.1"),
-    strict=True,
-    reason=(
-        "Prefect 3.8.8's scheduler service fails under SQLAlchemy 2.1 ('Can't evaluate bulk DML "
-        "statement'), so cron deployments get no runs; it schedules them under 2.0.x"
-    ),
-)
 def test_the_server_schedules_runs_of_the_cron_deployments(deployed, client):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 

@@ -17,7 +17,6 @@ from flows.etl import monthly_etl
 from flows.train import train
 from tasks.etl_steps import load_state
 from tasks.lake import Lake
-from tasks.registry import CHALLENGER, CHAMPION
 from tasks.retrain_steps import (
     SKIPPED,
     build_staging_set,
@@ -26,7 +25,8 @@ from tasks.retrain_steps import (
     record_and_act,
     roll_back,
     run_gate,
-    stage_model,
+    stage_candidate,
+    stage_champion,
     target_month,
 )
 
@@ -70,10 +70,10 @@ def retrain(
     ingested = refresh_lake(lake, month) if refresh else []
     trained = train(until=month, holdout_months=settings.retrain_holdout_months)
 
-    candidate = stage_model(settings, CHALLENGER)
-    champion = stage_model(settings, CHAMPION)
+    candidate = stage_candidate(settings)
+    champion = stage_champion(settings)
     staging = build_staging_set(settings, lake, now)
-    outcome = run_gate(settings, candidate.model, champion, staging)
+    outcome = run_gate(settings, candidate, champion, staging)
     promoted = record_and_act(settings, outcome, trigger)
     return {
         "reason": trigger,

@@ -178,17 +178,21 @@ class Staged:
     error: str | None = None
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def stage_model(settings: Settings, alias: str) -> Staged:
-    """Load `models:/<name>@<alias>` through the API's own loader (warm-up score included)."""
+@task(cache_policy=NO_CACHE)
+def stage_candidate(settings: Settings) -> ServingModel:
+    """Load the challenger through the API's own loader; any failure fails the retrain."""
+    return load_serving_model(settings, CHALLENGER)
+
+
+@task(cache_policy=NO_CACHE)
+def stage_champion(settings: Settings) -> Staged:
+    """Load the champion the same way, or say why it cannot be (then only floors apply)."""
     try:
-        return Staged(load_serving_model(settings, alias))
+        return Staged(load_serving_model(settings, CHAMPION))
     except LookupError as error:
         return Staged(None, str(error))
     except Exception as error:  # a broken champion must not block a good candidate
-        if alias == CHALLENGER:
-            raise
-        get_run_logger().warning("the %s cannot be loaded: %r", alias, error)
+        get_run_logger().warning("the champion cannot be loaded: %r", error)
         return Staged(None, f"cannot be loaded: {error!r}")
 
 

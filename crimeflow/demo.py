@@ -186,6 +186,20 @@ def read_events(name: str, since: datetime) -> list[Any]:
     return sorted(page.events, key=lambda e: e.occurred)
 
 
+def _decision(flow_run_id: Any, since: datetime) -> list[Any]:
+    """The gate's promoted/rejected events; RuntimeError if the retrain run ended without one."""
+    from prefect import get_client
+
+    decided = read_events(MODEL_PROMOTED, since) + read_events(MODEL_REJECTED, since)
+    if decided:
+        return decided
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    if state is not None and state.is_final() and not state.is_completed():
+        raise RuntimeError(f"the retrain run ended {state.name}: {state.message}")
+    return []
+
+
 def run(name: str, parameters: dict[str, Any]) -> Any:
     """Run a deployment through the serve process and wait for it; fail if it did not complete."""
     from prefect.deployments import run_deployment
@@ -393,9 +407,7 @@ def _loop(
     summary.loop_latency_s["event_to_run_start"] = _seconds(detected_at, retrain.start_time)
     with phase(summary, "retrain → gate decided", echo):
         decided = wait_for(
-            "the gate's decision",
-            lambda: read_events(MODEL_PROMOTED, since) + read_events(MODEL_REJECTED, since),
-            LOOP_TIMEOUT_S,
+            "the gate's decision", lambda: _decision(retrain.id, since), LOOP_TIMEOUT_S
         )
     summary.loop_latency_s["event_to_gate_decided"] = _seconds(detected_at, decided[0].occurred)
     for event in decided:

@@ -13,6 +13,7 @@ hot-swaps the new champion. The demo only watches, prints what happens and write
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,15 @@ NORMAL_TRAFFIC_ROWS = 400
 DRIFT_TRAFFIC_ROWS = 1600
 BATCH_ROWS = 200
 LOOP_TIMEOUT_S = 480.0
+DEMO_FOLDER = "demo"
+# Settings whose defaults derive from the home folder: re-derived for the demo's own folder.
+HOME_DERIVED = (
+    "lake_url",
+    "mlflow_tracking_uri",
+    "mlflow_artifact_root",
+    "prediction_log_url",
+    "prefect_api_url",
+)
 RUN_TIMEOUT_S = 600.0
 
 
@@ -299,17 +309,24 @@ def summary_table(summary: DemoSummary) -> str:
 
 
 def demo_settings(settings: Settings, plan: DemoPlan, soda_url: str) -> Settings:
-    """The user's settings, pointed at the stand-in and tuned so the loop shows in minutes."""
-    return settings.model_copy(
-        update={
-            "socrata_url": soda_url,
-            "drift_window_days": 1,
-            "model_poll_interval_s": 2.0,
-            "training_window_months": TRAINING_WINDOW_MONTHS,
-            # Given files are history: retrain up to their newest month, not up to today's.
-            "retrain_until": "" if plan.generated else plan.new_months[-1],
-        }
+    """The user's settings, moved into the demo's own folder and pointed at the stand-in.
+
+    Everything derived from the home (lake, MLflow store, prediction log, Evidently workspace,
+    Prefect) lives under `$CRIMEFLOW_HOME/demo`, so the demo never touches other state there.
+    """
+    values = settings.model_dump()
+    values.update({name: "" for name in HOME_DERIVED})
+    values.update(
+        home=settings.home / DEMO_FOLDER,
+        evidently_workspace=None,
+        socrata_url=soda_url,
+        drift_window_days=1,
+        model_poll_interval_s=2.0,
+        training_window_months=TRAINING_WINDOW_MONTHS,
+        # Given files are history: retrain up to their newest month, not up to today's.
+        retrain_until="" if plan.generated else plan.new_months[-1],
     )
+    return Settings(_env_file=None, **values)
 
 
 def run_demo(
@@ -333,8 +350,11 @@ def run_demo(
         f"data: {len(plan.crimes):,} incidents; champion months {plan.old_months[0]}.."
         f"{plan.old_months[-1]}, new months {', '.join(plan.new_months)}"
     )
+    summary_path = settings.home / "demo-summary.json"
     with StandinServer(plan.crimes) as soda:
         settings = demo_settings(settings, plan, soda.url)
+        # A rerun starts the loop afresh: the demo's own folder only, nothing else in the home.
+        shutil.rmtree(settings.home, ignore_errors=True)
         with Stack(settings) as stack:
             with phase(summary, "start Prefect, MLflow UI, serve", echo):
                 stack.start_prefect()
@@ -346,10 +366,9 @@ def run_demo(
                 _loop(settings, stack, plan, summary, echo)
             summary.timings_s["total"] = round(time.perf_counter() - started, 1)
             summary.versions = registry_versions(settings)
-            path = settings.home / "demo-summary.json"
-            path.write_text(json.dumps(asdict(summary), indent=2, default=str))
+            summary_path.write_text(json.dumps(asdict(summary), indent=2, default=str))
             echo(summary_table(summary))
-            echo(f"summary: {path}")
+            echo(f"summary: {summary_path}")
             if keep_running:
                 echo("services keep running; Ctrl-C stops them")
                 stop = threading.Event()

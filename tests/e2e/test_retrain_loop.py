@@ -17,20 +17,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import httpx
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from crimeflow.demo import (
-    DRIFT,
     TRAINING_WINDOW_MONTHS,
+    DemoPlan,
+    flow_runs,
     generated_plan,
+    read_events,
+    send,
     served_version,
+    traffic,
     wait_for,
 )
 from crimeflow.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
-from crimeflow.generate import generate_incidents, to_soda_strings
 from crimeflow.processes import ServiceProcess, free_port, log_tail
 from crimeflow.settings import Settings, get_settings
 from crimeflow.soda_standin import StandinServer
@@ -55,6 +57,7 @@ class Loop:
     lake: Lake
     months: list[str]
     serve: ServiceProcess
+    plan: DemoPlan
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,7 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
                         Lake.from_settings(settings),
                         old + plan.new_months,
                         serve,
+                        plan,
                     )
                 finally:
                     print("serve log tail:\n" + log_tail(serve.log_file, 80))
@@ -115,59 +119,10 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
         get_settings.cache_clear()
 
 
-def retrain_runs(since: datetime) -> list:
-    """Flow runs of the retrain deployment created after `since`."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterName,
-        FlowRunFilter,
-        FlowRunFilterExpectedStartTime,
-    )
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
-            flow_run_filter=FlowRunFilter(
-                expected_start_time=FlowRunFilterExpectedStartTime(after_=since)
-            ),
-        )
-
-
-def events(name: str, since: datetime) -> list:
-    """Events named `name` that occurred after `since`."""
-    from prefect import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-
-    with get_client(sync_client=True) as client:
-        page = client.read_events(
-            EventFilter(
-                event=EventNameFilter(name=[name]),
-                occurred=EventOccurredFilter(since=since, until=datetime.now(UTC)),
-            ),
-            limit=50,  # the server's maximum; the client's default (100) is refused
-        )
-    return list(page.events)
-
-
 def champion_version(settings: Settings) -> str:
     """The registry's champion version now."""
     client = MlflowClient(settings.mlflow_tracking_uri)
     return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
-
-
-def send_traffic(api_url: str, month: str, rows: int, seed: int) -> int:
-    """Drifted incidents as SODA JSON through POST /predict/batch; the number answered 200."""
-    frame = generate_incidents(month, month, rows_per_month=rows, seed=seed, drift=DRIFT)
-    records = to_soda_strings(frame.drop(columns=["arrest"])).to_dict("records")
-    bodies = [{k: v for k, v in r.items() if v is not None} for r in records]
-    answered = 0
-    with httpx.Client(base_url=api_url, timeout=60) as http:
-        for start_at in range(0, len(bodies), 250):
-            response = http.post("/predict/batch", json=bodies[start_at : start_at + 250])
-            response.raise_for_status()
-            answered += len(response.json()["predictions"])
-    return answered
 
 
 def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop) -> None:
@@ -177,7 +132,8 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
 
     assert served_version(loop.api_url) == champion_version(loop.settings) == "1"
     began = datetime.now(UTC) - timedelta(seconds=1)
-    assert send_traffic(loop.api_url, loop.months[-1], 1200, seed=31) == 1200
+    drifted = traffic(loop.plan, drifted=True, rows=1200, seed=31)
+    assert send(loop.api_url, drifted) == 1200  # every one answered 200 (and logged)
 
     with temporary_settings(updates={PREFECT_API_URL: loop.prefect_api}):
         verdict = drift_monitor(window_days=1)
@@ -188,7 +144,7 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
 
         # From here on the test only watches.
         def finished_runs() -> list:
-            runs = retrain_runs(began)
+            runs = flow_runs("retrain", began)
             done = [r for r in runs if r.state and r.state.is_final()]
             return runs if runs and len(done) == len(runs) else []
 
@@ -202,7 +158,7 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
         assert worked[0].parameters["drift_report_id"] == verdict["report_id"]
         assert {r.state.name for r in runs} <= {"Completed", "Cancelled", "Skipped"}
 
-        wait_for("a promoted event", lambda: events(MODEL_PROMOTED, began), 30)
+        wait_for("a promoted event", lambda: read_events(MODEL_PROMOTED, began), 30)
         assert champion_version(loop.settings) == "2"
         client = MlflowClient(loop.settings.mlflow_tracking_uri)
         previous = client.get_model_version_by_alias(loop.settings.model_name, PREVIOUS_CHAMPION)
@@ -229,11 +185,11 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected(loop: Loop) -> None:
         emit(DRIFT_DETECTED, loop.settings.model_name, before, {"report_id": "manual-drift"})
         run = wait_for(
             "the rejected retrain",
-            lambda: [r for r in retrain_runs(began) if r.state and r.state.is_final()],
+            lambda: [r for r in flow_runs("retrain", began) if r.state and r.state.is_final()],
             LOOP_TIMEOUT_S,
         )[0]
         assert run.state.name == "Completed", run.state
-        rejected = wait_for("a rejected event", lambda: events(MODEL_REJECTED, began), 30)
+        rejected = wait_for("a rejected event", lambda: read_events(MODEL_REJECTED, began), 30)
     payload = rejected[0].payload
     assert "floor" in payload["reasons"] or "vs_champion" in payload["reasons"], payload
     assert champion_version(loop.settings) == before

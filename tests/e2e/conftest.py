@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,9 @@ class PrefectServer:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """`prefect server start` on 127.0.0.1, started once for the e2e tests and stopped after."""
+@contextmanager
+def _running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` on 127.0.0.1 with its own home and port, stopped afterwards."""
     home = tmp_path_factory.mktemp("prefect-server") / "home"
     settings = Settings(home=home, _env_file=None)
     process, api_url = start_prefect_server(settings, free_port(), home / "prefect-server.log")
@@ -32,6 +33,21 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         yield PrefectServer(api_url, home, prefect_environment(settings, api_url))
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One real Prefect server shared by the e2e tests that only add to it."""
+    with _running_server(tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def private_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A Prefect server for one module: `prefect deploy` elsewhere replaces same-named
+    deployments on a shared server, and a served deployment must stay the serve process's."""
+    with _running_server(tmp_path_factory) as server:
+        yield server
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ class Loop:
 
 
 @pytest.fixture(scope="module")
-def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
+def loop(private_prefect_server, tmp_path_factory) -> Iterator[Loop]:
     """Lake of five months, champion v1, serve process and API running; drifted months pending."""
     home = tmp_path_factory.mktemp("loop") / "home"
     # The demo's data: older months, then newer ones with input and concept drift.
@@ -73,14 +73,14 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
             "CRIMEFLOW_SOCRATA_URL": soda.url,
             "CRIMEFLOW_SOCRATA_BACKOFF_S": "0.01",
             "CRIMEFLOW_API_PORT": str(free_port()),
-            "CRIMEFLOW_PREFECT_API_URL": prefect_server.api_url,
+            "CRIMEFLOW_PREFECT_API_URL": private_prefect_server.api_url,
             "CRIMEFLOW_MODEL_POLL_INTERVAL_S": "1",
             "CRIMEFLOW_DRIFT_WINDOW_DAYS": "1",
             "CRIMEFLOW_TRAINING_WINDOW_MONTHS": str(TRAINING_WINDOW_MONTHS),
             # Case two comes a minute after case one; the burst inside case one is what the
             # debounce and the concurrency limit must absorb.
             "CRIMEFLOW_RETRAIN_DEBOUNCE_S": str(DEBOUNCE_S),
-            **prefect_server.env,
+            **private_prefect_server.env,
         }
         mp = pytest.MonkeyPatch()
         for name, value in env.items():
@@ -89,7 +89,7 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
         settings = get_settings()
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: private_prefect_server.api_url}):
             from flows.etl import monthly_etl
             from flows.train import train
 
@@ -107,7 +107,7 @@ def loop(prefect_server, tmp_path_factory) -> Iterator[Loop]:
                     yield Loop(
                         settings,
                         api_url,
-                        prefect_server.api_url,
+                        private_prefect_server.api_url,
                         Lake.from_settings(settings),
                         old + plan.new_months,
                         serve,

@@ -42,10 +42,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def private_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A Prefect server for one module: `prefect deploy` elsewhere replaces same-named
-    deployments on a shared server, and a served deployment must stay the serve process's."""
+    """A second server, for the retrain loop alone: `prefect deploy` on the shared one replaces
+    same-named deployments, and a served deployment must stay the serve process's. Session
+    scope: it outlives the flow tests' harness, whose teardown drains every events worker."""
     with _running_server(tmp_path_factory) as server:
         yield server
 

@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 
 from crimeflow.demo import (
     TRAINING_WINDOW_MONTHS,
@@ -115,6 +117,11 @@ def loop(private_prefect_server, tmp_path_factory) -> Iterator[Loop]:
                     )
                 finally:
                     print("serve log tail:\n" + log_tail(serve.log_file, 80))
+                    # Send this process's queued events and logs while their server still
+                    # runs: a worker left pointing at a stopped server makes a later drain
+                    # (the flow tests' harness) hang.
+                    EventsWorker.drain_all()
+                    APILogWorker.drain_all()
         mp.undo()
         get_settings.cache_clear()
 

@@ -39,19 +39,9 @@ INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?
 URL_CREDENTIALS = re.compile(r"://(?P<user>[^:/@\s\"']+):(?P<password>\$\{[^}]*\}|[^@\s\"']*)@")
 PLACEHOLDER = re.compile(r"^<[^<>]+>$")
 SHELL_SEPARATORS = {"&&", "||", ";", "|", "exec", "then", "do", "else"}
-REGISTRY_HOSTS = (
-    "pypi.org",
-    "pythonhosted.org",
-    "npmjs.org",
-    "npmjs.com",
-    "docker.io",
-    "ghcr.io",
-    "quay.io",
-    "gcr.io",
-    "deb.debian.org",
-    "proxy.golang.org",
-    "anaconda.org",
-)
+# Options that point an installer at a particular package index (and so name its host): the
+# image and the stack install by package name through the installer's own configuration.
+INDEX_OPTIONS = ("index-url", "extra-index-url", "trusted-host", "find-links", "registry=")
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -873,12 +863,12 @@ def test_ci_runs_ci_run_with_postgres_and_builds_the_image() -> None:
     assert (ROOT / builds[0]["with"]["file"]).is_file()
 
 
-def test_no_package_registry_host_is_named() -> None:
+def test_no_file_points_an_installer_at_a_package_index() -> None:
     files = [COMPOSE, DOCKERFILE, DOCKERIGNORE, CI, ENV_EXAMPLE, POSTGRES_INIT, *K8S.glob("*")]
     found = [
-        f"{path.relative_to(ROOT)}: {host}"
+        f"{path.relative_to(ROOT)}: {option}"
         for path in files
-        for host in REGISTRY_HOSTS
-        if host in path.read_text(encoding="utf-8").lower()
+        for option in INDEX_OPTIONS
+        if option in path.read_text(encoding="utf-8").lower()
     ]
     assert found == []

@@ -11,6 +11,7 @@ the new version ≤ 180 s.
 from __future__ import annotations
 
 import argparse
+import signal
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -29,6 +30,12 @@ def main() -> None:
     parser.add_argument("--new-months", type=int, default=2)
     parser.add_argument("--rows-per-month", type=int, default=4000)
     args = parser.parse_args()
+
+    def interrupt(signum: int, frame: object) -> None:
+        # SIGTERM as Ctrl-C, so leaving run_demo's blocks stops every process it started.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
     with tempfile.TemporaryDirectory(prefix="crimeflow-bench-loop-") as folder:
         settings = Settings(

@@ -14,6 +14,8 @@ import pytest
 from crimeflow.settings import Settings
 
 REAL_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+# Ten full months of 2018 in the Socrata export format (../shared/data/real/SOURCES.md, file 1).
+FILE_2018 = "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
 S3_BUCKET = "crimeflow-test"
 S3_VERSIONED_BUCKET = "crimeflow-test-versioned"
 S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}

@@ -15,10 +15,9 @@ from flows.etl import monthly_etl
 from flows.retrain import retrain
 from flows.train import train
 from tasks.registry import CHAMPION, mlflow_client, version_by_alias
+from tests.conftest import FILE_2018
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
-
-FILE_2018 = "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
 
 
 def test_2018_loop_stages_the_challenger_on_september(real_data_dir, configure):

@@ -15,10 +15,9 @@ from flows.etl import monthly_etl
 from flows.train import train
 from tasks.lake import RAW_CRIMES, Lake
 from tasks.registry import CHALLENGER, load_model
+from tests.conftest import FILE_2018
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
-
-FILE_2018 = "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
 
 
 def test_2018_challenger_beats_the_targets_on_the_sep_oct_holdout(real_data_dir, configure):

@@ -47,10 +47,10 @@ from api.observability import (
     RequestObserver,
     configure_logging,
 )
-from api.prediction_log import PredictionLog, PredictionLogError
-from api.reports import ReportsController
+from api.report_routes import ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
-from crimeflow.settings import Settings, get_settings
+from crimeflow.contract.settings import Settings, get_settings
+from crimeflow.stores.prediction_log import PredictionLog, PredictionLogError
 
 logger = logging.getLogger("crimeflow.api")
 

@@ -40,7 +40,6 @@ from api.model_service import (
     score_rows,
 )
 from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
-from api.prediction_log import PredictionLog, PredictionRecord
 from api.schemas import (
     BatchPredictionOut,
     CanonicalIncident,
@@ -58,7 +57,8 @@ from api.schemas import (
     decode_error,
     features_of,
 )
-from crimeflow.settings import Settings
+from crimeflow.contract.settings import Settings
+from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "ApiKeyHeader"

@@ -24,8 +24,14 @@ from datetime import datetime
 import numpy as np
 
 from api.schemas import CanonicalIncident, incidents_frame
-from crimeflow.settings import Settings
-from tasks.registry import CHAMPION, LoadedModel, load_model, mlflow_client, version_by_alias
+from crimeflow.contract.settings import Settings
+from crimeflow.stores.registry import (
+    CHAMPION,
+    LoadedModel,
+    load_model,
+    mlflow_client,
+    version_by_alias,
+)
 
 logger = logging.getLogger("crimeflow.api.model")
 

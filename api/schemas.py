@@ -5,7 +5,7 @@ An `Incident` is a raw incident as the SODA JSON feed sends it (every value a st
 `"latitude": 41.88`). msgspec checks the shape (types, patterns, lengths, JSON-number ranges);
 `canonicalize` then parses the string forms, range-checks them and returns a `CanonicalIncident`
 whose values already have the contract's canonical types, so `incidents_frame` can build the
-model's input frame column by column without `crimeflow.schema.to_canonical` (~10 ms a row).
+model's input frame column by column without `to_canonical` (~10 ms a row).
 
 Decisions (README "Prediction API"):
 
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from msgspec import Meta
 
-from crimeflow.schema import (
+from crimeflow.contract.schema import (
     CHICAGO_BOUNDS,
     CHICAGO_TZ,
     FLOAT_COLUMNS,

@@ -1,5 +1,5 @@
 """`python -m crimeflow` runs the command line."""
 
-from crimeflow.cli import app
+from crimeflow.cli.main import app
 
 app()

@@ -19,8 +19,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from crimeflow.events import MODEL_REJECTED, model_resource
-from crimeflow.settings import Settings, get_settings
+from crimeflow.contract.events import MODEL_REJECTED, model_resource
+from crimeflow.contract.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock

@@ -14,8 +14,8 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
-from crimeflow.events import DRIFT_DETECTED, model_resource
-from crimeflow.settings import Settings, get_settings
+from crimeflow.contract.events import DRIFT_DETECTED, model_resource
+from crimeflow.contract.settings import Settings, get_settings
 from deployments.alerts import ensure_alerts
 
 CHICAGO = "America/Chicago"

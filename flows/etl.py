@@ -7,7 +7,11 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow, runtime
 
-from crimeflow.settings import get_settings
+from crimeflow.contract.settings import get_settings
+from crimeflow.domain.etl_summary import Stopwatch
+from crimeflow.domain.ingest import plan_months
+from crimeflow.stores.lake import Lake
+from crimeflow.stores.socrata import crimes_in_month_where
 from tasks.etl_steps import (
     commit_run,
     extract_late_updates,
@@ -21,10 +25,7 @@ from tasks.etl_steps import (
     write_months,
     write_stations,
 )
-from tasks.extract import crimes_in_month_where, extract_crimes, extract_stations
-from tasks.ingest import plan_months
-from tasks.lake import Lake
-from tasks.report import Stopwatch
+from tasks.extract import extract_crimes, extract_stations
 
 CHICAGO = ZoneInfo("America/Chicago")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from crimeflow.settings import get_settings
+from crimeflow.contract.settings import get_settings
 from tasks.monitor_steps import (
     check_drift,
     drift_config,

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from prefect import flow, runtime
 from prefect.states import Completed, State
 
-from crimeflow.settings import get_settings
+from crimeflow.contract.settings import get_settings
+from crimeflow.stores.lake import Lake
 from flows.etl import monthly_etl
 from flows.train import train
 from tasks.etl_steps import load_state
-from tasks.lake import Lake
 from tasks.retrain_steps import (
     SKIPPED,
     build_staging_set,

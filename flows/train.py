@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from crimeflow.settings import get_settings
-from tasks.lake import Lake
-from tasks.model import ModelConfig, time_split
+from crimeflow.contract.settings import get_settings
+from crimeflow.domain.model import ModelConfig, time_split
+from crimeflow.stores.lake import Lake
 from tasks.train_steps import (
     evaluate_holdout,
     fit_model,

@@ -5,7 +5,7 @@ Reference: the sample of training-period incidents the champion logged to MLflow
 API's prediction log (SODA input fields plus `probability`, `served_at`, `feedback_arrest`...).
 `compute_drift` turns both into the monitored columns below, samples large windows (seeded,
 stratified by day), runs one Evidently `Report` and reads Evidently's own per-column verdicts
-into a typed `DriftResult`. Nothing here does I/O; `monitoring.reports` stores the outcome.
+into a typed `DriftResult`. Nothing here does I/O; `monitoring.report_store` stores the outcome.
 
 Monitored columns (`MONITORED_COLUMNS`) and why:
 

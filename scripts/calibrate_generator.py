@@ -27,7 +27,8 @@ from threadpoolctl import threadpool_limits
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, without installing
 
-from crimeflow.generate import (  # noqa: E402
+from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical  # noqa: E402
+from crimeflow.standins.generate import (  # noqa: E402
     LOCATION_RENAMES_2020,
     PROFILE_PATH,
     PROFILE_VERSION,
@@ -36,7 +37,6 @@ from crimeflow.generate import (  # noqa: E402
     generate_incidents,
     nearest_station_km,
 )
-from crimeflow.schema import CHICAGO_BOUNDS, to_canonical  # noqa: E402
 
 FILE_2018 = "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
 MODERN_FILES = (

@@ -29,9 +29,9 @@ import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from crimeflow.schema import LABEL, normalize_header, to_canonical
-from tasks.evaluate import binary_metrics, evaluate
-from tasks.model import (
+from crimeflow.contract.schema import LABEL, normalize_header, to_canonical
+from crimeflow.domain.evaluate import binary_metrics, evaluate
+from crimeflow.domain.model import (
     CLASSIFIERS,
     MODEL_INPUT_COLUMNS,
     SKOPS_TRUSTED_TYPES,

@@ -14,16 +14,16 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from crimeflow.months import month_bounds
-from crimeflow.settings import Settings
-from crimeflow.sources import normalize_stations
-from tasks.enrich import StationIndex, enrich
-from tasks.extract import (
-    crimes_in_month_where,
-    extract_crimes,
-    updated_since_where,
+from crimeflow.contract.months import month_bounds
+from crimeflow.contract.settings import Settings
+from crimeflow.domain.enrich import StationIndex, enrich
+from crimeflow.domain.etl_summary import (
+    EtlRunSummary,
+    MonthCounts,
+    incidents_per_day_png,
+    summary_markdown,
 )
-from tasks.ingest import (
+from crimeflow.domain.ingest import (
     EtlState,
     as_raw_strings,
     late_update_window,
@@ -32,7 +32,9 @@ from tasks.ingest import (
     upsert_counts,
     upsert_raw,
 )
-from tasks.lake import (
+from crimeflow.domain.validate import ValidationResult, check_bad_share, validate_incidents
+from crimeflow.stores.files import normalize_stations
+from crimeflow.stores.lake import (
     CLEAN_CRIMES,
     FEATURES,
     QUARANTINE_CRIMES,
@@ -44,8 +46,8 @@ from tasks.lake import (
     WriteResult,
     rolling_window,
 )
-from tasks.report import EtlRunSummary, MonthCounts, incidents_per_day_png, summary_markdown
-from tasks.validate import ValidationResult, check_bad_share, validate_incidents
+from crimeflow.stores.socrata import crimes_in_month_where, updated_since_where
+from tasks.extract import extract_crimes
 
 
 @dataclass

@@ -12,13 +12,13 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from api.prediction_log import parse_utc, read_predictions
-from crimeflow.events import DRIFT_CHECKED, DRIFT_DETECTED, emit
-from crimeflow.settings import Settings
+from crimeflow.contract.events import DRIFT_CHECKED, DRIFT_DETECTED, emit
+from crimeflow.contract.settings import Settings
+from crimeflow.stores.lake import Lake
+from crimeflow.stores.prediction_log import parse_utc, read_predictions
+from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
-from monitoring.reports import ReportStore
-from tasks.lake import Lake
-from tasks.registry import CHAMPION, mlflow_client, version_by_alias
+from monitoring.report_store import ReportStore
 
 
 @dataclass

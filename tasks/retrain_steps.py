@@ -21,17 +21,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from api.model_service import ServingModel, load_serving_model
-from api.prediction_log import read_predictions
-from crimeflow.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
-from crimeflow.months import previous_month, shift_month
-from crimeflow.schema import LABEL, SODA_COLUMNS
-from crimeflow.settings import Settings
-from tasks.behaviour import behavioural_failures
-from tasks.evaluate import evaluate
-from tasks.features import MODEL_INPUT_COLUMNS
-from tasks.gate import GateConfig, GateDecision, decide
-from tasks.lake import CLEAN_CRIMES, Lake
-from tasks.registry import (
+from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
+from crimeflow.contract.months import previous_month, shift_month
+from crimeflow.contract.schema import LABEL, SODA_COLUMNS
+from crimeflow.contract.settings import Settings
+from crimeflow.domain.behaviour import behavioural_failures
+from crimeflow.domain.evaluate import evaluate
+from crimeflow.domain.features import MODEL_INPUT_COLUMNS
+from crimeflow.domain.gate import GateConfig, GateDecision, decide
+from crimeflow.stores.lake import CLEAN_CRIMES, Lake
+from crimeflow.stores.prediction_log import read_predictions
+from crimeflow.stores.registry import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,

@@ -18,14 +18,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from crimeflow.schema import LABEL, SODA_COLUMNS
-from crimeflow.settings import Settings
-from crimeflow.sources import read_stations_file
-from tasks.evaluate import evaluate, flatten_metrics
-from tasks.features import MODEL_INPUT_COLUMNS
-from tasks.lake import CLEAN_CRIMES, RAW_STATIONS, STATE_KEY, Lake
-from tasks.model import SKOPS_TRUSTED_TYPES, ModelConfig, TrainedModel, train_model
-from tasks.plots import (
+from crimeflow.contract.schema import LABEL, SODA_COLUMNS
+from crimeflow.contract.settings import Settings
+from crimeflow.domain.evaluate import evaluate, flatten_metrics
+from crimeflow.domain.features import MODEL_INPUT_COLUMNS
+from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, ModelConfig, TrainedModel, train_model
+from crimeflow.domain.plots import (
     calibration_figure,
     confusion_figure,
     importance_figure,
@@ -33,7 +31,9 @@ from tasks.plots import (
     pr_figure,
     roc_figure,
 )
-from tasks.registry import (
+from crimeflow.stores.files import read_stations_file
+from crimeflow.stores.lake import CLEAN_CRIMES, RAW_STATIONS, STATE_KEY, Lake
+from crimeflow.stores.registry import (
     CHALLENGER,
     ensure_experiment,
     mlflow_client,

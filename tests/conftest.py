@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from crimeflow.settings import Settings
+from crimeflow.contract.settings import Settings
 
 REAL_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 # Ten full months of 2018 in the Socrata export format (../shared/data/real/SOURCES.md, file 1).
@@ -116,9 +116,9 @@ def register_model(settings: Settings, *, seed: int = 5, aliases: tuple[str, ...
     """Train a small logistic-regression model on generated data and register it; its version."""
     import mlflow
 
-    from crimeflow.generate import generate_incidents
-    from tasks.model import SKOPS_TRUSTED_TYPES, ModelConfig, time_split, train_model
-    from tasks.registry import ensure_experiment, mlflow_client, set_alias
+    from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, ModelConfig, time_split, train_model
+    from crimeflow.standins.generate import generate_incidents
+    from crimeflow.stores.registry import ensure_experiment, mlflow_client, set_alias
 
     frame = generate_incidents("2024-01", "2024-03", rows_per_month=1500, seed=seed)
     train, valid, _ = time_split(frame, 1, 0)
@@ -165,3 +165,10 @@ def registry_settings(registry_home: Path, tmp_path: Path) -> Settings:
         mlflow_artifact_root=(registry_home / "mlartifacts").resolve().as_uri(),
         _env_file=None,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh PostgreSQL database, dropped after the session."""
+    with fresh_postgres_database("crimeflow_test") as url:
+        yield url

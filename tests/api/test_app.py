@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.observability import JsonFormatter, _prune
-from api.prediction_log import read_predictions
-from crimeflow.settings import Settings
-from tasks.registry import CHAMPION, mlflow_client, set_alias
+from crimeflow.contract.settings import Settings
+from crimeflow.stores.prediction_log import read_predictions
+from crimeflow.stores.registry import CHAMPION, mlflow_client, set_alias
 from tests.conftest import register_model
 
 API_KEY = "s3cret-key"
@@ -385,7 +385,9 @@ def test_openapi_documents_the_bodies_with_examples(client: TestClient[Any]) -> 
         spec["paths"]
     )
     assert "/admin/reload" in spec["paths"]
-    assert "/reports/latest" in spec["paths"]  # the drift reports (api/reports.py) are served too
+    assert (
+        "/reports/latest" in spec["paths"]
+    )  # the drift reports (api/report_routes.py) are served too
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     schema = body["schema"]
     assert schema["required"] == ["date", "primary_type", "iucr"]
@@ -721,8 +723,8 @@ def test_cli_api_runs_uvicorn_with_the_factory(monkeypatch: pytest.MonkeyPatch) 
     import uvicorn
 
     from api.app import _exit_after_drain
-    from crimeflow.cli import app as cli
-    from crimeflow.settings import get_settings
+    from crimeflow.cli.main import app as cli
+    from crimeflow.contract.settings import get_settings
 
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))

@@ -21,8 +21,8 @@ from api.model_service import (
     score_rows,
 )
 from api.schemas import CanonicalIncident
-from crimeflow.settings import Settings
-from tasks.features import is_canonical
+from crimeflow.contract.settings import Settings
+from crimeflow.domain.features import is_canonical
 
 pytestmark = pytest.mark.anyio
 

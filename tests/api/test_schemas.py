@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.prediction_log import PredictionRecord, record_to_row
 from api.schemas import (
     MAX_REPORTED_ERRORS,
     CanonicalIncident,
@@ -25,8 +24,9 @@ from api.schemas import (
     features_of,
     incidents_frame,
 )
-from crimeflow.schema import CHICAGO_BOUNDS, to_canonical
-from tasks.features import is_canonical
+from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical
+from crimeflow.domain.features import is_canonical
+from crimeflow.stores.prediction_log import PredictionRecord, record_to_row
 
 SODA_API_FILE = "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
 

@@ -27,7 +27,7 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from crimeflow.settings import Settings, get_settings
+from crimeflow.contract.settings import Settings, get_settings
 
 MAX_BATCH_ROWS = 10_000
 

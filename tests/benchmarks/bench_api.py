@@ -57,8 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
-from crimeflow.processes import ServiceProcess, free_port, start, stop, wait_http
-from crimeflow.settings import Settings, child_environment
+from crimeflow.cli.processes import ServiceProcess, free_port, start, stop, wait_http
+from crimeflow.contract.settings import Settings, child_environment
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -83,15 +83,15 @@ def register_champion(
     import mlflow
     from mlflow.models import infer_signature
 
-    from crimeflow.generate import generate_incidents
-    from tasks.model import (
+    from crimeflow.domain.model import (
         MODEL_INPUT_COLUMNS,
         SKOPS_TRUSTED_TYPES,
         ModelConfig,
         time_split,
         train_model,
     )
-    from tasks.registry import CHAMPION, ensure_experiment, mlflow_client, set_alias
+    from crimeflow.standins.generate import generate_incidents
+    from crimeflow.stores.registry import CHAMPION, ensure_experiment, mlflow_client, set_alias
 
     frame = generate_incidents(*TRAIN_MONTHS, rows_per_month=TRAIN_ROWS_PER_MONTH, seed=seed)
     train, valid, _ = time_split(frame, 1, 0)
@@ -118,7 +118,7 @@ def register_champion(
 
 def incident_payloads(rows: int = PAYLOAD_ROWS, seed: int = SEED + 1) -> list[dict[str, Any]]:
     """Generated incidents as the SODA feed's JSON (strings), without the label."""
-    from crimeflow.generate import generate_incidents, to_soda_strings
+    from crimeflow.standins.generate import generate_incidents, to_soda_strings
 
     frame = generate_incidents(PAYLOAD_MONTH, PAYLOAD_MONTH, rows_per_month=rows, seed=seed)
     records = to_soda_strings(frame.drop(columns=["arrest"])).to_dict("records")
@@ -491,7 +491,7 @@ def _pin(pid: int, cpu: int) -> None:
 
 def _logged_rows(settings: Settings) -> int:
     """Rows in the prediction log, read with the log's own reader."""
-    from api.prediction_log import PredictionLog
+    from crimeflow.stores.prediction_log import PredictionLog
 
     log = PredictionLog(settings.prediction_log_url)
     try:

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np
 import pandas as pd
 
-from crimeflow.generate import Drift, arrest_probability, generate_incidents
+from crimeflow.standins.generate import Drift, arrest_probability, generate_incidents
+from crimeflow.stores.lake import Lake
 from monitoring.drift import DriftConfig, compute_drift
-from monitoring.reports import ReportStore
-from tasks.lake import Lake
+from monitoring.report_store import ReportStore
 
 TARGET_S = 20.0
 

@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_etl.py [--rows 1000000] [--bad-share 0.01] [--repeat 1]
 
-Generates seeded incidents with `crimeflow.generate`, turns them into the all-string rows a
+Generates seeded incidents with `crimeflow.standins.generate`, turns them into the all-string rows a
 SODA page gives the extract (optionally with a share of corrupted rows), then times each step
 on the same input and prints rows/s (wall clock), CPU seconds and peak RSS. CPU seconds are
 printed because the machine is shared: when other processes compete, wall time inflates but
@@ -31,16 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd
 
-from crimeflow.generate import add_bad_rows, generate_incidents, to_soda_strings
-from crimeflow.schema import to_canonical
-from tasks.enrich import (
+from crimeflow.contract.schema import to_canonical
+from crimeflow.domain.enrich import (
     StationIndex,
     add_station_distance,
     add_temporal_features,
     enrich,
     state_plane_xy,
 )
-from tasks.validate import validate_incidents
+from crimeflow.domain.validate import validate_incidents
+from crimeflow.standins.generate import add_bad_rows, generate_incidents, to_soda_strings
 
 END_TO_END_TARGET = 250_000
 NEAREST_TARGET = 1_000_000

@@ -16,9 +16,9 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from crimeflow.demo import generated_plan, run_demo
-from crimeflow.processes import free_port
-from crimeflow.settings import Settings
+from crimeflow.cli.demo import generated_plan, run_demo
+from crimeflow.cli.processes import free_port
+from crimeflow.contract.settings import Settings
 
 TARGETS_S = {"event_to_run_start": 15.0, "event_to_api_serving": 180.0}
 

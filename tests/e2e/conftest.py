@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from crimeflow.prefect_server import prefect_environment, start_prefect_server
-from crimeflow.processes import free_port, stop
-from crimeflow.settings import Settings
+from crimeflow.cli.prefect_server import prefect_environment, start_prefect_server
+from crimeflow.cli.processes import free_port, stop
+from crimeflow.contract.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from crimeflow.events import MODEL_REJECTED
-from crimeflow.settings import Settings
+from crimeflow.contract.events import MODEL_REJECTED
+from crimeflow.contract.settings import Settings
 from deployments.alerts import (
     BLOCK_NAME,
     FAILED_AUTOMATION,

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.prediction_log import PredictionLog
-from crimeflow.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
-from crimeflow.settings import Settings, child_environment
+from crimeflow.cli.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
+from crimeflow.contract.settings import Settings, child_environment
+from crimeflow.stores.prediction_log import PredictionLog
 from tests.conftest import fresh_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -51,7 +51,7 @@ class LoadOutcome:
 
 def incident_bodies(count: int = 500) -> list[bytes]:
     """Generated incidents as SODA JSON bodies (strings, missing fields left out)."""
-    from crimeflow.generate import generate_incidents, to_soda_strings
+    from crimeflow.standins.generate import generate_incidents, to_soda_strings
 
     frame = generate_incidents("2024-04", "2024-04", rows_per_month=count, seed=41)
     records = to_soda_strings(frame.drop(columns=["arrest"])).to_dict("records")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from crimeflow.processes import free_port
-from crimeflow.settings import child_environment
+from crimeflow.cli.processes import free_port
+from crimeflow.contract.settings import child_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

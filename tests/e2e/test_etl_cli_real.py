@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import requests
 
-from crimeflow.schema import to_canonical
-from crimeflow.settings import child_environment
-from tasks.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
+from crimeflow.contract.schema import to_canonical
+from crimeflow.contract.settings import child_environment
+from crimeflow.stores.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_data, pytest.mark.slow]
 

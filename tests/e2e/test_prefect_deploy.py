@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from crimeflow.processes import start, stop
-from crimeflow.settings import child_environment
+from crimeflow.cli.processes import start, stop
+from crimeflow.contract.settings import child_environment
 from tests.e2e.conftest import PrefectServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 
-from crimeflow.demo import (
+from crimeflow.cli.demo import (
     TRAINING_WINDOW_MONTHS,
     DemoPlan,
     flow_runs,
@@ -34,13 +34,13 @@ from crimeflow.demo import (
     traffic,
     wait_for,
 )
-from crimeflow.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
-from crimeflow.processes import ServiceProcess, free_port, log_tail
-from crimeflow.settings import Settings, get_settings
-from crimeflow.soda_standin import StandinServer
-from crimeflow.stack import Stack
-from tasks.lake import CLEAN_CRIMES, Lake
-from tasks.registry import CHAMPION, PREVIOUS_CHAMPION
+from crimeflow.cli.processes import ServiceProcess, free_port, log_tail
+from crimeflow.cli.stack import Stack
+from crimeflow.contract.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
+from crimeflow.contract.settings import Settings, get_settings
+from crimeflow.standins.soda import StandinServer
+from crimeflow.stores.lake import CLEAN_CRIMES, Lake
+from crimeflow.stores.registry import CHAMPION, PREVIOUS_CHAMPION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from crimeflow.processes import free_port, log_tail, start, stop, wait_http
-from crimeflow.settings import child_environment
+from crimeflow.cli.processes import free_port, log_tail, start, stop, wait_http
+from crimeflow.contract.settings import child_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

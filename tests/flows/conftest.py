@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from crimeflow.settings import Settings, get_settings
+from crimeflow.contract.settings import Settings, get_settings
 
 
 @pytest.fixture(scope="session", autouse=True)

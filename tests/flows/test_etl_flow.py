@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from crimeflow.generate import add_bad_rows, generate_incidents
-from crimeflow.months import previous_month, shift_month
-from crimeflow.soda_standin import StandinServer
+from crimeflow.contract.months import previous_month, shift_month
+from crimeflow.domain.validate import ValidationFailed
+from crimeflow.standins.generate import add_bad_rows, generate_incidents
+from crimeflow.standins.soda import StandinServer
+from crimeflow.stores.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
 from flows.etl import monthly_etl
-from tasks.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
-from tasks.validate import ValidationFailed
 
 ROWS = 1500
 

@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 from prefect.testing.fixtures import asserting_events_worker, reset_worker_events  # noqa: F401
 
-from api.prediction_log import (
+from crimeflow.standins.generate import Drift, generate_incidents
+from crimeflow.stores.lake import CLEAN_CRIMES, Lake
+from crimeflow.stores.prediction_log import (
     PredictionLog,
     PredictionRecord,
     features_from_frame,
     new_prediction_id,
 )
-from crimeflow.generate import Drift, generate_incidents
+from crimeflow.stores.registry import CHAMPION, load_model
 from flows.monitor import drift_monitor
 from flows.train import train
-from monitoring.reports import ReportStore
-from tasks.lake import CLEAN_CRIMES, Lake
-from tasks.registry import CHAMPION, load_model
+from monitoring.report_store import ReportStore
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_cli_monitor_json_and_the_verdict_artifact(champion):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from typer.testing import CliRunner
 
-    from crimeflow.cli import app
+    from crimeflow.cli.main import app
 
     incidents = generate_incidents("2024-05", "2024-05", rows_per_month=400, seed=8)
     log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=1))

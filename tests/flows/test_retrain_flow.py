@@ -7,11 +7,11 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from crimeflow.generate import Drift, generate_incidents
+from crimeflow.standins.generate import Drift, generate_incidents
+from crimeflow.stores.lake import CLEAN_CRIMES, Lake
+from crimeflow.stores.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from flows.retrain import retrain, rollback
 from flows.train import train
-from tasks.lake import CLEAN_CRIMES, Lake
-from tasks.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 
 pytestmark = pytest.mark.slow
 

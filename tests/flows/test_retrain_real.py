@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from crimeflow.months import months_between
-from crimeflow.soda_standin import StandinServer
+from crimeflow.contract.months import months_between
+from crimeflow.standins.soda import StandinServer
+from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from flows.etl import monthly_etl
 from flows.retrain import retrain
 from flows.train import train
-from tasks.registry import CHAMPION, mlflow_client, version_by_alias
 from tests.conftest import FILE_2018
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from crimeflow.generate import generate_incidents
-from crimeflow.schema import SODA_COLUMNS
-from crimeflow.settings import child_environment
+from crimeflow.contract.schema import SODA_COLUMNS
+from crimeflow.contract.settings import child_environment
+from crimeflow.standins.generate import generate_incidents
+from crimeflow.stores.lake import CLEAN_CRIMES, Lake
+from crimeflow.stores.registry import CHALLENGER, CHAMPION, UntrustedModelError, load_model
 from flows.train import train
-from tasks.lake import CLEAN_CRIMES, Lake
-from tasks.registry import CHALLENGER, CHAMPION, UntrustedModelError, load_model
 
 MONTHS = ("2024-01", "2024-04")
 
@@ -105,7 +105,8 @@ print(sk.predict_proba(rows)[:, 1].round(6).tolist())
 py = mlflow.pyfunc.load_model("models:/chicago-arrest@champion")
 print(pd.DataFrame(py.predict(rows)).iloc[:, 1].round(6).tolist())
 """
-    # MLflow 3.17 refuses to deserialize any model unless this is set (see tasks/registry.py).
+    # MLflow 3.17 refuses to deserialize any model unless this is set
+    # (see crimeflow/stores/registry.py).
     env = child_environment({"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"})
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from crimeflow.months import months_between
-from crimeflow.soda_standin import StandinServer
+from crimeflow.contract.months import months_between
+from crimeflow.standins.soda import StandinServer
+from crimeflow.stores.lake import RAW_CRIMES, Lake
+from crimeflow.stores.registry import CHALLENGER, load_model
 from flows.etl import monthly_etl
 from flows.train import train
-from tasks.lake import RAW_CRIMES, Lake
-from tasks.registry import CHALLENGER, load_model
 from tests.conftest import FILE_2018
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]

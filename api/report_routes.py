@@ -1,0 +1,55 @@
+"""Drift reports over HTTP: the list (newest first), one report's HTML, and the latest one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from litestar import Controller, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import NotFoundException
+
+from crimeflow.stores.lake import Lake
+from monitoring.report_store import ReportStore
+
+
+def provide_report_store(state: State) -> ReportStore:
+    """The report store of the configured lake (cheap: no I/O until a read)."""
+    settings = state.settings
+    return ReportStore(Lake.from_settings(settings), settings.evidently_workspace)
+
+
+class ReportsController(Controller):
+    """Drift reports written by the drift monitor."""
+
+    path = "/reports"
+    tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
+    dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
+        "store": Provide(provide_report_store, sync_to_thread=True)
+    }
+
+    @get("/", sync_to_thread=True, summary="Drift checks, newest first")
+    def list_reports(self, store: ReportStore) -> list[dict[str, Any]]:
+        """Every drift check: id, created_at, window, model version, verdict, drift share."""
+        return store.list()
+
+    @get("/latest", sync_to_thread=True, media_type=MediaType.HTML, summary="Newest report")
+    def latest_report(self, store: ReportStore) -> Response[bytes]:
+        """The newest drift report as HTML (404 before the first check)."""
+        latest = store.latest()
+        if latest is None:
+            raise NotFoundException("no drift report yet: run `crimeflow monitor`")
+        return self._html(store, latest["id"])
+
+    @get("/{report_id:str}", sync_to_thread=True, media_type=MediaType.HTML, summary="One report")
+    def report(self, store: ReportStore, report_id: str) -> Response[bytes]:
+        """One drift report's Evidently HTML."""
+        return self._html(store, report_id)
+
+    @staticmethod
+    def _html(store: ReportStore, report_id: str) -> Response[bytes]:
+        """The report's HTML, or a 404 naming the id."""
+        page = store.html(report_id)
+        if page is None:
+            raise NotFoundException(f"no drift report {report_id!r}")
+        return Response(page, media_type=MediaType.HTML)

@@ -1,0 +1,301 @@
+"""`crimeflow`: one command line for local operations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crimeflow.contract.settings import Settings, get_settings
+
+app = typer.Typer(help="crimeflow: Chicago arrest prediction that keeps itself healthy.")
+config_app = typer.Typer(help="Inspect the effective configuration.")
+soda_app = typer.Typer(help="The local Socrata (SODA 2.x) stand-in.")
+app.add_typer(config_app, name="config")
+reports_app = typer.Typer(help="Drift reports.")
+app.add_typer(soda_app, name="soda")
+app.add_typer(reports_app, name="reports")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the settings as a markdown table (the README's configuration section)."""
+    typer.echo(Settings.markdown_table())
+
+
+@app.command()
+def etl(
+    month: Annotated[
+        str | None, typer.Option(help="YYYY-MM; default last month (backfill on an empty lake).")
+    ] = None,
+) -> None:
+    """Run the monthly ETL flow once, in this process."""
+    from flows.etl import monthly_etl
+
+    summary = monthly_etl(month=month)
+    for m in summary["months"]:
+        typer.echo(
+            f"{m['month']}: pulled {m['pulled']:,}, clean {m['clean']:,}, "
+            f"quarantined {m['quarantined']:,}, changed={m['changed']}"
+        )
+    typer.echo(f"training window: {', '.join(summary['window'])}")
+
+
+@app.command()
+def train(
+    until: Annotated[str | None, typer.Option(help="Newest month of the window, YYYY-MM.")] = None,
+    holdout_months: Annotated[int, typer.Option(help="Newest months held out.")] = 1,
+    promote_if_none: Annotated[
+        bool, typer.Option(help="Make this the champion when there is none yet.")
+    ] = False,
+    classifier: Annotated[
+        str,
+        typer.Option(help="auto, logistic_regression, random_forest or hist_gradient_boosting."),
+    ] = "auto",
+    balance: Annotated[bool, typer.Option(help="SMOTE + undersampling while fitting.")] = False,
+) -> None:
+    """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
+    from flows.train import train as train_flow
+
+    result = train_flow(
+        until=until,
+        holdout_months=holdout_months,
+        promote_if_none=promote_if_none,
+        classifier=classifier,
+        balance=balance,
+    )
+    model, baseline = result["holdout"], result["baseline"]
+    typer.echo(f"registered version {result['version']} ({result['classifier']})")
+    typer.echo(f"{'metric':<16}{'model':>10}{'baseline':>10}")
+    for name in ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall", "brier", "log_loss"):
+        typer.echo(f"{name:<16}{_num(model[name]):>10}{_num(baseline[name]):>10}")
+    typer.echo(
+        f"mean predicted {model['mean_predicted']:.4f} vs observed {model['positive_rate']:.4f}"
+    )
+    if result["promoted"]:
+        typer.echo("promoted to champion (there was none)")
+    typer.echo(f"MLflow run: {result['run_url']}")
+
+
+def _num(value: float | None) -> str:
+    """A metric for the console table."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def monitor(
+    window_days: Annotated[int | None, typer.Option(help="Days of traffic to check.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Window start, ISO 8601 (UTC if naive).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default now).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the typed result as JSON.")
+    ] = False,
+) -> None:
+    """Run the drift monitor once: logged traffic vs the champion's reference."""
+    from flows.monitor import drift_monitor
+
+    if window_days is not None and since is not None:
+        raise typer.BadParameter("give --window-days or --since/--until, not both")
+    days = window_days or get_settings().drift_window_days
+    result = drift_monitor(window_days=days, since=since, until=until)
+    if as_json:
+        typer.echo(json.dumps(result, default=str, indent=2))
+        return
+    verdict = {True: "DRIFT DETECTED", False: "no drift", None: "insufficient data"}
+    typer.echo(
+        f"{verdict[result['drift_detected']]}: drift share {result['drift_share']}, "
+        f"{result['current_rows']:,} rows; drifted: {', '.join(result['drifted_columns']) or '-'}"
+    )
+    typer.echo(f"report {result['report_id']}")
+
+
+@app.command()
+def generate(
+    first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
+    last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rows_per_month: Annotated[int, typer.Option(help="Incidents per month.")] = 5000,
+    drift: Annotated[
+        str | None, typer.Option(help="Drift spec, e.g. 'type_mix=NARCOTICS:4;arrest_rate=1.3'.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv.gz or parquet.")] = "csv.gz",
+) -> None:
+    """Write seeded, Chicago-shaped incidents (SODA field names) for offline runs."""
+    from crimeflow.standins.generate import Drift, generate_incidents, write_incidents
+
+    try:
+        spec = Drift.parse(drift) if drift else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--drift") from error
+    frame = generate_incidents(first, last, rows_per_month=rows_per_month, seed=seed, drift=spec)
+    path = write_incidents(frame, out, fmt=fmt)
+    typer.echo(f"wrote {len(frame):,} incidents to {path}")
+
+
+@reports_app.command("ui")
+def reports_ui() -> None:
+    """Open the drift history in Evidently's UI (the workspace under CRIMEFLOW_HOME)."""
+    import subprocess
+    import sys
+
+    settings = get_settings()
+    evidently = Path(sys.executable).with_name("evidently")
+    command = [
+        str(evidently),
+        "ui",
+        "--workspace",
+        str(settings.evidently_workspace),
+        "--port",
+        str(settings.evidently_ui_port),
+    ]
+    typer.echo(" ".join(command))
+    raise typer.Exit(subprocess.call(command))
+
+
+@soda_app.command("serve")
+def soda_serve(
+    crimes: Annotated[
+        Path, typer.Option(help="Crimes file: CSV(.gz) in either style, or Parquet.")
+    ],
+    stations: Annotated[
+        Path | None, typer.Option(help="Stations file (default: the packaged copy).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+) -> None:
+    """Serve a crimes file as a local SODA endpoint (set CRIMEFLOW_SOCRATA_URL to it)."""
+    from crimeflow.standins.soda import serve_forever
+
+    serve_forever(crimes, stations, host=host, port=port)
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Crimes files to serve instead of generated data (repeatable)."),
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the services up after the loop, until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Run the whole loop on this machine: ETL, champion, traffic, drift, retrain, promotion."""
+    import signal
+
+    from crimeflow.cli.demo import run_demo
+
+    def interrupt(signum: int, frame: object) -> None:
+        # SIGTERM as Ctrl-C: leaving the demo's blocks stops every process it started.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    summary = run_demo(get_settings(), data=data or None, keep_running=keep_running)
+    raise typer.Exit(0 if summary.loop_completed else 1)
+
+
+predictions_app = typer.Typer(help="The prediction log (every served prediction).")
+app.add_typer(predictions_app, name="predictions")
+
+
+@predictions_app.command("export")
+def predictions_export(
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    since: Annotated[
+        str | None, typer.Option(help="First served_at included, ISO 8601 (no offset = UTC).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="served_at strictly before this, ISO 8601 (no offset = UTC).")
+    ] = None,
+) -> None:
+    """Export logged predictions (inputs, model, probability, label, feedback) to Parquet."""
+    from crimeflow.stores.prediction_log import export_predictions, parse_utc
+
+    bounds = []
+    for name, text in (("--since", since), ("--until", until)):
+        try:
+            bounds.append(parse_utc(text) if text else None)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint=name) from error
+    rows = export_predictions(get_settings(), bounds[0], bounds[1], out)
+    typer.echo(f"wrote {rows:,} predictions to {out}")
+
+
+@app.command()
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default CRIMEFLOW_API_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CRIMEFLOW_API_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="uvicorn worker processes (CRIMEFLOW_API_WORKERS).")
+    ] = None,
+) -> None:
+    """Serve the prediction API (Litestar under uvicorn) until interrupted."""
+    from api.app import serve
+
+    settings = get_settings()
+    serve(
+        host or settings.api_host,
+        settings.api_port if port is None else port,
+        settings.api_workers if workers is None else workers,
+    )
+
+
+@app.command()
+def up() -> None:
+    """Run the stack in the foreground: Prefect server, serve process, MLflow UI and API."""
+    from crimeflow.cli.stack import run_until_stopped
+
+    raise typer.Exit(run_until_stopped(get_settings(), echo=typer.echo))
+
+
+@app.command()
+def retrain(
+    reason: Annotated[str, typer.Option(help="Why (recorded on the model version).")] = "manual",
+    until: Annotated[
+        str | None, typer.Option(help="Newest month to ingest and train on (default last month).")
+    ] = None,
+    refresh: Annotated[bool, typer.Option(help="Ingest months the lake lacks first.")] = True,
+) -> None:
+    """Run the retraining flow once: refresh, train a challenger, staging gate, promote/reject."""
+    from flows.retrain import retrain as retrain_flow
+
+    result = retrain_flow(reason=reason, until=until, refresh=refresh)
+    gate = result["gate"]
+    for who in ("candidate", "champion"):
+        metrics = gate[f"{who}_metrics"] or {}
+        typer.echo(
+            f"{who:<10} v{gate[f'{who}_version'] or '-'}: ROC-AUC {_num(metrics.get('roc_auc'))} "
+            f"PR-AUC {_num(metrics.get('pr_auc'))} "
+            f"calibration gap {_num(metrics.get('calibration_gap'))}"
+        )
+    typer.echo(f"staging set: {gate['staging']}")
+    verdict = "promoted to champion" if result["promoted"] else "rejected"
+    typer.echo(f"v{result['trained_version']} {verdict}")
+    for reason_text in gate["reasons"]:
+        typer.echo(f"  - {reason_text}")
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded on both versions).")] = "manual",
+) -> None:
+    """Move the champion back to the previous champion (the API follows by itself)."""
+    from flows.retrain import rollback as rollback_flow
+
+    try:
+        result = rollback_flow(reason=reason)
+    except LookupError as error:
+        raise typer.BadParameter(str(error)) from error
+    typer.echo(f"champion is v{result['champion']} again (v{result['rolled_back']} rolled back)")

@@ -1,0 +1,189 @@
+"""The staging gate's decision: pure logic over both models' staging metrics and the candidate's
+serving checks, so every rule is unit-tested and the reasons are recorded word for word.
+
+A candidate passes when every check passes:
+- floors: ROC-AUC ≥ `min_roc_auc`; PR-AUC ≥ `min_pr_auc_lift` × the staging arrest rate (a
+  constant predictor's PR-AUC equals that rate, so this is "clearly better than guessing");
+- calibration: |mean predicted − observed rate| ≤ `max_calibration_gap`;
+- against the champion (when one is loaded and scored): PR-AUC and ROC-AUC not worse by more
+  than `tolerance`, and the primary metric better by at least `min_improvement`;
+- serving: p99 single-row latency within budget, no failure scoring recent logged requests,
+  every behavioural check passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from crimeflow.contract.settings import Settings
+
+COMPARED_METRICS = ("pr_auc", "roc_auc")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the gate (from the `CRIMEFLOW_GATE_*` settings)."""
+
+    primary_metric: str = "pr_auc"
+    min_improvement: float = 0.0
+    tolerance: float = 0.01
+    min_roc_auc: float = 0.70
+    min_pr_auc_lift: float = 1.5
+    max_calibration_gap: float = 0.05
+    max_p99_ms: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.primary_metric not in COMPARED_METRICS:
+            raise ValueError(
+                f"gate primary metric must be one of {COMPARED_METRICS}, "
+                f"got {self.primary_metric!r}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GateConfig:
+        """The gate's thresholds from settings."""
+        return cls(
+            primary_metric=settings.gate_primary_metric,
+            min_improvement=settings.gate_min_improvement,
+            tolerance=settings.gate_tolerance,
+            min_roc_auc=settings.gate_min_roc_auc,
+            min_pr_auc_lift=settings.gate_min_pr_auc_lift,
+            max_calibration_gap=settings.gate_max_calibration_gap,
+            max_p99_ms=settings.gate_max_p99_ms,
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule of the gate and how the candidate fared."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateDecision:
+    """Every check; the candidate passes only if all did."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why it failed (empty when it passed)."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: passed, reasons and every check."""
+        return {
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _fmt(value: float | None) -> str:
+    """A metric in a reason; undefined shows as 'undefined'."""
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+def floor_checks(candidate: dict[str, Any], config: GateConfig) -> list[Check]:
+    """Absolute floors and the calibration bound on the candidate's staging metrics."""
+    roc, pr, rate = candidate.get("roc_auc"), candidate.get("pr_auc"), candidate["positive_rate"]
+    gap = candidate.get("calibration_gap")
+    pr_floor = config.min_pr_auc_lift * rate
+    return [
+        Check(
+            "floor.roc_auc",
+            roc is not None and roc >= config.min_roc_auc,
+            f"ROC-AUC {_fmt(roc)} (floor {config.min_roc_auc:.2f})",
+        ),
+        Check(
+            "floor.pr_auc",
+            pr is not None and pr >= pr_floor,
+            f"PR-AUC {_fmt(pr)} (floor {pr_floor:.4f} = {config.min_pr_auc_lift:g} × "
+            f"arrest rate {rate:.4f})",
+        ),
+        Check(
+            "calibration",
+            gap is not None and abs(gap) <= config.max_calibration_gap,
+            f"mean predicted − observed = {_fmt(gap)} (bound ±{config.max_calibration_gap:g})",
+        ),
+    ]
+
+
+def champion_checks(
+    candidate: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig
+) -> list[Check]:
+    """Not worse than the champion beyond the tolerance; better on the primary metric."""
+    if champion is None:
+        return [Check("vs_champion", True, "no champion to compare with")]
+    checks = []
+    for name in COMPARED_METRICS:
+        ours, theirs = candidate.get(name), champion.get(name)
+        ok = ours is not None and (theirs is None or ours >= theirs - config.tolerance)
+        checks.append(
+            Check(
+                f"vs_champion.{name}",
+                ok,
+                f"{_fmt(ours)} vs champion {_fmt(theirs)} (tolerance {config.tolerance:g})",
+            )
+        )
+    name = config.primary_metric
+    ours, theirs = candidate.get(name), champion.get(name)
+    delta = None if ours is None or theirs is None else ours - theirs
+    checks.append(
+        Check(
+            f"improvement.{name}",
+            ours is not None and (theirs is None or delta >= config.min_improvement),
+            f"{name} {_fmt(ours)} − champion {_fmt(theirs)} = {_fmt(delta)} "
+            f"(needs ≥ {config.min_improvement:g})",
+        )
+    )
+    return checks
+
+
+def serving_checks(
+    p99_ms: float, shadow_failures: list[str], behaviour_failures: list[str], config: GateConfig
+) -> list[Check]:
+    """Latency budget, shadow scoring of logged requests, behavioural checks."""
+    return [
+        Check(
+            "latency.p99",
+            p99_ms <= config.max_p99_ms,
+            f"p99 single-row {p99_ms:.1f} ms (budget {config.max_p99_ms:g} ms)",
+        ),
+        Check(
+            "shadow",
+            not shadow_failures,
+            "; ".join(shadow_failures) or "scored the recent logged requests",
+        ),
+        Check(
+            "behaviour",
+            not behaviour_failures,
+            "; ".join(behaviour_failures) or "invariance, minimum functionality, direction",
+        ),
+    ]
+
+
+def decide(
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    *,
+    p99_ms: float,
+    shadow_failures: list[str],
+    behaviour_failures: list[str],
+    config: GateConfig,
+) -> GateDecision:
+    """The gate's decision from the staging metrics (`binary_metrics`) and serving checks."""
+    return GateDecision(
+        floor_checks(candidate, config)
+        + champion_checks(candidate, champion, config)
+        + serving_checks(p99_ms, shadow_failures, behaviour_failures, config)
+    )

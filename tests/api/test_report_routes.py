@@ -1,0 +1,51 @@
+"""GET /reports, /reports/latest and /reports/{id}: the drift monitor's reports over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import TestClient
+
+from api.app import create_app
+from crimeflow.contract.settings import Settings
+from crimeflow.standins.generate import Drift, generate_incidents
+from crimeflow.stores.lake import Lake
+from monitoring.drift import DriftConfig, compute_drift
+from monitoring.report_store import ReportStore
+
+
+def store_check(settings: Settings, drift: Drift | None, seed: int) -> str:
+    """Run one small drift check and store it as the monitor flow does; its report id."""
+    reference = generate_incidents("2024-01", "2024-02", rows_per_month=600, seed=1)
+    current = generate_incidents("2024-03", "2024-03", rows_per_month=600, seed=seed, drift=drift)
+    reference = reference.assign(arrest_probability=0.2)
+    current = current.drop(columns=["arrest"]).assign(probability=0.2)
+    result, snapshot = compute_drift(reference, current, DriftConfig(), model_version="1")
+    return ReportStore(Lake.from_settings(settings), settings.evidently_workspace).save(
+        result, snapshot
+    )
+
+
+def test_reports_are_listed_newest_first_and_served_as_html(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/reports").json() == []
+        assert client.get("/reports/latest").status_code == 404
+
+        first = store_check(settings, None, seed=2)
+        second = store_check(settings, Drift.parse("type_mix=NARCOTICS:6"), seed=3)
+
+        listed = client.get("/reports").json()
+        assert [r["id"] for r in listed] == [second, first]
+        keys = {"id", "created_at", "window_start", "window_end", "model_version"}
+        assert keys | {"drift_detected", "drift_share"} <= set(listed[0])
+        assert listed[0]["drift_detected"] is True
+
+        page = client.get(f"/reports/{first}")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert client.get("/reports/latest").content == client.get(f"/reports/{second}").content
+        missing = client.get("/reports/20990101T000000Z-beef")
+        assert missing.status_code == 404
+        assert "20990101T000000Z-beef" in missing.json()["detail"]
+        assert client.get("/reports/..%2Fstate").status_code == 404

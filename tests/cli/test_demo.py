@@ -1,0 +1,60 @@
+"""The demo's pure parts: its plan of months, its own settings folder, its summary table."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from crimeflow.cli.demo import DemoPlan, DemoSummary, demo_settings, generated_plan, summary_table
+from crimeflow.contract.settings import Settings
+
+
+def test_generated_plan_ends_last_month_with_the_drifted_months():
+    plan = generated_plan(date(2026, 12, 1), old_months=3, new_months=2, rows_per_month=50)
+    assert plan.old_months == ["2026-07", "2026-08", "2026-09"]
+    assert plan.new_months == ["2026-10", "2026-11"]
+    months = plan.crimes["date"].dt.strftime("%Y-%m")
+    assert sorted(months.unique()) == plan.old_months + plan.new_months
+    assert plan.crimes["id"].is_unique
+    modern = plan.crimes.loc[months.isin(plan.new_months), "location_description"]
+    assert modern.str.contains("RESIDENCE - ", regex=False).any()  # the 2020 vocabulary
+
+
+def test_demo_settings_live_in_a_folder_of_their_own(tmp_path: Path):
+    user = Settings(home=tmp_path, lake_url="s3://bucket/prod", api_port=8123, _env_file=None)
+    plan = DemoPlan(crimes=None, old_months=["2018-01"], new_months=["2018-09"], generated=False)
+    demo = demo_settings(user, plan, "http://127.0.0.1:9999")
+    assert demo.home == tmp_path / "demo"
+    assert demo.lake_url == str(tmp_path / "demo" / "lake")  # never the user's lake
+    assert str(tmp_path / "demo") in demo.mlflow_tracking_uri
+    assert str(tmp_path / "demo") in demo.prediction_log_url
+    assert demo.api_port == 8123 and demo.socrata_url == "http://127.0.0.1:9999"
+    assert demo.retrain_until == "2018-09"  # files are history: retrain up to their end
+
+
+def test_summary_table_shows_versions_decisions_and_latencies():
+    summary = DemoSummary(
+        versions=[
+            {
+                "version": "1",
+                "aliases": ["previous-champion"],
+                "holdout_roc_auc": "0.88",
+                "holdout_pr_auc": "0.77",
+                "gate": None,
+            },
+            {
+                "version": "2",
+                "aliases": ["champion"],
+                "holdout_roc_auc": "0.89",
+                "holdout_pr_auc": "0.81",
+                "gate": "passed",
+            },
+        ],
+        gate_decisions=[{"version": "2", "decision": "promoted", "reasons": ""}],
+        drift_checks=[{"status": "drift", "drift_share": 0.27, "drifted_columns": "iucr"}],
+        loop_latency_s={"event_to_run_start": 6.9},
+    )
+    table = summary_table(summary)
+    assert "v2 promoted (all checks passed)" in table
+    assert "drift: drift share 0.27, drifted iucr" in table
+    assert "event_to_run_start" in table and "6.9" in table

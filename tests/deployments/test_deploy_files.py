@@ -1,0 +1,874 @@
+"""Static checks of the production-shaped stack: compose.yaml, the Dockerfile, k8s, CI.
+
+No Docker engine or cluster is needed: the files are parsed and cross-checked against each
+other, the Settings object and the typer app. Every checker is also fed a broken copy, so a
+checker that stopped looking would fail here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+
+from crimeflow.cli.main import app
+from crimeflow.contract.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+DOCKERFILE = ROOT / "deployments" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+POSTGRES_INIT = ROOT / "deployments" / "postgres" / "init.sh"
+K8S = ROOT / "deployments" / "k8s"
+CI = ROOT / ".github" / "workflows" / "ci.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+PREFECT_YAML = ROOT / "prefect.yaml"
+WORK_POOL = "crimeflow-process"
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|(^|_)KEY$")
+# ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default}, ${VAR-default}
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+URL_CREDENTIALS = re.compile(r"://(?P<user>[^:/@\s\"']+):(?P<password>\$\{[^}]*\}|[^@\s\"']*)@")
+PLACEHOLDER = re.compile(r"^<[^<>]+>$")
+SHELL_SEPARATORS = {"&&", "||", ";", "|", "exec", "then", "do", "else"}
+# Options that point an installer at a particular package index (and so name its host): the
+# image and the stack install by package name through the installer's own configuration.
+INDEX_OPTIONS = ("index-url", "extra-index-url", "trusted-host", "find-links", "registry=")
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    """One YAML document."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """Every non-empty document of a (multi-document) YAML file."""
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def compose_file() -> dict[str, Any]:
+    """compose.yaml, parsed (anchors and merge keys resolved)."""
+    return load_yaml(COMPOSE)
+
+
+def k8s_documents() -> list[dict[str, Any]]:
+    """Every manifest the kustomization lists, in order."""
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    return [doc for name in kustomization["resources"] for doc in load_yaml_documents(K8S / name)]
+
+
+# --- compose: the service graph ---------------------------------------------------------------
+
+
+def depends_on(service: Mapping[str, Any]) -> dict[str, str]:
+    """The service's dependencies and their conditions (the short list form means started)."""
+    raw = service.get("depends_on") or {}
+    if isinstance(raw, list):
+        return dict.fromkeys(raw, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in raw.items()}
+
+
+def is_one_shot(service: Mapping[str, Any]) -> bool:
+    """A job that runs to completion: `restart: "no"` (YAML 1.1 also reads a bare no as False)."""
+    return service.get("restart") in ("no", False)
+
+
+def has_healthcheck(service: Mapping[str, Any]) -> bool:
+    """Whether compose itself declares an enabled healthcheck with a test."""
+    check = service.get("healthcheck")
+    return bool(check) and not check.get("disable", False) and bool(check.get("test"))
+
+
+def compose_graph_errors(compose: Mapping[str, Any]) -> list[str]:
+    """Everything wrong with the service graph: targets, conditions, healthchecks, cycles."""
+    services: Mapping[str, Any] = compose.get("services") or {}
+    errors: list[str] = []
+    for name, service in services.items():
+        if not is_one_shot(service) and not has_healthcheck(service):
+            errors.append(f"{name}: long-running service without a healthcheck")
+        for target, condition in depends_on(service).items():
+            if target not in services:
+                errors.append(f"{name}: depends on unknown service {target!r}")
+                continue
+            if condition == "service_healthy" and not has_healthcheck(services[target]):
+                errors.append(f"{name}: waits for {target} to be healthy, which has no healthcheck")
+            elif condition == "service_completed_successfully" and not is_one_shot(
+                services[target]
+            ):
+                errors.append(f"{name}: waits for {target} to complete, which is long-running")
+            elif condition not in (
+                "service_healthy",
+                "service_completed_successfully",
+                "service_started",
+            ):
+                errors.append(f"{name}: unknown condition {condition!r} on {target}")
+    errors.extend(
+        f"dependency cycle: {' -> '.join(cycle)}" for cycle in dependency_cycles(services)
+    )
+    return errors
+
+
+def dependency_cycles(services: Mapping[str, Any]) -> list[list[str]]:
+    """Cycles of depends_on (depth-first search; each cycle reported once per entry point)."""
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for target in depends_on(services[name]):
+            if target not in services:
+                continue
+            if state.get(target) == "open":
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = "done"
+
+    for name in services:
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
+# --- environment names and secrets ------------------------------------------------------------
+
+
+def settings_env_names() -> set[str]:
+    """Every env name the Settings object reads: CRIMEFLOW_ + field name upper-cased."""
+    return {f"CRIMEFLOW_{name.upper()}" for name in Settings.model_fields}
+
+
+def unknown_crimeflow_names(names: Iterable[str]) -> list[str]:
+    """The CRIMEFLOW_* names that are not settings (a typo is silently ignored at run time)."""
+    known = settings_env_names()
+    return sorted({n for n in names if n.startswith("CRIMEFLOW_") and n not in known})
+
+
+def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
+    """A compose service's environment as a mapping (list `K=V` form too)."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
+    return {str(k): "" if v is None else str(v) for k, v in raw.items()}
+
+
+def dotenv_names(text: str) -> list[str]:
+    """Variable names assigned in a dotenv file."""
+    names = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            names.append(line.split("=", 1)[0].removeprefix("export ").strip())
+    return names
+
+
+def is_interpolated_secret(value: str) -> bool:
+    """Empty, `$$VAR` (container-side), or exactly one ${VAR...} whose default is empty."""
+    if value == "" or re.fullmatch(r"\$\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", value):
+        return True
+    match = INTERPOLATION.fullmatch(value)
+    if not match:
+        return False
+    return match["op"] is None or "?" in match["op"] or match["arg"] == ""
+
+
+def strings_in(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every string inside a parsed YAML tree, with a dotted location."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from strings_in(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from strings_in(value, f"{where}[{index}]")
+    elif isinstance(node, str):
+        yield where, node
+
+
+def url_password_errors(node: Any, allow_placeholders: bool = False) -> list[str]:
+    """URLs with a literal password (`scheme://user:secret@host`) anywhere in the tree."""
+    errors = []
+    for where, text in strings_in(node):
+        for match in URL_CREDENTIALS.finditer(text):
+            password = match["password"]
+            if password.startswith(("${", "$$")):
+                continue
+            if allow_placeholders and PLACEHOLDER.match(password):
+                continue
+            errors.append(f"{where}: URL with a literal password")
+    return errors
+
+
+def literal_secret_errors(env: Mapping[str, str], where: str) -> list[str]:
+    """Secret-looking variables whose value is written out instead of interpolated."""
+    return [
+        f"{where}: {name} is a literal, not ${{VAR}}"
+        for name, value in env.items()
+        if SECRET_NAME.search(name) and not is_interpolated_secret(value)
+    ]
+
+
+def compose_secret_errors(compose: Mapping[str, Any]) -> list[str]:
+    """Literal secrets anywhere in compose: env values, URLs in env or commands."""
+    errors = url_password_errors(compose)
+    for name, service in (compose.get("services") or {}).items():
+        errors += literal_secret_errors(environment_of(service), name)
+    return errors
+
+
+def required_variables(compose: Mapping[str, Any]) -> set[str]:
+    """The ${VAR} names compose needs from .env (those without a default; comments ignored)."""
+    return {
+        m["name"]
+        for _, text in strings_in(compose)
+        for m in INTERPOLATION.finditer(text)
+        if m["op"] is None or "?" in m["op"]
+    }
+
+
+# --- commands: crimeflow subcommands exist in the typer app -------------------------------------
+
+
+def argv_of(value: Any) -> list[str]:
+    """A compose/k8s command as argv (a string is split like a shell would)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(item) for item in value]
+
+
+def crimeflow_invocations(argv: list[str]) -> list[list[str]]:
+    """Every `crimeflow ...` call in argv, also inside `sh -c "..."` scripts."""
+    calls: list[list[str]] = []
+    for index, token in enumerate(argv):
+        if any(ch.isspace() for ch in token):
+            calls += crimeflow_invocations(shlex.split(token))
+        elif Path(token).name == "crimeflow" and (
+            index == 0 or argv[index - 1] in SHELL_SEPARATORS
+        ):
+            rest = argv[index + 1 :]
+            end = next((i for i, t in enumerate(rest) if t in SHELL_SEPARATORS), len(rest))
+            calls.append([token, *rest[:end]])
+    return calls
+
+
+def is_group(command: Any) -> bool:
+    """A command group (typer vendors click, so no isinstance against click's classes)."""
+    return isinstance(getattr(command, "commands", None), Mapping)
+
+
+def cli_errors(call: list[str]) -> list[str]:
+    """What in a `crimeflow ...` call the typer app would reject: commands and option names."""
+    command: Any = typer.main.get_command(app)
+    path = ["crimeflow"]
+    options = [t.split("=", 1)[0] for t in call[1:] if t.startswith("--")]
+    for token in call[1:]:
+        if token.startswith("-") or not is_group(command):
+            break
+        if token not in command.commands:
+            return [f"{' '.join(path)}: no subcommand {token!r} (has {sorted(command.commands)})"]
+        command = command.commands[token]
+        path.append(token)
+    if is_group(command):
+        return [f"{' '.join(path)}: a command group, needs a subcommand"]
+    known = {"--help"} | {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    return [f"{' '.join(path)}: no option {o}" for o in options if o not in known]
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined: list[str] = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        joined.append(current + stripped)
+        current = ""
+    pairs = []
+    for line in joined:
+        instruction, _, arguments = line.partition(" ")
+        pairs.append((instruction.upper(), arguments.strip()))
+    return pairs
+
+
+def dockerfile_argv(arguments: str) -> list[str]:
+    """The argv of a CMD/ENTRYPOINT/HEALTHCHECK CMD: exec (JSON) form or shell form."""
+    arguments = re.sub(r"^(--[a-z-]+=\S+\s+)*", "", arguments)  # HEALTHCHECK options
+    arguments = arguments.removeprefix("CMD ").strip()
+    if arguments.startswith("["):
+        return json.loads(arguments)
+    return shlex.split(arguments)
+
+
+def commands_in_stack() -> dict[str, list[str]]:
+    """Every command the stack runs, by where it is declared."""
+    found: dict[str, list[str]] = {}
+    for name, service in compose_file()["services"].items():
+        found[f"compose {name} command"] = argv_of(service.get("command"))
+        found[f"compose {name} entrypoint"] = argv_of(service.get("entrypoint"))
+    for instruction, arguments in dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8")):
+        if instruction in ("CMD", "ENTRYPOINT", "HEALTHCHECK"):
+            found[f"Dockerfile {instruction}"] = dockerfile_argv(arguments)
+    for doc in k8s_documents():
+        for container in pod_containers(doc):
+            where = f"k8s {doc['metadata']['name']}/{container['name']}"
+            found[where] = argv_of(container.get("command")) + argv_of(container.get("args"))
+    return found
+
+
+# --- kubernetes ---------------------------------------------------------------------------------
+
+
+def pod_containers(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The containers of a workload's pod template (none for other kinds)."""
+    if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return []
+    return doc["spec"]["template"]["spec"]["containers"]
+
+
+def container_ports(container: Mapping[str, Any]) -> dict[str | int, int]:
+    """A container's ports, reachable by name and by number."""
+    ports: dict[str | int, int] = {}
+    for port in container.get("ports") or []:
+        ports[port["containerPort"]] = port["containerPort"]
+        if "name" in port:
+            ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+def kustomization_errors(folder: Path) -> list[str]:
+    """Resources that do not exist, and placeholders that would be applied."""
+    kustomization = load_yaml(folder / "kustomization.yaml")
+    errors = []
+    for name in kustomization.get("resources") or []:
+        if not (folder / name).is_file():
+            errors.append(f"kustomization lists {name}, which does not exist")
+        elif "template" in name:
+            errors.append(f"kustomization applies the template {name}")
+    return errors
+
+
+def workload_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """Deployments select their own pods; Services select a Deployment and a port it has."""
+    errors = []
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    for deployment in deployments:
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if not selector.items() <= labels.items():
+            errors.append(f"{deployment['metadata']['name']}: selector does not match its pods")
+    for service in (d for d in docs if d["kind"] == "Service"):
+        selector = service["spec"].get("selector") or {}
+        targets = [
+            d
+            for d in deployments
+            if selector and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        if not targets:
+            errors.append(f"Service {service['metadata']['name']} selects no Deployment")
+            continue
+        ports = {p for d in targets for c in pod_containers(d) for p in container_ports(c)}
+        for port in service["spec"]["ports"]:
+            if port.get("targetPort", port["port"]) not in ports:
+                errors.append(f"Service {service['metadata']['name']}: no container port {port}")
+    return errors
+
+
+def probe_errors(deployment: Mapping[str, Any], ready: str, live: str) -> list[str]:
+    """Readiness on `ready`, liveness on `live`, both on a port the container exposes."""
+    errors = []
+    for container in pod_containers(deployment):
+        ports = container_ports(container)
+        for kind, path in (("readinessProbe", ready), ("livenessProbe", live)):
+            get = (container.get(kind) or {}).get("httpGet") or {}
+            if get.get("path") != path:
+                errors.append(f"{container['name']}: {kind} on {get.get('path')!r}, not {path}")
+            if get.get("port") not in ports:
+                errors.append(f"{container['name']}: {kind} port {get.get('port')!r} not exposed")
+    return errors
+
+
+def hpa_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """The HPA is autoscaling/v2, scales an existing Deployment, and on CPU."""
+    errors = []
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+    hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    if not hpas:
+        errors.append("no HorizontalPodAutoscaler")
+    for hpa in hpas:
+        if hpa["apiVersion"] != "autoscaling/v2":
+            errors.append(f"{hpa['metadata']['name']}: apiVersion {hpa['apiVersion']}")
+        target = hpa["spec"]["scaleTargetRef"]
+        if target["kind"] != "Deployment" or target["name"] not in names:
+            errors.append(f"{hpa['metadata']['name']}: scales unknown {target}")
+        resources = [
+            m["resource"]["name"] for m in hpa["spec"].get("metrics", []) if "resource" in m
+        ]
+        if "cpu" not in resources:
+            errors.append(f"{hpa['metadata']['name']}: no CPU metric")
+    return errors
+
+
+def k8s_secret_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """No secret in ConfigMaps or literal env values; Secrets hold placeholders only."""
+    errors = url_password_errors(docs, allow_placeholders=True)
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "ConfigMap":
+            errors += [
+                f"ConfigMap {name}: secret {k}" for k in doc["data"] if SECRET_NAME.search(k)
+            ]
+        if doc["kind"] == "Secret":
+            values = {**(doc.get("stringData") or {}), **(doc.get("data") or {})}
+            errors += [
+                f"Secret {name}: {k} is not a <placeholder>"
+                for k, v in values.items()
+                if not PLACEHOLDER.match(str(v))
+            ]
+        for container in pod_containers(doc):
+            for env in container.get("env") or []:
+                if SECRET_NAME.search(env["name"]) and "value" in env:
+                    errors.append(f"{name}: {env['name']} as a literal, not a secretKeyRef")
+    return errors
+
+
+# --- tests: compose -------------------------------------------------------------------------
+
+
+def test_compose_has_the_stack_services() -> None:
+    services = compose_file()["services"]
+    expected = {"postgres", "minio", "minio-init", "prefect-server", "prefect-worker", "mlflow"}
+    assert expected | {"api", "deploy"} <= set(services)
+    assert {n for n, s in services.items() if is_one_shot(s)} == {"minio-init", "deploy"}
+
+
+def test_compose_service_graph_is_sound() -> None:
+    assert compose_graph_errors(compose_file()) == []
+
+
+def _without_healthcheck(compose: dict[str, Any]) -> None:
+    del compose["services"]["mlflow"]["healthcheck"]
+
+
+def _disabled_healthcheck(compose: dict[str, Any]) -> None:
+    compose["services"]["api"]["healthcheck"] = {"disable": True}
+
+
+def _unknown_target(compose: dict[str, Any]) -> None:
+    compose["services"]["api"]["depends_on"]["redis"] = {"condition": "service_started"}
+
+
+def _healthy_on_one_shot(compose: dict[str, Any]) -> None:
+    compose["services"]["api"]["depends_on"]["deploy"] = {"condition": "service_healthy"}
+
+
+def _completed_on_long_running(compose: dict[str, Any]) -> None:
+    compose["services"]["api"]["depends_on"]["mlflow"] = {
+        "condition": "service_completed_successfully"
+    }
+
+
+def _cycle(compose: dict[str, Any]) -> None:
+    compose["services"]["postgres"]["depends_on"] = ["api"]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (_without_healthcheck, "mlflow: long-running service without a healthcheck"),
+        (_disabled_healthcheck, "api: long-running service without a healthcheck"),
+        (_unknown_target, "unknown service 'redis'"),
+        (_healthy_on_one_shot, "waits for deploy to be healthy"),
+        (_completed_on_long_running, "waits for mlflow to complete"),
+        (_cycle, "dependency cycle: postgres -> api -> postgres"),
+    ],
+)
+def test_compose_graph_checker_rejects_broken_copies(break_it: Any, message: str) -> None:
+    broken = copy.deepcopy(compose_file())
+    break_it(broken)
+    errors = compose_graph_errors(broken)
+    assert any(message in e for e in errors), errors
+
+
+def test_cycle_detection_reports_a_three_service_cycle() -> None:
+    services = {"a": {"depends_on": ["b"]}, "b": {"depends_on": ["c"]}, "c": {"depends_on": ["a"]}}
+    assert dependency_cycles(services) == [["a", "b", "c", "a"]]
+    assert dependency_cycles({"a": {"depends_on": ["b"]}, "b": {}}) == []
+
+
+def test_compose_build_contexts_dockerfiles_and_bind_mounts_exist() -> None:
+    compose = compose_file()
+    builds = [s["build"] for s in compose["services"].values() if "build" in s]
+    assert builds, "no service builds the project image"
+    for build in builds:
+        spec = {"context": build} if isinstance(build, str) else build
+        context = ROOT / spec.get("context", ".")
+        assert context.is_dir(), context
+        assert (context / spec.get("dockerfile", "Dockerfile")).is_file(), spec
+    named = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} missing"
+            else:
+                assert source in named, f"{name}: volume {source} not declared"
+
+
+def test_compose_crimeflow_variables_are_settings() -> None:
+    names = [n for s in compose_file()["services"].values() for n in environment_of(s)]
+    assert any(n.startswith("CRIMEFLOW_") for n in names)
+    assert unknown_crimeflow_names(names) == []
+
+
+def test_unknown_crimeflow_names_are_rejected() -> None:
+    assert unknown_crimeflow_names(["CRIMEFLOW_LAKE_URL", "CRIMEFLOW_LAKE_URI", "PATH"]) == [
+        "CRIMEFLOW_LAKE_URI"
+    ]
+
+
+def test_compose_has_no_literal_secrets() -> None:
+    assert compose_secret_errors(compose_file()) == []
+
+
+def test_secret_checker_rejects_literals() -> None:
+    broken = copy.deepcopy(compose_file())
+    broken["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = "hunter2"
+    broken["services"]["api"]["environment"]["CRIMEFLOW_API_KEY"] = "${STACK_API_KEY:-hunter2}"
+    broken["services"]["mlflow"]["command"].append("--backend-store-uri=postgresql://u:pw@db/x")
+    errors = compose_secret_errors(broken)
+    assert any("POSTGRES_PASSWORD is a literal" in e for e in errors), errors
+    assert any("CRIMEFLOW_API_KEY is a literal" in e for e in errors), errors
+    assert any("mlflow.command" in e and "literal password" in e for e in errors), errors
+    assert is_interpolated_secret("${X:?set X}") and is_interpolated_secret("$$X")
+    assert not is_interpolated_secret("${X}suffix")
+
+
+def test_every_required_compose_variable_is_in_env_example() -> None:
+    required = required_variables(compose_file())
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"} <= required
+    assert required <= set(dotenv_names(ENV_EXAMPLE.read_text(encoding="utf-8")))
+
+
+def test_env_example_names_are_settings_and_secrets_are_empty() -> None:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert unknown_crimeflow_names(dotenv_names(text)) == []
+    values = dict(
+        line.split("=", 1)
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#") and "=" in line
+    )
+    assert literal_secret_errors(values, ".env.example") == []
+
+
+def test_postgres_init_creates_the_roles_and_databases_compose_connects_to() -> None:
+    created = set(
+        re.findall(
+            r"^create_database (\w+) \"\$\w+\" (\w+)$",
+            POSTGRES_INIT.read_text(encoding="utf-8"),
+            re.MULTILINE,
+        )
+    )
+    urls = [
+        text for _, text in strings_in(compose_file()["services"]) if text.startswith("postgresql")
+    ]
+    used = {
+        (m["user"], url.rsplit("/", 1)[1]) for url in urls if (m := URL_CREDENTIALS.search(url))
+    }
+    assert len(used) == 3, used
+    assert used <= created
+
+
+def test_compose_buckets_exist_for_the_lake_and_mlflow() -> None:
+    services = compose_file()["services"]
+    script = " ".join(argv_of(services["minio-init"]["command"]))
+    created = set(re.findall(r"stack/([a-z0-9.-]+)", script))
+    lake = environment_of(services["api"])["CRIMEFLOW_LAKE_URL"]
+    artifacts = environment_of(services["mlflow"])["MLFLOW_ARTIFACTS_DESTINATION"]
+    for url in (lake, artifacts):
+        assert url.startswith("s3://") and url[5:].split("/")[0] in created, url
+
+
+def test_compose_servers_use_postgres_and_minio() -> None:
+    services = compose_file()["services"]
+    prefect = environment_of(services["prefect-server"])
+    assert prefect["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    mlflow = services["mlflow"]
+    assert argv_of(mlflow["command"])[:2] == ["mlflow", "server"]
+    assert "--serve-artifacts" in argv_of(mlflow["command"])
+    assert environment_of(mlflow)["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
+    assert environment_of(mlflow)["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    for name in ("api", "prefect-worker"):
+        env = environment_of(services[name])
+        assert env["CRIMEFLOW_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert env["CRIMEFLOW_PREDICTION_LOG_URL"].startswith("postgresql+psycopg://")
+        assert env["CRIMEFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+
+
+def test_compose_worker_api_and_deploy_commands() -> None:
+    services = compose_file()["services"]
+    worker = argv_of(services["prefect-worker"]["command"])
+    assert worker[:3] == ["prefect", "worker", "start"]
+    assert worker[worker.index("--pool") + 1] == WORK_POOL
+    assert worker[worker.index("--type") + 1] == "process"
+    assert "--with-healthcheck" in worker
+    assert "8080/health" in " ".join(services["prefect-worker"]["healthcheck"]["test"])
+    api = argv_of(services["api"]["command"])
+    assert api[:6] == ["crimeflow", "api", "--host", "0.0.0.0", "--port", "8000"]
+    assert "--workers" in api
+    assert "8000/health" in " ".join(services["api"]["healthcheck"]["test"])
+    deploy = argv_of(services["deploy"]["command"])
+    assert deploy[0] == "prefect" and deploy[-2:] == ["deploy", "--all"]
+
+
+def test_prefect_yaml_uses_the_workers_pool() -> None:
+    if not PREFECT_YAML.is_file():
+        pytest.skip("prefect.yaml is not there yet")
+    pools = {
+        (d.get("work_pool") or {}).get("name")
+        for d in (load_yaml(PREFECT_YAML) or {}).get("deployments") or []
+    }
+    assert pools <= {WORK_POOL, None}, pools
+
+
+# --- tests: commands ----------------------------------------------------------------------------
+
+
+def test_every_crimeflow_command_of_the_stack_exists() -> None:
+    calls = {
+        where: call
+        for where, argv in commands_in_stack().items()
+        for call in crimeflow_invocations(argv)
+    }
+    assert any(call[:2] == ["crimeflow", "api"] for call in calls.values())
+    errors = [e for where, call in calls.items() for e in cli_errors(call)]
+    assert errors == []
+
+
+def test_cli_checker_rejects_unknown_commands_and_options() -> None:
+    assert cli_errors(["crimeflow", "api", "--host", "0.0.0.0", "--workers", "2"]) == []
+    assert cli_errors(["crimeflow", "config", "show"]) == []
+    assert "no subcommand 'serve-api'" in cli_errors(["crimeflow", "serve-api"])[0]
+    assert "no option --threads" in cli_errors(["crimeflow", "api", "--threads", "2"])[0]
+    assert "needs a subcommand" in cli_errors(["crimeflow", "config"])[0]
+    assert "no subcommand 'nope'" in cli_errors(["crimeflow", "soda", "nope"])[0]
+
+
+def test_crimeflow_invocations_are_found_in_shell_scripts() -> None:
+    argv = ["sh", "-c", "crimeflow config show && exec crimeflow api --port 1"]
+    assert crimeflow_invocations(argv) == [
+        ["crimeflow", "config", "show"],
+        ["crimeflow", "api", "--port", "1"],
+    ]
+    assert crimeflow_invocations(["echo", "crimeflow", "image"]) == []
+
+
+# --- tests: the image -----------------------------------------------------------------------
+
+
+def test_dockerfile_shape() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8"))
+    by_kind: dict[str, list[str]] = {}
+    for instruction, arguments in instructions:
+        by_kind.setdefault(instruction, []).append(arguments)
+    assert by_kind["FROM"] == ["python:3.11-slim"]
+    user = by_kind["USER"][-1].split(":")[0]
+    assert user not in ("root", "0")
+    runs = " ".join(by_kind["RUN"])
+    assert "-r requirements.txt -c constraints.txt" in runs
+    assert "--no-deps -e ." in runs
+    assert "/health" in by_kind["HEALTHCHECK"][0]
+    assert dockerfile_argv(by_kind["CMD"][-1])[0] == "crimeflow"
+    for arguments in by_kind["COPY"]:
+        *sources, _ = arguments.split()
+        for source in sources:
+            assert (ROOT / source).exists(), source
+    # The user must exist before USER switches to it.
+    index = [i for i, (kind, _) in enumerate(instructions) if kind == "USER"][-1]
+    assert any("useradd" in a and user in a for k, a in instructions[:index] if k == "RUN")
+
+
+def test_dockerignore_keeps_state_and_secrets_out_of_the_image() -> None:
+    patterns = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".crimeflow", ".git", ".env"} <= patterns
+    assert any("__pycache__" in p for p in patterns)
+    for needed in ("requirements.txt", "constraints.txt", "pyproject.toml", "README.md"):
+        assert needed not in patterns
+
+
+# --- tests: kubernetes --------------------------------------------------------------------------
+
+
+def test_kustomization_lists_existing_files_only() -> None:
+    assert kustomization_errors(K8S) == []
+
+
+def test_kustomization_checker_rejects_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [gone.yaml, secret.template.yaml]\n", encoding="utf-8"
+    )
+    (tmp_path / "secret.template.yaml").write_text("kind: Secret\n", encoding="utf-8")
+    errors = kustomization_errors(tmp_path)
+    assert any("gone.yaml, which does not exist" in e for e in errors)
+    assert any("applies the template" in e for e in errors)
+
+
+def test_k8s_manifests_parse_and_are_named() -> None:
+    docs = k8s_documents()
+    kinds = {d["kind"] for d in docs}
+    assert {"Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    for doc in docs:
+        assert doc["apiVersion"] and doc["metadata"]["name"], doc
+    for path in K8S.glob("*.yaml"):
+        assert load_yaml_documents(path), path
+
+
+def test_k8s_services_select_deployments_and_ports() -> None:
+    assert workload_errors(k8s_documents()) == []
+
+
+def test_workload_checker_rejects_a_selector_mismatch() -> None:
+    docs = copy.deepcopy(k8s_documents())
+    service = next(d for d in docs if d["kind"] == "Service")
+    service["spec"]["selector"] = {"app.kubernetes.io/name": "crimeflow-apy"}
+    assert any("selects no Deployment" in e for e in workload_errors(docs))
+    service["spec"]["selector"] = api_deployment(docs)["spec"]["selector"]["matchLabels"]
+    service["spec"]["ports"][0]["targetPort"] = "https"
+    assert any("no container port" in e for e in workload_errors(docs))
+
+
+def api_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Deployment that runs `crimeflow api`."""
+    return next(
+        d
+        for d in docs
+        for c in pod_containers(d)
+        if argv_of(c.get("command"))[:2] == ["crimeflow", "api"]
+    )
+
+
+def test_k8s_api_probes_hit_ready_and_health_on_the_container_port() -> None:
+    deployment = api_deployment(k8s_documents())
+    assert probe_errors(deployment, ready="/ready", live="/health") == []
+    container = pod_containers(deployment)[0]
+    assert 8000 in container_ports(container).values()
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_probe_checker_rejects_wrong_paths_and_ports() -> None:
+    deployment = copy.deepcopy(api_deployment(k8s_documents()))
+    container = pod_containers(deployment)[0]
+    container["readinessProbe"]["httpGet"]["path"] = "/health"
+    container["livenessProbe"]["httpGet"]["port"] = 9999
+    errors = probe_errors(deployment, ready="/ready", live="/health")
+    assert any("readinessProbe on '/health'" in e for e in errors), errors
+    assert any("livenessProbe port 9999 not exposed" in e for e in errors), errors
+
+
+def test_k8s_hpa_scales_the_api_on_cpu() -> None:
+    docs = k8s_documents()
+    assert hpa_errors(docs) == []
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == api_deployment(docs)["metadata"]["name"]
+    hpa["spec"]["scaleTargetRef"]["name"] = "nope"
+    hpa["apiVersion"] = "autoscaling/v1"
+    assert len(hpa_errors(docs)) == 2
+
+
+def test_k8s_configmap_is_settings_and_strings() -> None:
+    configmap = next(d for d in k8s_documents() if d["kind"] == "ConfigMap")
+    assert unknown_crimeflow_names(configmap["data"]) == []
+    assert all(isinstance(v, str) for v in configmap["data"].values()), configmap["data"]
+
+
+def test_k8s_secrets_are_placeholders_and_references() -> None:
+    template = load_yaml_documents(K8S / "secret.template.yaml")
+    docs = k8s_documents() + template
+    assert k8s_secret_errors(docs) == []
+    secret_names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    config_names = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    assert unknown_crimeflow_names(template[0]["stringData"]) == []
+    for doc in docs:
+        for container in pod_containers(doc):
+            for source in container.get("envFrom") or []:
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secret_names
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_names
+
+
+def test_k8s_secret_checker_rejects_real_values() -> None:
+    docs = copy.deepcopy(load_yaml_documents(K8S / "secret.template.yaml"))
+    docs[0]["stringData"]["CRIMEFLOW_API_KEY"] = "hunter2"
+    docs.append(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "c"},
+            "data": {"CRIMEFLOW_PREDICTION_LOG_URL": "postgresql://u:pw@db/x"},
+        }
+    )
+    errors = k8s_secret_errors(docs)
+    assert any("CRIMEFLOW_API_KEY is not a <placeholder>" in e for e in errors), errors
+    assert any("literal password" in e for e in errors), errors
+
+
+def test_k8s_worker_polls_the_process_pool() -> None:
+    workers = [
+        c
+        for d in k8s_documents()
+        for c in pod_containers(d)
+        if argv_of(c.get("command"))[:3] == ["prefect", "worker", "start"]
+    ]
+    assert len(workers) == 1
+    argv = argv_of(workers[0]["command"])
+    assert argv[argv.index("--pool") + 1] == WORK_POOL
+    assert workers[0]["livenessProbe"]["httpGet"]["port"] in container_ports(workers[0])
+
+
+# --- tests: CI and hosts ------------------------------------------------------------------------
+
+
+def test_ci_runs_ci_run_with_postgres_and_builds_the_image() -> None:
+    workflow = load_yaml(CI)
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert {"push", "pull_request"} <= set(triggers)
+    jobs = workflow["jobs"].values()
+    runners = [j for j in jobs if any(s.get("run") == "bash .ci/run" for s in j["steps"])]
+    assert len(runners) == 1
+    postgres = runners[0]["services"]["postgres"]
+    assert "5432:5432" in postgres["ports"]
+    builds = [
+        s for j in jobs for s in j["steps"] if s.get("uses", "").startswith("docker/build-push")
+    ]
+    assert len(builds) == 1 and builds[0]["with"]["push"] is False
+    assert (ROOT / builds[0]["with"]["file"]).is_file()
+
+
+def test_no_file_points_an_installer_at_a_package_index() -> None:
+    files = [COMPOSE, DOCKERFILE, DOCKERIGNORE, CI, ENV_EXAMPLE, POSTGRES_INIT, *K8S.glob("*")]
+    found = [
+        f"{path.relative_to(ROOT)}: {option}"
+        for path in files
+        for option in INDEX_OPTIONS
+        if option in path.read_text(encoding="utf-8").lower()
+    ]
+    assert found == []

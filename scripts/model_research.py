@@ -158,6 +158,10 @@ def config_from(args: argparse.Namespace) -> ModelConfig:
 def main() -> None:
     """Run the study and print the report."""
     args = parse_args()
+    if not Path(args.data).exists():
+        # The real records live beside the checkout, not in it (../shared/data/real/SOURCES.md).
+        print(f"skipped: {args.data} is absent (pass --data FILE with Chicago crime records)")
+        return
     config = config_from(args)
     report: dict[str, Any] = {"config": asdict(config)}
 

@@ -27,7 +27,7 @@ def config_show() -> None:
 
 @config_app.command("docs")
 def config_docs() -> None:
-    """Print the settings as a markdown table (the README's configuration section)."""
+    """Print the settings as a markdown table (docs/operations.md's settings table)."""
     typer.echo(Settings.markdown_table())
 
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop clean
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop clean deployments
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-api: install
 # Drift event -> retrain -> gate -> API serving the new version, on 12 generated months.
 bench-loop: install
 	$(BIN)/python tests/benchmarks/bench_loop.py
+
+# prefect.yaml and deployments/prefect.image.yaml from deployments/declarations.py.
+deployments: install
+	$(BIN)/python -m deployments.render
 
 clean:
 	rm -rf .crimeflow .pytest_cache .ruff_cache

@@ -1,88 +1,94 @@
 """The embedded default: serve every crimeflow deployment from one process (`prefect serve`).
 
-`python -m deployments.serve` registers the deployments (schedules, the drift trigger, the
-retrain concurrency limit) with the Prefect server in PREFECT_API_URL and runs their flow runs
-in subprocesses of this process. prefect.yaml declares the same deployments for
-`prefect deploy --all` with a work pool; a test keeps the two in agreement.
+`python -m deployments.serve` registers the deployments of deployments/declarations.py
+(schedules, the drift trigger, the retrain concurrency limit) with the Prefect server in
+PREFECT_API_URL and runs their flow runs in subprocesses of this process. prefect.yaml, rendered
+from the same declarations, registers them for `prefect deploy --all` with a work pool.
 """
 
 from __future__ import annotations
 
-from prefect import serve
+import importlib
+from datetime import timedelta
+from typing import Any
+
+from prefect import Flow, serve
+from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.events.schemas.automations import Posture
 
-from crimeflow.contract.events import DRIFT_DETECTED, model_resource
 from crimeflow.contract.settings import Settings, get_settings
 from deployments.alerts import ensure_alerts
+from deployments.declarations import (
+    ConcurrencyLimit,
+    Deployment,
+    EventTrigger,
+    Schedule,
+    declare,
+)
 
-CHICAGO = "America/Chicago"
-# The 2nd of each month at 04:00 Chicago time: the previous month is complete by then.
-ETL_CRON = "0 4 2 * *"
-# Daily at 06:00, after the night's traffic.
-DRIFT_CRON = "0 6 * * *"
-TAGS = ["crimeflow"]
+
+def load_flow(entrypoint: str) -> Flow[Any, Any]:
+    """The flow behind `flows/etl.py:monthly_etl`, imported as the module `flows.etl`."""
+    path, function = entrypoint.split(":")
+    # By module name, not by file path: the flow is the same object the rest of the code imports.
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, function)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return flow
 
 
-def retrain_trigger(settings: Settings) -> DeploymentEventTrigger:
-    """Run `retrain` on every `crimeflow.drift.detected` for this model, with the report id."""
+def schedule_of(schedule: Schedule) -> DeploymentScheduleCreate:
+    """A declared cron as the schedule Prefect creates."""
+    cron = CronSchedule(cron=schedule.cron, timezone=schedule.timezone)
+    return DeploymentScheduleCreate(schedule=cron, active=schedule.active)
+
+
+def trigger_of(trigger: EventTrigger) -> DeploymentEventTrigger:
+    """A declared event trigger as the deployment trigger Prefect turns into an automation."""
     return DeploymentEventTrigger(
-        name="retrain-on-drift",
-        description="A drift check found drift: retrain, gate, promote or reject.",
-        expect={DRIFT_DETECTED},
-        match={"prefect.resource.id": model_resource(settings.model_name)["prefect.resource.id"]},
-        parameters={"reason": "drift", "drift_report_id": "{{ event.payload.report_id }}"},
-        enabled=True,
+        name=trigger.name,
+        description=trigger.description,
+        expect={trigger.event},
+        match={"prefect.resource.id": trigger.resource_id},
+        parameters={parameter.name: parameter.value for parameter in trigger.parameters},
+        enabled=trigger.enabled,
+        posture=Posture(trigger.posture),
+        threshold=trigger.threshold,
+        within=timedelta(seconds=trigger.within_seconds),
     )
 
 
-def retrain_concurrency() -> ConcurrencyLimitConfig:
-    """One retrain at a time; a run that would wait for another is cancelled (a burst → one)."""
-    return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+def concurrency_of(limit: ConcurrencyLimit) -> ConcurrencyLimitConfig:
+    """A declared concurrency limit as Prefect's config (CANCEL_NEW: a burst becomes one run)."""
+    return ConcurrencyLimitConfig(
+        limit=limit.limit, collision_strategy=ConcurrencyLimitStrategy(limit.collision_strategy)
+    )
+
+
+def runner_deployment(declaration: Deployment) -> RunnerDeployment:
+    """One declared deployment as a deployment this process serves."""
+    return load_flow(declaration.entrypoint).to_deployment(
+        name=declaration.name,
+        description=declaration.description,
+        tags=list(declaration.tags),
+        parameters=declaration.parameter_values(),
+        schedules=[schedule_of(schedule) for schedule in declaration.schedules] or None,
+        triggers=[trigger_of(trigger) for trigger in declaration.triggers] or None,
+        concurrency_limit=concurrency_of(declaration.concurrency)
+        if declaration.concurrency
+        else None,
+    )
 
 
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The five deployments: monthly-etl, train, drift-monitor, retrain, rollback."""
-    from flows.etl import monthly_etl
-    from flows.monitor import drift_monitor
-    from flows.retrain import retrain, rollback
-    from flows.train import train
-
-    return [
-        monthly_etl.to_deployment(
-            name="monthly-etl",
-            schedules=[CronSchedule(cron=ETL_CRON, timezone=CHICAGO)],
-            parameters={"month": None},
-            description="Pull last month's crimes (and late arrest updates) into the lake.",
-            tags=[*TAGS, "etl"],
-        ),
-        train.to_deployment(
-            name="train",
-            description="Train a challenger on the lake's window and register it in MLflow.",
-            tags=[*TAGS, "training"],
-        ),
-        drift_monitor.to_deployment(
-            name="drift-monitor",
-            schedules=[CronSchedule(cron=DRIFT_CRON, timezone=CHICAGO)],
-            parameters={"window_days": settings.drift_window_days},
-            description="Compare served traffic with the champion's reference; emit drift events.",
-            tags=[*TAGS, "monitoring"],
-        ),
-        retrain.to_deployment(
-            name="retrain",
-            triggers=[retrain_trigger(settings)],
-            concurrency_limit=retrain_concurrency(),
-            description="Refresh the lake, train a challenger, gate it, promote or reject it.",
-            tags=[*TAGS, "training"],
-        ),
-        rollback.to_deployment(
-            name="rollback",
-            description="Move the champion back to the previous champion.",
-            tags=[*TAGS, "training"],
-        ),
-    ]
+    """The five deployments, for this model name and drift window."""
+    declarations = declare(settings.model_name, settings.drift_window_days)
+    return [runner_deployment(declaration) for declaration in declarations]
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ The CLI the way a user runs it (a subprocess, PREFECT_API_URL from the environme
 then the server's view through the Prefect client: the five deployments on the process pool,
 their schedules, the retrain deployment's concurrency limit and its drift trigger as an
 automation. Finally a process worker started outside the checkout runs the rollback deployment,
-which proves the pull step changes into the checkout (the static checks of prefect.yaml against
-the flows are in tests/unit/test_prefect_yaml.py).
+which proves the pull step changes into the checkout (the static checks of the declarations
+against the flows, and of prefect.yaml against the declarations, are in tests/deployments/).
 """
 
 from __future__ import annotations

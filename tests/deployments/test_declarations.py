@@ -1,0 +1,102 @@
+"""The deployment declarations against the flows they name, and what each deployment promises."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import pytest
+
+from crimeflow.contract.events import DRIFT_DETECTED
+from crimeflow.contract.schema import CHICAGO_TZ
+from deployments.declarations import DEPLOYMENT_FILES, Deployment, declare
+
+NAMES = ["monthly-etl", "train", "drift-monitor", "retrain", "rollback"]
+
+
+def load_flow(entrypoint: str) -> Any:
+    """The flow object behind `path/to/module.py:function`."""
+    path, function = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, function)
+
+
+@pytest.fixture(scope="module")
+def declared() -> dict[str, Deployment]:
+    return {deployment.name: deployment for deployment in declare()}
+
+
+def test_the_five_deployments(declared):
+    assert list(declared) == NAMES
+    for deployment in declared.values():
+        assert deployment.description.strip()
+        assert "crimeflow" in deployment.tags
+        assert deployment.entrypoint.startswith("flows/")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entrypoint_imports_and_parameters_match_the_signature(declared, name):
+    deployment = declared[name]
+    flow = load_flow(deployment.entrypoint)
+    assert flow.name == name
+    signature = inspect.signature(flow.fn)
+    parameters = deployment.parameter_values()
+    assert len(parameters) == len(deployment.parameters), "a parameter declared twice"
+    assert set(parameters) <= set(signature.parameters)
+    # The files spell out the flow's own defaults, so a run by hand and a scheduled run agree.
+    for key, value in parameters.items():
+        assert value == signature.parameters[key].default, key
+
+
+def test_schedules_are_the_chicago_crons(declared):
+    def crons(name: str) -> list[tuple[str, str, bool]]:
+        return [(s.cron, s.timezone, s.active) for s in declared[name].schedules]
+
+    assert CHICAGO_TZ == "America/Chicago"
+    assert crons("monthly-etl") == [("0 4 2 * *", "America/Chicago", True)]
+    assert crons("drift-monitor") == [("0 6 * * *", "America/Chicago", True)]
+    for name in ("train", "retrain", "rollback"):
+        assert crons(name) == []
+
+
+def test_retrain_trigger_and_concurrency(declared):
+    retrain = declared["retrain"]
+    assert retrain.concurrency is not None
+    assert (retrain.concurrency.limit, retrain.concurrency.collision_strategy) == (1, "CANCEL_NEW")
+    (trigger,) = retrain.triggers
+    assert trigger.enabled is True
+    assert trigger.event == DRIFT_DETECTED == "crimeflow.drift.detected"
+    assert trigger.resource_id == "crimeflow.model.chicago-arrest"
+    assert {p.name: p.value for p in trigger.parameters} == {
+        "reason": "drift",
+        "drift_report_id": "{{ event.payload.report_id }}",
+    }
+    # Only the retrain deployment reacts to events or is limited.
+    others = [d for d in declared.values() if d.name != "retrain"]
+    assert all(not d.triggers and d.concurrency is None for d in others)
+
+
+def test_settings_reach_the_trigger_and_the_drift_window():
+    declared = {d.name: d for d in declare(model_name="other-model", drift_window_days=3)}
+    (trigger,) = declared["retrain"].triggers
+    assert trigger.resource_id == "crimeflow.model.other-model"
+    assert declared["drift-monitor"].parameter_values()["window_days"] == 3
+    assert "other-model" in declared["train"].description
+
+
+def test_the_two_files_differ_only_in_code_source_and_pool():
+    process, image = DEPLOYMENT_FILES
+    assert (process.path, image.path) == ("prefect.yaml", "deployments/prefect.image.yaml")
+    assert (process.work_pool.name, image.work_pool.name) == (
+        "crimeflow-process",
+        "crimeflow-docker",
+    )
+    (build,) = process.build
+    assert build.arguments["script"] == "pwd"
+    (pull,) = process.pull
+    # The checkout's path is what the build step printed at deploy time.
+    assert pull.arguments == {"directory": "{{ " + build.arguments["id"] + ".stdout }}"}
+    assert image.build == ()
+    (pull,) = image.pull
+    assert pull.arguments == {"directory": "/app"}

@@ -32,6 +32,7 @@ import html as html_text
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +126,52 @@ def insufficient_data_html(result: DriftResult) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One line of a dashboard plot: an Evidently metric, narrowed by labels if given."""
+
+    legend: str
+    metric: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+# The dashboard's line plots, in order: (title, size, lines).
+_DASHBOARD_PLOTS: tuple[tuple[str, str, tuple[_Series, ...]], ...] = (
+    (
+        "Share of drifted columns",
+        "half",
+        (_Series("share", "DriftedColumnsCount", (("value_type", "share"),)),),
+    ),
+    (
+        "Drifted columns",
+        "half",
+        (_Series("count", "DriftedColumnsCount", (("value_type", "count"),)),),
+    ),
+    (
+        "Prediction drift (arrest probability)",
+        "half",
+        (_Series("probability", "ValueDrift", (("column", "probability"),)),),
+    ),
+    (
+        "Drift score: offence and location",
+        "half",
+        tuple(
+            _Series(column, "ValueDrift", (("column", column),))
+            for column in ("primary_type", "location_description", "district")
+        ),
+    ),
+    (
+        "Quality on rows with feedback labels",
+        "full",
+        (
+            _Series("ROC AUC", "RocAuc"),
+            _Series("precision", "Precision"),
+            _Series("recall", "Recall"),
+        ),
+    ),
+)
+
+
 def add_dashboard_panels(project: Project) -> None:
     """Panels that plot each run's drift and quality values over time."""
     from evidently.sdk.models import PanelMetric
@@ -137,69 +184,12 @@ def add_dashboard_panels(project: Project) -> None:
             description="One point per monitoring check; reports also under GET /reports.",
         )
     )
-    dashboard.add_panel(
-        line_plot_panel(
-            title="Share of drifted columns",
-            values=[
-                PanelMetric(
-                    legend="share",
-                    metric="DriftedColumnsCount",
-                    metric_labels={"value_type": "share"},
-                )
-            ],
-            size="half",
-        )
-    )
-    dashboard.add_panel(
-        line_plot_panel(
-            title="Drifted columns",
-            values=[
-                PanelMetric(
-                    legend="count",
-                    metric="DriftedColumnsCount",
-                    metric_labels={"value_type": "count"},
-                )
-            ],
-            size="half",
-        )
-    )
-    dashboard.add_panel(
-        line_plot_panel(
-            title="Prediction drift (arrest probability)",
-            values=[
-                PanelMetric(
-                    legend="probability",
-                    metric="ValueDrift",
-                    metric_labels={"column": "probability"},
-                )
-            ],
-            size="half",
-        )
-    )
-    dashboard.add_panel(
-        line_plot_panel(
-            title="Drift score: offence and location",
-            values=[
-                PanelMetric(legend=column, metric="ValueDrift", metric_labels={"column": column})
-                for column in ("primary_type", "location_description", "district")
-            ],
-            size="half",
-        )
-    )
-    dashboard.add_panel(
-        line_plot_panel(
-            title="Quality on rows with feedback labels",
-            values=[
-                PanelMetric(legend=legend, metric=metric)
-                for legend, metric in (
-                    ("ROC AUC", "RocAuc"),
-                    ("precision", "Precision"),
-                    ("recall", "Recall"),
-                )
-            ],
-            size="full",
-        )
-    )
+    for title, size, lines in _DASHBOARD_PLOTS:
+        values = [
+            PanelMetric(legend=line.legend, metric=line.metric, metric_labels=dict(line.labels))
+            for line in lines
+        ]
+        dashboard.add_panel(line_plot_panel(title=title, values=values, size=size))
 
 
 class ReportStore:

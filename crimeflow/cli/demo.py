@@ -363,7 +363,7 @@ def run_demo(
             summary.urls = {**stack.urls, "soda": soda.url}
             echo(f"Prefect UI {stack.urls['prefect_ui']} · MLflow UI {stack.urls['mlflow_ui']}")
             with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
-                _loop(settings, stack, plan, summary, echo)
+                _loop(stack, plan, summary, echo)
             summary.timings_s["total"] = round(time.perf_counter() - started, 1)
             summary.versions = registry_versions(settings)
             summary_path.write_text(json.dumps(asdict(summary), indent=2, default=str))
@@ -380,13 +380,27 @@ def run_demo(
 
 
 def _loop(
-    settings: Settings,
     stack: Any,
     plan: DemoPlan,
     summary: DemoSummary,
     echo: Callable[[str], object],
 ) -> None:
     """The demo's phases, from the first ETL to the API serving the retrained champion."""
+    api = _first_champion(stack, plan, summary, echo)
+    _replay_traffic(api, plan, summary, echo)
+    before = served_version(api)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    if not _check_drift(since, summary, echo):
+        echo("no drift detected: nothing to retrain")
+        return
+    _follow_retrain(api, before, since, summary, echo)
+    summary.loop_completed = True
+
+
+def _first_champion(
+    stack: Any, plan: DemoPlan, summary: DemoSummary, echo: Callable[[str], object]
+) -> str:
+    """Ingest the older months, train and promote the first champion, start the API; its URL."""
     with phase(summary, "ETL of the older months (monthly-etl runs)", echo):
         for month in plan.old_months:
             run("monthly-etl/monthly-etl", {"month": month})
@@ -397,12 +411,21 @@ def _loop(
         api = stack.start_api()
         wait_for("the API to load the champion", lambda: served_version(api), 120)
     echo(f"API {api} (docs {api}/schema) serves v{served_version(api)}")
+    return api
+
+
+def _replay_traffic(
+    api: str, plan: DemoPlan, summary: DemoSummary, echo: Callable[[str], object]
+) -> None:
+    """Send a normal phase of traffic, then a drifted one, through the API."""
     with phase(summary, "traffic: normal, then drifted (HTTP)", echo):
         normal = send(api, traffic(plan, drifted=False, rows=NORMAL_TRAFFIC_ROWS, seed=1))
         drifted = send(api, traffic(plan, drifted=True, rows=DRIFT_TRAFFIC_ROWS, seed=2))
         echo(f"   {normal:,} normal + {drifted:,} drifted predictions served and logged")
-    before = served_version(api)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+
+
+def _check_drift(since: datetime, summary: DemoSummary, echo: Callable[[str], object]) -> bool:
+    """Run the drift monitor and record its verdicts; whether any found drift."""
     with phase(summary, "drift check (drift-monitor run)", echo):
         run("drift-monitor/drift-monitor", {"window_days": 1})
     # Events reach the server asynchronously, a moment after the run that emitted them ends.
@@ -411,9 +434,17 @@ def _loop(
         payload = dict(event.payload)
         summary.drift_checks.append(payload)
         echo(f"   drift check: {payload['status']} · report {payload['report_url']}")
-    if not any(d.get("drift_detected") for d in summary.drift_checks):
-        echo("no drift detected: nothing to retrain")
-        return
+    return any(d.get("drift_detected") for d in summary.drift_checks)
+
+
+def _follow_retrain(
+    api: str,
+    before: str | None,
+    since: datetime,
+    summary: DemoSummary,
+    echo: Callable[[str], object],
+) -> None:
+    """From the drift event on, only watch: the triggered retrain, the gate, the API's swap."""
     events = wait_for("the drift event", lambda: read_events(DRIFT_DETECTED, since), 30)
     detected_at = events[0].occurred
     with phase(summary, "drift event → retrain run started", echo):
@@ -441,4 +472,3 @@ def _loop(
             wait_for("the API to swap", lambda: served_version(api) != before, 60, every_s=0.2)
         summary.loop_latency_s["event_to_api_serving"] = _seconds(detected_at, datetime.now(UTC))
         echo(f"API now serves v{served_version(api)} (was v{before})")
-    summary.loop_completed = True

@@ -16,10 +16,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 LOG_TAIL_LINES = 40
+PROC = Path("/proc")
 
 
 class ProcessExitedError(RuntimeError):
@@ -135,10 +137,69 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer 2xx within {timeout_s} s (last: {last}){tail}")
 
 
+@dataclass(frozen=True)
+class ProcStat:
+    """One process as its /proc/<pid>/stat line describes it (Linux)."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    # R running, S sleeping, D disk wait, Z zombie, T stopped, ...
+    state: str
+    # User + system CPU time so far, in clock ticks (os.sysconf("SC_CLK_TCK") per second).
+    cpu_ticks: int
+
+    @property
+    def zombie(self) -> bool:
+        """Whether the process has exited and only waits to be reaped."""
+        return self.state == "Z"
+
+
+def parse_stat(line: str) -> ProcStat:
+    """Read a /proc/<pid>/stat line; ValueError when it is not one.
+
+    The command name sits in parentheses and may itself hold spaces and parentheses, so the
+    fields are split after its *last* closing parenthesis.
+    """
+    head, paren, rest = line.rpartition(")")
+    pid, opened, _command = head.partition(" (")
+    fields = rest.split()
+    if not paren or not opened or len(fields) < 13:
+        raise ValueError(f"not a /proc/<pid>/stat line: {line[:80]!r}")
+    # After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    # cmajflt utime stime ...
+    return ProcStat(
+        pid=int(pid),
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        state=fields[0],
+        cpu_ticks=int(fields[11]) + int(fields[12]),
+    )
+
+
+def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
+    """The stat of one process; None when it is gone (or /proc is absent or unreadable)."""
+    try:
+        return parse_stat((proc / str(pid) / "stat").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def scan_processes(proc: Path = PROC) -> Iterator[ProcStat]:
+    """Every process /proc lists, zombies included (see `.zombie`); nothing without /proc."""
+    if not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            # A process can exit between the listing and the read: it is skipped then.
+            stat = read_stat(int(entry.name), proc)
+            if stat is not None:
+                yield stat
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether any process of group `pgid` is still running (zombies do not count)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not PROC.is_dir():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -146,17 +207,7 @@ def _group_alive(pgid: int) -> bool:
         return True
     # Scanning /proc, because a signal probe also finds zombies: orphans wait for init to reap
     # them, which takes seconds on some hosts, though they are already dead.
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # After the command: state, ppid, pgrp.
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(p.pgid == pgid and not p.zombie for p in scan_processes())
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -410,75 +410,9 @@ def _compile(profile: Mapping[str, Any]) -> _Compiled:
     model = profile["arrest_model"]
     types = sorted(profile["primary_types"])
     entries = [profile["primary_types"][t] for t in types]
-    beat_codes = list(profile["beat_order"])
-    beats = [profile["beats"][b] for b in beat_codes]
-
-    iucr_rows = [(t, row) for t, e in zip(types, entries, strict=True) for row in e["iucr"]]
-    location_rows = [
-        (t, row) for t, e in zip(types, entries, strict=True) for row in e["locations"]
-    ]
-    overall_beats = np.array([b["rows"] for b in beats], dtype=float)
-    beat_weights, type_beat_group = [overall_beats], []
-    for e in entries:
-        if "beat_counts" in e:
-            # A little of the overall mix keeps every beat possible for every type.
-            own = np.asarray(e["beat_counts"], dtype=float)
-            beat_weights.append(own + 50.0 * overall_beats / overall_beats.sum())
-            type_beat_group.append(len(beat_weights) - 1)
-        else:
-            type_beat_group.append(0)
-    street_rows = [(s, w) for b in beats for s, w in b["streets"]]
-    iucr_at = {(t, r[0]): i for i, (t, r) in enumerate(iucr_rows)}
-    location_at = {(t, r[0]): i for i, (t, r) in enumerate(location_rows)}
-    cell_weights, cell_iucr, cell_location, cell_domestic = [], [], [], []
-    for t, e in zip(types, entries, strict=True):
-        shares = [c[2] for c in e["cells"]]
-        # The last entry of each type stands for its tail: IUCR and location drawn separately.
-        cell_weights.append(np.array([*shares, max(1.0 - sum(shares), 1e-9)]))
-        cell_iucr += [iucr_at[(t, c[0])] for c in e["cells"]] + [-1]
-        cell_location += [location_at[(t, c[1])] for c in e["cells"]] + [-1]
-        cell_domestic += [c[3] for c in e["cells"]] + [np.nan]
     return _Compiled(
-        types=np.array(types, dtype=object),
-        type_share=np.array([e["share"] for e in entries], dtype=float),
-        hour=_Grouped.build([np.asarray(e.get("hour", profile["hour"])) for e in entries]),
-        cell=_Grouped.build(cell_weights),
-        cell_iucr=np.array(cell_iucr, dtype=np.int64),
-        cell_location=np.array(cell_location, dtype=np.int64),
-        cell_domestic=np.array(cell_domestic, dtype=float),
-        iucr=_Grouped.build([np.array([r[3] for r in e["iucr"]]) for e in entries]),
-        iucr_code=np.array([r[0] for _, r in iucr_rows], dtype=object),
-        iucr_description=np.array([r[1] for _, r in iucr_rows], dtype=object),
-        iucr_fbi=np.array([r[2] for _, r in iucr_rows], dtype=object),
-        iucr_coef=np.array([_coef(model, t, "iucr", r[0]) for t, r in iucr_rows], dtype=float),
-        location=_Grouped.build([np.array([r[1] for r in e["locations"]]) for e in entries]),
-        location_name=np.array([r[0] for _, r in location_rows], dtype=object),
-        location_domestic=np.array([r[2] for _, r in location_rows], dtype=float),
-        location_coef=np.array(
-            [_coef(model, t, "location", r[0]) for t, r in location_rows], dtype=float
-        ),
-        type_other_location_coef=np.array(
-            [_coef(model, t, "location", "OTHER") for t in types], dtype=float
-        ),
-        type_domestic_coef=np.array([model["types"][t]["domestic"] for t in types], dtype=float),
-        type_offset=np.array([model["types"][t]["offset"] for t in types], dtype=float),
-        beat_mix=_Grouped.build(beat_weights),
-        type_beat_group=np.array(type_beat_group, dtype=np.int64),
-        beats=np.array(beat_codes, dtype=object),
-        beat_district=np.array([b["district"] for b in beats], dtype=object),
-        beat_district_coef=np.array(
-            [model["district"].get(b["district"], 0.0) for b in beats], dtype=float
-        ),
-        beat_xy=np.array([[b["x"], b["y"]] for b in beats], dtype=float),
-        ward=_Grouped.build([np.array([w for _, w in b["wards"]]) for b in beats]),
-        ward_value=np.array([v for b in beats for v, _ in b["wards"]], dtype=np.int64),
-        community=_Grouped.build([np.array([w for _, w in b["community_areas"]]) for b in beats]),
-        community_value=np.array(
-            [v for b in beats for v, _ in b["community_areas"]], dtype=np.int64
-        ),
-        street=_Grouped.build([np.array([w for _, w in b["streets"]]) for b in beats]),
-        street_dir=np.array([s.split(" ", 1)[0] for s, _ in street_rows], dtype=object),
-        street_name=np.array([s.split(" ", 1)[1] for s, _ in street_rows], dtype=object),
+        **_offence_tables(profile, model, types, entries),
+        **_beat_tables(profile, model, entries),
         grid={k: np.asarray(v, dtype=float) for k, v in profile["address_grid"].items()},
         weekday=np.asarray(profile["weekday"], dtype=float),
         minute=np.asarray(profile["minute"], dtype=float) / np.sum(profile["minute"]),
@@ -492,6 +426,94 @@ def _compile(profile: Mapping[str, Any]) -> _Compiled:
         iucr_lookup=_lookup(model, "iucr"),
         location_lookup=_lookup(model, "location"),
     )
+
+
+def _offence_tables(
+    profile: Mapping[str, Any],
+    model: Mapping[str, Any],
+    types: list[str],
+    entries: list[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The `_Compiled` fields of primary types, their IUCR codes, locations and joint cells."""
+    iucr_rows = [(t, row) for t, e in zip(types, entries, strict=True) for row in e["iucr"]]
+    location_rows = [
+        (t, row) for t, e in zip(types, entries, strict=True) for row in e["locations"]
+    ]
+    iucr_at = {(t, r[0]): i for i, (t, r) in enumerate(iucr_rows)}
+    location_at = {(t, r[0]): i for i, (t, r) in enumerate(location_rows)}
+    cell_weights, cell_iucr, cell_location, cell_domestic = [], [], [], []
+    for t, e in zip(types, entries, strict=True):
+        shares = [c[2] for c in e["cells"]]
+        # The last entry of each type stands for its tail: IUCR and location drawn separately.
+        cell_weights.append(np.array([*shares, max(1.0 - sum(shares), 1e-9)]))
+        cell_iucr += [iucr_at[(t, c[0])] for c in e["cells"]] + [-1]
+        cell_location += [location_at[(t, c[1])] for c in e["cells"]] + [-1]
+        cell_domestic += [c[3] for c in e["cells"]] + [np.nan]
+    return {
+        "types": np.array(types, dtype=object),
+        "type_share": np.array([e["share"] for e in entries], dtype=float),
+        "hour": _Grouped.build([np.asarray(e.get("hour", profile["hour"])) for e in entries]),
+        "cell": _Grouped.build(cell_weights),
+        "cell_iucr": np.array(cell_iucr, dtype=np.int64),
+        "cell_location": np.array(cell_location, dtype=np.int64),
+        "cell_domestic": np.array(cell_domestic, dtype=float),
+        "iucr": _Grouped.build([np.array([r[3] for r in e["iucr"]]) for e in entries]),
+        "iucr_code": np.array([r[0] for _, r in iucr_rows], dtype=object),
+        "iucr_description": np.array([r[1] for _, r in iucr_rows], dtype=object),
+        "iucr_fbi": np.array([r[2] for _, r in iucr_rows], dtype=object),
+        "iucr_coef": np.array([_coef(model, t, "iucr", r[0]) for t, r in iucr_rows], dtype=float),
+        "location": _Grouped.build([np.array([r[1] for r in e["locations"]]) for e in entries]),
+        "location_name": np.array([r[0] for _, r in location_rows], dtype=object),
+        "location_domestic": np.array([r[2] for _, r in location_rows], dtype=float),
+        "location_coef": np.array(
+            [_coef(model, t, "location", r[0]) for t, r in location_rows], dtype=float
+        ),
+        "type_other_location_coef": np.array(
+            [_coef(model, t, "location", "OTHER") for t in types], dtype=float
+        ),
+        "type_domestic_coef": np.array([model["types"][t]["domestic"] for t in types], dtype=float),
+        "type_offset": np.array([model["types"][t]["offset"] for t in types], dtype=float),
+    }
+
+
+def _beat_tables(
+    profile: Mapping[str, Any], model: Mapping[str, Any], entries: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The `_Compiled` fields of beats: per-type beat mixes, areas, points and streets."""
+    beat_codes = list(profile["beat_order"])
+    beats = [profile["beats"][b] for b in beat_codes]
+    overall_beats = np.array([b["rows"] for b in beats], dtype=float)
+    beat_weights, type_beat_group = [overall_beats], []
+    for e in entries:
+        if "beat_counts" in e:
+            # A little of the overall mix keeps every beat possible for every type.
+            own = np.asarray(e["beat_counts"], dtype=float)
+            beat_weights.append(own + 50.0 * overall_beats / overall_beats.sum())
+            type_beat_group.append(len(beat_weights) - 1)
+        else:
+            type_beat_group.append(0)
+    street_rows = [(s, w) for b in beats for s, w in b["streets"]]
+    return {
+        "beat_mix": _Grouped.build(beat_weights),
+        "type_beat_group": np.array(type_beat_group, dtype=np.int64),
+        "beats": np.array(beat_codes, dtype=object),
+        "beat_district": np.array([b["district"] for b in beats], dtype=object),
+        "beat_district_coef": np.array(
+            [model["district"].get(b["district"], 0.0) for b in beats], dtype=float
+        ),
+        "beat_xy": np.array([[b["x"], b["y"]] for b in beats], dtype=float),
+        "ward": _Grouped.build([np.array([w for _, w in b["wards"]]) for b in beats]),
+        "ward_value": np.array([v for b in beats for v, _ in b["wards"]], dtype=np.int64),
+        "community": _Grouped.build(
+            [np.array([w for _, w in b["community_areas"]]) for b in beats]
+        ),
+        "community_value": np.array(
+            [v for b in beats for v, _ in b["community_areas"]], dtype=np.int64
+        ),
+        "street": _Grouped.build([np.array([w for _, w in b["streets"]]) for b in beats]),
+        "street_dir": np.array([s.split(" ", 1)[0] for s, _ in street_rows], dtype=object),
+        "street_name": np.array([s.split(" ", 1)[1] for s, _ in street_rows], dtype=object),
+    }
 
 
 def _coef(model: Mapping[str, Any], kind: str, group: str, key: str) -> float:
@@ -674,6 +696,33 @@ def _logit(
     )
 
 
+@dataclass(frozen=True)
+class _Offences:
+    """Per row, in draw order: primary type, IUCR and location positions, domestic."""
+
+    kind: np.ndarray
+    iucr: np.ndarray
+    location: np.ndarray
+    location_missing: np.ndarray
+    domestic: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Places:
+    """Per row, in draw order: beat position, areas, point (NaN when missing) and block text."""
+
+    beat: np.ndarray
+    ward: np.ndarray
+    community: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    # Distance to the nearest station, from the point before any was dropped.
+    km: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    block: np.ndarray
+
+
 def _generate(
     first_month: str,
     last_month: str,
@@ -696,9 +745,32 @@ def _generate(
     n = rows_per_month * len(months)
     if n == 0:
         return empty_canonical(), np.empty(0)
-    streams = np.random.SeedSequence(seed).spawn(len(_STREAMS))
-    rngs = {name: np.random.default_rng(s) for name, s in zip(_STREAMS, streams, strict=True)}
+    rngs = _random_streams(seed)
 
+    offences = _draw_offences(compiled, type_p, n, rngs)
+    dates = _sample_dates(compiled, months, rows_per_month, offences.kind, rngs)
+    places = _draw_places(compiled, offences.kind, rngs)
+    hour = (dates.astype("datetime64[h]").astype(np.int64)) % 24
+    probability = _true_probability(compiled, drift, offences, places, hour)
+    arrest = rngs["arrest"].random(n) < probability
+    updated = _updated_on(dates, arrest, rngs)
+
+    order = np.argsort(dates, kind="stable")  # ids and case numbers increase with time
+    locations = _location_names(compiled, drift)
+    frame = _frame(compiled, offences, places, dates, arrest, updated, order, locations, start_id)
+    return frame, probability[order]
+
+
+def _random_streams(seed: int) -> dict[str, np.random.Generator]:
+    """One generator per attribute in `_STREAMS`, all spawned from `seed`."""
+    streams = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, streams, strict=True)}
+
+
+def _draw_offences(
+    compiled: _Compiled, type_p: np.ndarray, n: int, rngs: Mapping[str, np.random.Generator]
+) -> _Offences:
+    """Type, then IUCR and location jointly from a frequent pair or apart for the tail."""
     kind = rngs["type"].choice(len(compiled.types), size=n, p=type_p)
     cell = compiled.cell.sample(kind, rngs["cell"].random(n))
     tail = compiled.cell_iucr[cell] < 0
@@ -715,41 +787,21 @@ def _generate(
         tail, compiled.location_domestic[location], compiled.cell_domestic[cell]
     )
     domestic = rngs["domestic"].random(n) < domestic_rate
+    return _Offences(kind, iucr, location, location_missing, domestic)
+
+
+def _draw_places(
+    compiled: _Compiled, kind: np.ndarray, rngs: Mapping[str, np.random.Generator]
+) -> _Places:
+    """Beat from the type's mix; areas, a point around the beat's centre and a block from it."""
+    n = len(kind)
     beat = compiled.beat_mix.sample(compiled.type_beat_group[kind], rngs["beat"].random(n))
     beat -= compiled.beat_mix.start[compiled.type_beat_group[kind]]
-    dates = _sample_dates(compiled, months, rows_per_month, kind, rngs)
-    hour = (dates.astype("datetime64[h]").astype(np.int64)) % 24
-
     box = compiled.beat_xy[beat]  # (n, 2, 4)
     z = rngs["point"].standard_normal((n, 2))
     xy = np.clip(box[:, :, 0] + box[:, :, 1] * z, box[:, :, 2], box[:, :, 3]).round()
     x, y = xy[:, 0], xy[:, 1]
     km = nearest_station_km(x, y)
-
-    location_coef = np.where(
-        location_missing, compiled.type_other_location_coef[kind], compiled.location_coef[location]
-    )
-    logit = _logit(
-        compiled,
-        compiled.type_offset[kind] + compiled.iucr_coef[iucr],
-        location_coef,
-        np.where(domestic, compiled.type_domestic_coef[kind], 0.0),
-        hour,
-        compiled.beat_district_coef[beat],
-        km,
-        drift,
-        np.array([drift.type_arrest_odds.get(t, 1.0) for t in compiled.types])[kind],
-    )
-    probability = 1.0 / (1.0 + np.exp(-logit))
-    arrest = rngs["arrest"].random(n) < probability
-
-    hours = FIRST_RECORD_MIN_HOURS + rngs["lag"].exponential(FIRST_RECORD_MEAN_HOURS, n)
-    late = arrest & (rngs["late"].random(n) < LATE_ARREST_SHARE)
-    late_hours = 24.0 * (LATE_ARREST_MIN_DAYS + rngs["late"].exponential(LATE_ARREST_MEAN_DAYS, n))
-    # Whole seconds, as SODA timestamps have.
-    lag_ns = (np.where(late, late_hours, hours) * 3600).astype(np.int64) * 10**9
-    updated = (dates.astype(np.int64) + lag_ns).astype("datetime64[ns]")
-
     ward = compiled.ward_value[compiled.ward.sample(beat, rngs["ward"].random(n))]
     community = compiled.community_value[
         compiled.community.sample(beat, rngs["community_area"].random(n))
@@ -759,44 +811,99 @@ def _generate(
     x = np.where(no_point, np.nan, x)
     y = np.where(no_point, np.nan, y)
     lon, lat = _to_lonlat().transform(x, y)
+    return _Places(beat, ward, community, x, y, km, lon, lat, block)
 
-    order = np.argsort(dates, kind="stable")  # ids and case numbers increase with time
+
+def _true_probability(
+    compiled: _Compiled, drift: Drift, offences: _Offences, places: _Places, hour: np.ndarray
+) -> np.ndarray:
+    """Each row's arrest probability under the fitted model and the drift's odds multipliers."""
+    kind = offences.kind
+    location_coef = np.where(
+        offences.location_missing,
+        compiled.type_other_location_coef[kind],
+        compiled.location_coef[offences.location],
+    )
+    logit = _logit(
+        compiled,
+        compiled.type_offset[kind] + compiled.iucr_coef[offences.iucr],
+        location_coef,
+        np.where(offences.domestic, compiled.type_domestic_coef[kind], 0.0),
+        hour,
+        compiled.beat_district_coef[places.beat],
+        places.km,
+        drift,
+        np.array([drift.type_arrest_odds.get(t, 1.0) for t in compiled.types])[kind],
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def _updated_on(
+    dates: np.ndarray, arrest: np.ndarray, rngs: Mapping[str, np.random.Generator]
+) -> np.ndarray:
+    """When each row was last recorded: hours after, or days to weeks for late arrests."""
+    n = len(dates)
+    hours = FIRST_RECORD_MIN_HOURS + rngs["lag"].exponential(FIRST_RECORD_MEAN_HOURS, n)
+    late = arrest & (rngs["late"].random(n) < LATE_ARREST_SHARE)
+    late_hours = 24.0 * (LATE_ARREST_MIN_DAYS + rngs["late"].exponential(LATE_ARREST_MEAN_DAYS, n))
+    # Whole seconds, as SODA timestamps have.
+    lag_ns = (np.where(late, late_hours, hours) * 3600).astype(np.int64) * 10**9
+    return (dates.astype(np.int64) + lag_ns).astype("datetime64[ns]")
+
+
+def _location_names(compiled: _Compiled, drift: Drift) -> np.ndarray:
+    """Location description per position, in the drift's vocabulary."""
     names = compiled.location_name
     if drift.modern_locations:
         names = np.array([LOCATION_RENAMES_2020.get(v, v) for v in names], dtype=object)
-    location_text = np.where(location_missing, None, names[location])
+    return names
+
+
+def _frame(
+    compiled: _Compiled,
+    offences: _Offences,
+    places: _Places,
+    dates: np.ndarray,
+    arrest: np.ndarray,
+    updated: np.ndarray,
+    order: np.ndarray,
+    location_names: np.ndarray,
+    start_id: int,
+) -> pd.DataFrame:
+    """The canonical frame of the drawn rows, in `order`, ids from `start_id`."""
+    iucr, kind, beat = offences.iucr, offences.kind, places.beat
+    location_text = np.where(offences.location_missing, None, location_names[offences.location])
 
     def text(values: np.ndarray) -> pd.arrays.StringArray:
         return pd.array(values[order], dtype="string")
 
     sorted_dates = dates[order]
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "id": pd.array(start_id + np.arange(n), dtype="Int64"),
+            "id": pd.array(start_id + np.arange(len(order)), dtype="Int64"),
             "case_number": pd.array(_case_numbers(sorted_dates), dtype="string"),
             "date": sorted_dates,
-            "block": text(block),
+            "block": text(places.block),
             "iucr": text(compiled.iucr_code[iucr]),
             "primary_type": text(compiled.types[kind]),
             "description": text(compiled.iucr_description[iucr]),
             "location_description": text(location_text),
             "arrest": pd.array(arrest[order], dtype="boolean"),
-            "domestic": pd.array(domestic[order], dtype="boolean"),
+            "domestic": pd.array(offences.domestic[order], dtype="boolean"),
             "beat": text(compiled.beats[beat]),
             "district": text(compiled.beat_district[beat]),
-            "ward": pd.array(ward[order], dtype="Int64"),
-            "community_area": pd.array(community[order], dtype="Int64"),
+            "ward": pd.array(places.ward[order], dtype="Int64"),
+            "community_area": pd.array(places.community[order], dtype="Int64"),
             "fbi_code": text(compiled.iucr_fbi[iucr]),
-            "x_coordinate": x[order],
-            "y_coordinate": y[order],
+            "x_coordinate": places.x[order],
+            "y_coordinate": places.y[order],
             "year": pd.array(sorted_dates.astype("datetime64[Y]").astype(np.int64) + 1970, "Int64"),
             "updated_on": updated[order],
-            "latitude": np.round(lat[order], 9),
-            "longitude": np.round(lon[order], 9),
+            "latitude": np.round(places.lat[order], 9),
+            "longitude": np.round(places.lon[order], 9),
         },
         columns=list(SODA_COLUMNS),
     )
-    return frame, probability[order]
 
 
 def generate_incidents(

@@ -121,62 +121,84 @@ def parse_where(text: str, columns: tuple[str, ...]) -> tuple[Comparison, ...]:
     tokens = _tokens(text)
     if not tokens:
         raise SoqlError("$where is empty")
-    position = 0
+    return _WhereParser(text, tokens, columns).parse()
 
-    def peek() -> tuple[str, str] | None:
-        return tokens[position] if position < len(tokens) else None
 
-    def take() -> tuple[str, str]:
-        nonlocal position
-        token = peek()
+class _WhereParser:
+    """Recursive descent over `$where` tokens: ANDed comparisons, in parentheses or not."""
+
+    _UNSUPPORTED_WORDS = frozenset({"OR", "NOT", "IS", "LIKE", "IN", "BETWEEN", "NULL"})
+    _UNSUPPORTED_OPERATORS = frozenset({"IN", "IS", "LIKE", "BETWEEN", "NOT"})
+
+    def __init__(self, text: str, tokens: list[tuple[str, str]], columns: tuple[str, ...]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.columns = columns
+        self.position = 0
+
+    def parse(self) -> tuple[Comparison, ...]:
+        """Every comparison of the text; SoqlError when tokens are left over."""
+        terms = self._conjunction()
+        if (extra := self._peek()) is not None:
+            raise SoqlError(f"Unexpected {extra[1]!r} in $where: {self.text!r}")
+        return tuple(terms)
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _take(self) -> tuple[str, str]:
+        token = self._peek()
         if token is None:
-            raise SoqlError(f"Unexpected end of $where: {text!r}")
-        position += 1
+            raise SoqlError(f"Unexpected end of $where: {self.text!r}")
+        self.position += 1
         return token
 
-    def comparison() -> list[Comparison]:
-        kind, value = take()
-        if kind == "lparen":
-            inner = conjunction()
-            if take()[0] != "rparen":
-                raise SoqlError(f"Expected ')' in $where: {text!r}")
-            return inner
-        if kind != "word":
-            raise SoqlError(f"Expected a column name, found {value!r} in $where: {text!r}")
-        if value.upper() in {"OR", "NOT", "IS", "LIKE", "IN", "BETWEEN", "NULL"}:
-            raise SoqlError(f"{value.upper()} is not supported by the SODA stand-in")
-        if value not in columns:
-            raise SoqlError(f"No such column: {value}")
-        op_kind, op = take()
-        if op_kind == "word" and op.upper() in {"IN", "IS", "LIKE", "BETWEEN", "NOT"}:
-            raise SoqlError(f"{op.upper()} is not supported by the SODA stand-in")
-        if op_kind != "op":
-            raise SoqlError(f"Expected a comparison operator after {value}, found {op!r}")
-        lit_kind, lit = take()
-        literal: Scalar
-        if lit_kind == "string":
-            literal = lit[1:-1].replace("''", "'")
-        elif lit_kind == "number":
-            literal = float(lit)
-        elif lit_kind == "word" and lit.lower() in {"true", "false"}:
-            literal = lit.lower() == "true"
-        else:
-            raise SoqlError(f"Expected a literal after '{value} {op}', found {lit!r}")
-        return [Comparison(value, op, literal)]
-
-    def conjunction() -> list[Comparison]:
-        terms = comparison()
-        while (token := peek()) is not None and token[0] == "word":
+    def _conjunction(self) -> list[Comparison]:
+        terms = self._comparison()
+        while (token := self._peek()) is not None and token[0] == "word":
             if token[1].upper() != "AND":
                 raise SoqlError(f"{token[1].upper()} is not supported by the SODA stand-in")
-            take()
-            terms.extend(comparison())
+            self._take()
+            terms.extend(self._comparison())
         return terms
 
-    terms = conjunction()
-    if (extra := peek()) is not None:
-        raise SoqlError(f"Unexpected {extra[1]!r} in $where: {text!r}")
-    return tuple(terms)
+    def _comparison(self) -> list[Comparison]:
+        kind, value = self._take()
+        if kind == "lparen":
+            inner = self._conjunction()
+            if self._take()[0] != "rparen":
+                raise SoqlError(f"Expected ')' in $where: {self.text!r}")
+            return inner
+        column = self._column(kind, value)
+        op = self._operator(column)
+        return [Comparison(column, op, self._literal(column, op))]
+
+    def _column(self, kind: str, value: str) -> str:
+        if kind != "word":
+            raise SoqlError(f"Expected a column name, found {value!r} in $where: {self.text!r}")
+        if value.upper() in self._UNSUPPORTED_WORDS:
+            raise SoqlError(f"{value.upper()} is not supported by the SODA stand-in")
+        if value not in self.columns:
+            raise SoqlError(f"No such column: {value}")
+        return value
+
+    def _operator(self, column: str) -> str:
+        kind, op = self._take()
+        if kind == "word" and op.upper() in self._UNSUPPORTED_OPERATORS:
+            raise SoqlError(f"{op.upper()} is not supported by the SODA stand-in")
+        if kind != "op":
+            raise SoqlError(f"Expected a comparison operator after {column}, found {op!r}")
+        return op
+
+    def _literal(self, column: str, op: str) -> Scalar:
+        kind, text = self._take()
+        if kind == "string":
+            return text[1:-1].replace("''", "'")
+        if kind == "number":
+            return float(text)
+        if kind == "word" and text.lower() in {"true", "false"}:
+            return text.lower() == "true"
+        raise SoqlError(f"Expected a literal after '{column} {op}', found {text!r}")
 
 
 def parse_select(text: str | None, columns: tuple[str, ...]) -> tuple[str, ...]:

@@ -57,7 +57,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
-from crimeflow.cli.processes import ServiceProcess, free_port, start, stop, wait_http
+from crimeflow.cli.processes import (
+    ServiceProcess,
+    free_port,
+    scan_processes,
+    start,
+    stop,
+    wait_http,
+)
 from crimeflow.contract.settings import Settings, child_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,20 +193,9 @@ def busy_cpu_seconds() -> float:
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes in a process group (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # Fields after the command: state ppid pgrp ... utime(12) stime(13).
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    """User + system CPU seconds of the processes in a process group (Linux /proc)."""
+    ticks = sum(p.cpu_ticks for p in scan_processes() if p.pgid == pgid)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # --- the load client --------------------------------------------------------------------------

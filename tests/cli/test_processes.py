@@ -12,8 +12,12 @@ import pytest
 
 from crimeflow.cli.processes import (
     ProcessExitedError,
+    ProcStat,
     free_port,
     log_tail,
+    parse_stat,
+    read_stat,
+    scan_processes,
     start,
     stop,
     wait_http,
@@ -22,13 +26,13 @@ from crimeflow.cli.processes import (
 PY = sys.executable
 
 
+needs_proc = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+
+
 def _alive(pid: int) -> bool:
     """Whether a pid exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    stat = read_stat(pid)
+    return stat is not None and not stat.zombie
 
 
 def _wait_for_text(path: Path, text: str, timeout_s: float = 5.0) -> str:
@@ -174,3 +178,89 @@ def test_log_tail_returns_the_last_lines_only(tmp_path):
     assert log_tail(log, lines=3).splitlines() == ["line 9997", "line 9998", "line 9999"]
     assert log_tail(tmp_path / "absent.log") == ""
     assert log_tail(None) == ""
+
+
+# --- the /proc reader ----------------------------------------------------------------------------
+
+# A stat line after "pid (comm) state ppid pgrp": session tty_nr tpgid flags minflt cminflt
+# majflt cmajflt utime stime cutime cstime priority nice threads ... (proc(5)).
+STAT_TAIL = "4300 34817 4300 4194560 120 0 0 0 {utime} {stime} 3 1 20 0 1 0 52 9000 400"
+
+
+def _stat_line(pid: int, command: str, state: str, ppid: int, pgid: int, ticks=(7, 5)) -> str:
+    utime, stime = ticks
+    return f"{pid} ({command}) {state} {ppid} {pgid} {STAT_TAIL.format(utime=utime, stime=stime)}\n"
+
+
+@pytest.mark.parametrize("command", ["python", "Web Content", "a) (b c", "x) S 1 2 (", ")("])
+def test_parse_stat_splits_after_the_commands_last_parenthesis(command):
+    stat = parse_stat(_stat_line(4321, command, "S", 17, 4300, ticks=(250, 31)))
+    assert stat == ProcStat(pid=4321, ppid=17, pgid=4300, state="S", cpu_ticks=281)
+    assert not stat.zombie
+    assert parse_stat(_stat_line(9, command, "Z", 1, 9)).zombie
+
+
+@pytest.mark.parametrize(
+    "line", ["", "123", "123 (cmd", "123 (cmd) S 1 2", "pid (cmd) S " + "1 " * 20]
+)
+def test_parse_stat_rejects_what_is_not_a_stat_line(line):
+    with pytest.raises(ValueError):
+        parse_stat(line)
+
+
+def test_scan_processes_reads_each_pid_folder_and_skips_the_rest(tmp_path):
+    proc = tmp_path / "proc"
+    for pid, command, state in ((1, "init", "S"), (22, "my (odd) name", "R"), (33, "gone", "Z")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "stat").write_text(_stat_line(pid, command, state, 1, pid))
+    (proc / "44").mkdir()  # exited between the listing and the read: no stat any more
+    (proc / "55").mkdir()
+    (proc / "55" / "stat").write_text("garbled")
+    (proc / "self").mkdir()
+    (proc / "stat").write_text("cpu  1 2 3 4\n")
+    found = {p.pid: p for p in scan_processes(proc)}
+    assert sorted(found) == [1, 22, 33]
+    assert found[22].state == "R" and found[33].zombie
+    assert read_stat(22, proc) == found[22]
+    assert read_stat(44, proc) is None and read_stat(55, proc) is None
+    assert list(scan_processes(tmp_path / "absent")) == []
+
+
+@needs_proc
+def test_read_stat_of_this_process_matches_the_os():
+    stat = read_stat(os.getpid())
+    assert stat is not None
+    assert (stat.pid, stat.ppid, stat.pgid, stat.state) == (
+        os.getpid(),
+        os.getppid(),
+        os.getpgid(0),
+        "R",  # it is reading its own stat right now
+    )
+    assert os.getpid() in {p.pid for p in scan_processes()}
+
+
+@needs_proc
+def test_a_real_child_named_with_spaces_and_parentheses_is_read(tmp_path):
+    # The child renames itself (Linux allows it for its own comm), burns some CPU, then waits.
+    script = (
+        "import time\n"
+        "open('/proc/self/comm', 'w').write('a) S 1 (b c')\n"
+        "while time.process_time() < 0.3: pass\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    log = tmp_path / "odd.log"
+    process = start("odd", [PY, "-c", script], env=None, log_file=log)
+    try:
+        _wait_for_text(log, "ready", timeout_s=30)
+        assert "a) S 1 (b c" in Path(f"/proc/{process.pid}/comm").read_text()
+        stat = read_stat(process.pid)
+        assert stat is not None
+        assert (stat.pid, stat.ppid, stat.pgid) == (process.pid, os.getpid(), process.pid)
+        assert stat.state in {"S", "R"}
+        # It burnt 0.3 s of CPU before saying ready (ticks are coarse: allow one short).
+        assert stat.cpu_ticks >= 0.25 * os.sysconf("SC_CLK_TCK")
+        assert process.pid in {p.pid for p in scan_processes()}
+    finally:
+        stop(process, timeout_s=5)
+    assert read_stat(process.pid) is None

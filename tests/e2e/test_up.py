@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from crimeflow.cli.processes import free_port, log_tail, start, stop, wait_http
+from crimeflow.cli.processes import (
+    free_port,
+    log_tail,
+    read_stat,
+    scan_processes,
+    start,
+    stop,
+    wait_http,
+)
 from crimeflow.contract.settings import child_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -28,16 +36,7 @@ UNSET = ("CRIMEFLOW_PREFECT_API_URL", "CRIMEFLOW_ALERT_WEBHOOK_URL", "PREFECT_AP
 
 def descendants(pid: int) -> set[int]:
     """Every live (non-zombie) process below `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            parents[int(entry.name)] = int(fields[1])
+    parents = {p.pid: p.ppid for p in scan_processes() if not p.zombie}
     found: set[int] = set()
     frontier = {pid}
     while frontier:
@@ -49,11 +48,8 @@ def descendants(pid: int) -> set[int]:
 
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie does not count)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    stat = read_stat(pid)
+    return stat is not None and not stat.zombie
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find child processes")

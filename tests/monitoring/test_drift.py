@@ -424,3 +424,63 @@ def test_real_2024_traffic_drifts_from_2018_and_2018_holdout_does_not(real_data_
     assert "location_description" in drifted and drifted & {"primary_type", "iucr", "fbi_code"}
     location = {c.name: c for c in later.columns}["location_description"]
     assert location.unseen_share is not None and location.unseen_share > 0.05
+
+
+# --- a full result pinned ------------------------------------------------------------------------
+
+PINNED_PATH = Path(__file__).resolve().parent / "data" / "drift_pinned.json"
+
+
+def _pinned_cases() -> dict[str, tuple]:
+    """Two fixed inputs covering both regimes, sampling, a skipped column and performance."""
+    reference = reference_sample(2400, seed=41)
+    vocabulary = prediction_log(400, 42, "type_mix=NARCOTICS:4;location_vocabulary=modern", 0.6)
+    rates = prediction_log(2500, 43, "arrest_rate=1.5", labelled_share=0.3)
+    return {
+        "small_p_values": (reference, vocabulary.assign(latitude=np.nan), {}),
+        "sampled_distances": (reference, rates, {"max_rows": 1500, "small_sample_rows": 500}),
+    }
+
+
+def _pinned_view(result: DriftResult, snapshot: object) -> dict[str, object]:
+    """Everything a check decides (not when it ran), and what its snapshot holds."""
+    view = json.loads(json.dumps(result.to_dict()))
+    del view["checked_at"]
+    if snapshot is not None:
+        metrics = snapshot.dict()["metrics"]  # type: ignore[attr-defined]
+        view["snapshot_metrics"] = sorted(
+            f"{m['config'].get('type')}:{m['config'].get('column', '')}" for m in metrics
+        )
+    return view
+
+
+def _assert_close(actual: object, expected: object, where: str) -> None:
+    """Equal, floats to 1e-9 (the same code on the same input; BLAS may sum in another order)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), where
+        for key, value in expected.items():
+            _assert_close(actual[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
+            _assert_close(got, want, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-9, abs=1e-12), where
+    else:
+        assert actual == expected, where
+
+
+def write_pinned() -> None:
+    """Re-record the pinned results (only after a change that means to alter them)."""
+    views = {
+        name: _pinned_view(*run(*case[:2], **case[2])) for name, case in _pinned_cases().items()
+    }
+    PINNED_PATH.write_text(json.dumps(views, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("name", ["small_p_values", "sampled_distances"])
+def test_full_result_on_a_fixed_input_is_pinned(name: str) -> None:
+    # Recorded before compute_drift was split into parts; re-record with write_pinned().
+    reference, current, config = _pinned_cases()[name]
+    expected = json.loads(PINNED_PATH.read_text())[name]
+    _assert_close(_pinned_view(*run(reference, current, **config)), expected, name)

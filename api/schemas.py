@@ -26,9 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
@@ -37,10 +35,12 @@ from msgspec import Meta
 
 from crimeflow.contract.schema import (
     CHICAGO_BOUNDS,
-    CHICAGO_TZ,
+    FALSE_WORDS,
     FLOAT_COLUMNS,
     SODA_COLUMNS,
     STRING_COLUMNS,
+    TRUE_WORDS,
+    chicago,
 )
 
 EARLIEST_DATE = datetime(2001, 1, 1)
@@ -48,8 +48,6 @@ EARLIEST_DATE = datetime(2001, 1, 1)
 # must not produce a 10k-entry error body.
 MAX_REPORTED_ERRORS = 50
 
-_TRUE = frozenset({"true", "t", "1", "y", "yes"})
-_FALSE = frozenset({"false", "f", "0", "n", "no"})
 # Printable text: control characters are never in the feed and PostgreSQL rejects NUL.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
@@ -302,15 +300,9 @@ def decode_error(
 # --- canonicalization (pure) -------------------------------------------------------------
 
 
-@cache
-def _chicago() -> ZoneInfo:
-    """The Chicago zone (loaded on first use, not at import)."""
-    return ZoneInfo(CHICAGO_TZ)
-
-
 def chicago_now() -> datetime:
     """The current naive Chicago local time (the feed's clock)."""
-    return datetime.now(UTC).astimezone(_chicago()).replace(tzinfo=None)
+    return datetime.now(UTC).astimezone(chicago()).replace(tzinfo=None)
 
 
 def parse_local_timestamp(field: str, text: str) -> datetime:
@@ -318,7 +310,7 @@ def parse_local_timestamp(field: str, text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
         if value.tzinfo is not None:
-            value = value.astimezone(_chicago()).replace(tzinfo=None)
+            value = value.astimezone(chicago()).replace(tzinfo=None)
     except (ValueError, OverflowError) as error:
         raise _FieldProblem(field, f"not an ISO 8601 timestamp: {text!r}") from error
     return value
@@ -384,9 +376,9 @@ def _boolean(field: str, value: bool | str | None) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     text = value.strip().lower()
-    if text in _TRUE:
+    if text in TRUE_WORDS:
         return True
-    if text in _FALSE:
+    if text in FALSE_WORDS:
         return False
     raise _FieldProblem(field, f"not a boolean: {value!r}")
 

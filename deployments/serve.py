@@ -15,10 +15,11 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from crimeflow.contract.events import DRIFT_DETECTED, model_resource
+from crimeflow.contract.schema import CHICAGO_TZ
 from crimeflow.contract.settings import Settings, get_settings
 from deployments.alerts import ensure_alerts
 
-CHICAGO = "America/Chicago"
+CHICAGO = CHICAGO_TZ
 # The 2nd of each month at 04:00 Chicago time: the previous month is complete by then.
 ETL_CRON = "0 4 2 * *"
 # Daily at 06:00, after the night's traffic.

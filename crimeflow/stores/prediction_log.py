@@ -38,10 +38,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 import pandas as pd
@@ -49,13 +47,16 @@ import sqlalchemy as sa
 
 from crimeflow.contract.schema import (
     BOOL_COLUMNS,
-    CHICAGO_TZ,
     DATETIME_COLUMNS,
+    EXPORT_DATE_FORMAT,
+    FALSE_WORDS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
     LABEL,
     SODA_COLUMNS,
+    TRUE_WORDS,
     ZERO_PADDED,
+    chicago,
     to_canonical,
 )
 from crimeflow.contract.settings import Settings
@@ -79,7 +80,6 @@ META_COLUMNS: tuple[str, ...] = (
 )
 LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_EXPORT_DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 _PG_WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
 _INT_SET = frozenset(INT_COLUMNS)
 _BOOL_SET = frozenset(BOOL_COLUMNS)
@@ -92,8 +92,6 @@ _PLAIN_TEXT = frozenset(INPUT_COLUMNS) - {
     *BOOL_COLUMNS,
     *ZERO_PADDED,
 }
-_TRUE = {"true", "t", "1", "y", "yes"}
-_FALSE = {"false", "f", "0", "n", "no"}
 
 
 class PredictionLogError(RuntimeError):
@@ -199,12 +197,6 @@ PREDICTIONS = sa.Table(
 # --- records -> rows (pure) -----------------------------------------------------------------
 
 
-@cache
-def _chicago() -> ZoneInfo:
-    """The Chicago zone, loaded on first use rather than at import."""
-    return ZoneInfo(CHICAGO_TZ)
-
-
 def _is_missing(value: Any) -> bool:
     """None, NaN, NaT, pd.NA or a blank string."""
     if value is None or value is pd.NA or value is pd.NaT:
@@ -223,12 +215,12 @@ def _local_timestamp(value: Any) -> datetime:
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            value = datetime.strptime(text, _EXPORT_DATE_FORMAT)
+            value = datetime.strptime(text, EXPORT_DATE_FORMAT)
     if not isinstance(value, datetime):
         raise TypeError(f"not a timestamp: {value!r}")
     # Same rule as schema.parse_timestamps: an offset means an instant, shown in Chicago time.
     if value.tzinfo is not None:
-        value = value.astimezone(_chicago()).replace(tzinfo=None)
+        value = value.astimezone(chicago()).replace(tzinfo=None)
     return value
 
 
@@ -260,9 +252,9 @@ def _boolean(value: Any) -> bool:
     """A bool from a bool, 0/1 or true/false text."""
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in _TRUE:
+        if text in TRUE_WORDS:
             return True
-        if text in _FALSE:
+        if text in FALSE_WORDS:
             return False
         raise ValueError(f"not a boolean: {value!r}")
     if isinstance(value, numbers.Integral) and int(value) in (0, 1):

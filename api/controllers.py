@@ -42,7 +42,6 @@ from api.model_service import (
 from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
 from api.schemas import (
     BatchPredictionOut,
-    CanonicalIncident,
     ErrorBody,
     Feedback,
     FeedbackOut,
@@ -55,8 +54,8 @@ from api.schemas import (
     canonicalize_many,
     canonicalize_one,
     decode_error,
-    features_of,
 )
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
 
@@ -295,7 +294,7 @@ def _record(
         request_id=request_id,
         probability=probability,
         label=label,
-        features=features_of(incident),
+        features=incident,
     )
     out = PredictionOut(
         prediction_id=prediction_id,

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import numpy as np
 
-from api.schemas import CanonicalIncident, incidents_frame
+from crimeflow.contract.incident import CanonicalIncident, incidents_frame
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.registry import (
     CHAMPION,

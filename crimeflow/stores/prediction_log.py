@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import numbers
 import queue
-import re
 import threading
 import time
 import uuid
@@ -45,17 +43,14 @@ import msgspec
 import pandas as pd
 import sqlalchemy as sa
 
+from crimeflow.contract.incident import CanonicalIncident, incidents_from_frame
 from crimeflow.contract.schema import (
     BOOL_COLUMNS,
     DATETIME_COLUMNS,
-    EXPORT_DATE_FORMAT,
-    FALSE_WORDS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
     LABEL,
     SODA_COLUMNS,
-    TRUE_WORDS,
-    ZERO_PADDED,
     chicago,
     to_canonical,
 )
@@ -81,17 +76,6 @@ META_COLUMNS: tuple[str, ...] = (
 LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _PG_WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
-_INT_SET = frozenset(INT_COLUMNS)
-_BOOL_SET = frozenset(BOOL_COLUMNS)
-_FLOAT_SET = frozenset(FLOAT_COLUMNS)
-# Text columns stored as given (stripped): everything but timestamps, numbers, flags, padded codes.
-_PLAIN_TEXT = frozenset(INPUT_COLUMNS) - {
-    *DATETIME_COLUMNS,
-    *FLOAT_COLUMNS,
-    *INT_COLUMNS,
-    *BOOL_COLUMNS,
-    *ZERO_PADDED,
-}
 
 
 class PredictionLogError(RuntimeError):
@@ -107,7 +91,7 @@ class PredictionLogWriteError(PredictionLogError):
 
 
 class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One served prediction; `features` holds the incident's input fields by SODA name."""
+    """One served prediction; `features` is the validated incident (typed input fields)."""
 
     prediction_id: str
     served_at: datetime
@@ -116,7 +100,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None
     probability: float
     label: bool
-    features: dict[str, Any]
+    features: CanonicalIncident
 
 
 @dataclass(frozen=True)
@@ -197,152 +181,76 @@ PREDICTIONS = sa.Table(
 # --- records -> rows (pure) -----------------------------------------------------------------
 
 
-def _is_missing(value: Any) -> bool:
-    """None, NaN, NaT, pd.NA or a blank string."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+def _column_kinds(name: str) -> tuple[type, ...]:
+    """The Python types an input column takes as they are (None aside: every one is nullable)."""
+    if name in DATETIME_COLUMNS:
+        return (datetime,)
+    if name in FLOAT_COLUMNS:
+        return (float, int)
+    if name in INT_COLUMNS:
+        return (int,)
+    if name in BOOL_COLUMNS:
+        return (bool,)
+    return (str,)
 
 
-def _local_timestamp(value: Any) -> datetime:
-    """A naive Chicago-local datetime from an ISO string / export string / datetime."""
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            value = datetime.strptime(text, EXPORT_DATE_FORMAT)
-    if not isinstance(value, datetime):
-        raise TypeError(f"not a timestamp: {value!r}")
-    # Same rule as schema.parse_timestamps: an offset means an instant, shown in Chicago time.
-    if value.tzinfo is not None:
-        value = value.astimezone(chicago()).replace(tzinfo=None)
-    return value
+_INPUT_KINDS: tuple[tuple[str, tuple[type, ...]], ...] = tuple(
+    (name, _column_kinds(name)) for name in INPUT_COLUMNS
+)
 
 
-def _integer(value: Any) -> int:
-    """An int from an integer, a whole float or numeric text."""
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a count or code")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    number = float(value.strip()) if isinstance(value, str) else float(value)
-    if not number.is_integer():
-        raise ValueError(f"not a whole number: {value!r}")
-    return int(number)
-
-
-def _real(value: Any) -> float | None:
-    """A finite float (NaN means missing)."""
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a coordinate")
-    number = float(value.strip()) if isinstance(value, str) else float(value)
-    if math.isnan(number):
-        return None
-    if math.isinf(number):
-        raise ValueError("infinite coordinate")
-    return number
-
-
-def _boolean(value: Any) -> bool:
-    """A bool from a bool, 0/1 or true/false text."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in TRUE_WORDS:
-            return True
-        if text in FALSE_WORDS:
-            return False
-        raise ValueError(f"not a boolean: {value!r}")
-    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
-        return bool(value)
-    raise TypeError(f"not a boolean: {value!r}")
-
-
-def _code(name: str, value: Any) -> str:
-    """A code as text; beat and district zero-padded like `schema.to_canonical` does."""
-    text = str(value).strip()
-    width = ZERO_PADDED.get(name)
-    if width is not None:
-        whole = re.fullmatch(r"(\d+)(?:\.0*)?", text)
-        if whole:
-            text = whole.group(1).zfill(width)
-    return text
-
-
-def _field(name: str, value: Any) -> Any:
-    """One input field in the table column's Python type; ValueError names a bad value."""
-    # Fast paths for values that already have the column's type (what the API sends): the
-    # same results as the general path below, for a third of the cost per record.
-    kind = type(value)
-    if kind is str and name in _PLAIN_TEXT:
-        return value.strip() or None
-    if (kind is int and name in _INT_SET) or (kind is bool and name in _BOOL_SET):
+def _subclass_value(name: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """A value of a subclass of its column's type (np.float64, pd.Timestamp); else ValueError."""
+    # bool is an int subclass, but a flag is no count or coordinate.
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
         return value
-    if kind is float and name in _FLOAT_SET and math.isfinite(value):
-        return value
-    if _is_missing(value):
+    raise ValueError(f"feature {name!r}: cannot store {value!r} in a {kinds[0].__name__} column")
+
+
+def _finite(name: str, value: float) -> float | None:
+    """A coordinate that is not finite: NaN means missing, infinity cannot be stored."""
+    if math.isnan(value):
         return None
-    try:
-        if name in DATETIME_COLUMNS:
-            return _local_timestamp(value)
-        if name in FLOAT_COLUMNS:
-            return _real(value)
-        if name in INT_COLUMNS:
-            return _integer(value)
-        if name in BOOL_COLUMNS:
-            return _boolean(value)
-        return _code(name, value)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"feature {name!r}: cannot store {value!r} ({error})") from error
+    raise ValueError(f"feature {name!r}: cannot store {value!r} (not finite)")
 
 
 def record_to_row(record: PredictionRecord) -> dict[str, Any]:
-    """The table row of one record; ValueError if a value cannot be stored as its column type."""
+    """The table row of a record's typed values; ValueError if one cannot be stored as is."""
     if record.served_at.tzinfo is None:
         raise ValueError("served_at must be timezone-aware (UTC)")
     probability = float(record.probability)
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"probability {probability!r} is not in [0, 1]")
-    row: dict[str, Any] = {
-        "prediction_id": record.prediction_id,
-        "served_at": record.served_at,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "request_id": record.request_id,
-        "probability": probability,
-        "label": bool(record.label),
-    }
-    features = record.features
-    for name in INPUT_COLUMNS:
-        row[name] = _field(name, features.get(name))
+    if type(record.features) is not CanonicalIncident:
+        raise TypeError(f"features must be a CanonicalIncident, not {type(record.features)}")
+    # The incident's values already have the columns' types: they are checked, not converted.
+    row: dict[str, Any] = msgspec.structs.asdict(record.features)
+    for name, kinds in _INPUT_KINDS:
+        value = row[name]
+        if value is not None and type(value) not in kinds:
+            row[name] = _subclass_value(name, value, kinds)
+    for name in FLOAT_COLUMNS:
+        value = row[name]
+        if value is not None and not math.isfinite(value):
+            row[name] = _finite(name, value)
+    for name in DATETIME_COLUMNS:
+        value = row[name]
+        # Same rule as schema.parse_timestamps: an offset means an instant, shown in Chicago time.
+        if value is not None and value.tzinfo is not None:
+            row[name] = value.astimezone(chicago()).replace(tzinfo=None)
+    row["prediction_id"] = record.prediction_id
+    row["served_at"] = record.served_at
+    row["model_name"] = record.model_name
+    row["model_version"] = record.model_version
+    row["request_id"] = record.request_id
+    row["probability"] = probability
+    row["label"] = bool(record.label)
     return row
 
 
-def _json_value(value: Any) -> Any:
-    """A canonical-frame cell as a JSON-able value (ISO text for timestamps, None if missing)."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def features_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each row's input fields (either header style) as the JSON-able `features` of a record."""
-    canonical = to_canonical(frame)
-    columns = {name: canonical[name].astype(object).tolist() for name in INPUT_COLUMNS}
-    return [
-        {name: _json_value(columns[name][i]) for name in INPUT_COLUMNS}
-        for i in range(len(canonical))
-    ]
+def features_from_frame(frame: pd.DataFrame) -> list[CanonicalIncident]:
+    """Each row of a frame (either header style) as the typed `features` of a record."""
+    return incidents_from_frame(frame)
 
 
 def parse_utc(text: str) -> datetime:

@@ -25,11 +25,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.schema import LABEL, empty_canonical, to_canonical
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import (
     INPUT_COLUMNS,
     LOG_COLUMNS,
+    PREDICTIONS,
     PredictionLog,
     PredictionLogClosedError,
     PredictionLogWriteError,
@@ -48,28 +50,51 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 # A writer that strands its waiters would hang a test: fail it instead.
 pytestmark = pytest.mark.timeout(120)
 
-# One incident as the API receives it (SODA names, JSON values).
-FEATURES: dict[str, Any] = {
-    "id": 13_000_001,
+# One incident as the API hands it to the log: validated, in canonical Python types.
+INCIDENT = CanonicalIncident(
+    id=13_000_001,
+    case_number="JH100001",
+    date=datetime(2025, 2, 28, 23, 15),
+    block="038XX S ARCHER AVE",
+    iucr="0486",
+    primary_type="BATTERY",
+    description="DOMESTIC BATTERY SIMPLE",
+    location_description="APARTMENT",
+    domestic=True,
+    beat="0912",
+    district="009",
+    ward=11,
+    community_area=59,
+    fbi_code="08B",
+    x_coordinate=1_167_028.0,
+    y_coordinate=1_879_278.0,
+    year=2025,
+    updated_on=datetime(2025, 3, 1, 6, 0),
+    latitude=41.824299,
+    longitude=-87.662736,
+)
+# The same incident as the feed's text, for frames.
+FEED_TEXT: dict[str, str] = {
+    "id": "13000001",
     "case_number": "JH100001",
-    "date": "2025-02-28T23:15:00",
+    "date": "2025-02-28T23:15:00.000",
     "block": "038XX S ARCHER AVE",
     "iucr": "0486",
     "primary_type": "BATTERY",
     "description": "DOMESTIC BATTERY SIMPLE",
     "location_description": "APARTMENT",
-    "domestic": True,
+    "domestic": "true",
     "beat": "0912",
     "district": "009",
-    "ward": 11,
-    "community_area": 59,
+    "ward": "11",
+    "community_area": "59",
     "fbi_code": "08B",
-    "x_coordinate": 1_167_028.0,
-    "y_coordinate": 1_879_278.0,
-    "year": 2025,
-    "updated_on": "2025-03-01T06:00:00",
-    "latitude": 41.824299,
-    "longitude": -87.662736,
+    "x_coordinate": "1167028",
+    "y_coordinate": "1879278",
+    "year": "2025",
+    "updated_on": "2025-03-01T06:00:00.000",
+    "latitude": "41.824299",
+    "longitude": "-87.662736",
 }
 
 
@@ -107,9 +132,12 @@ def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def record(
-    served_at: datetime | None = None, prediction_id: str | None = None, **features: Any
+    served_at: datetime | None = None,
+    prediction_id: str | None = None,
+    features: CanonicalIncident = INCIDENT,
+    **changes: Any,
 ) -> PredictionRecord:
-    """A record of FEATURES (with overrides), served at `served_at` (default now)."""
+    """A record of `features` (with changed fields), served at `served_at` (default now)."""
     return PredictionRecord(
         prediction_id=prediction_id or new_prediction_id(),
         served_at=served_at or datetime.now(UTC),
@@ -118,7 +146,7 @@ def record(
         request_id="req-1",
         probability=0.25,
         label=False,
-        features={**FEATURES, **features},
+        features=msgspec.structs.replace(features, **changes),
     )
 
 
@@ -320,20 +348,20 @@ async def test_malformed_records_fail_their_caller_before_queueing(tmp_path: Pat
         await log.stop()
 
 
-def test_record_to_row_coerces_json_values_to_column_types() -> None:
-    row = record_to_row(
-        record(
-            id="13000001",
-            beat=614,
-            district=6.0,
-            ward="11",
-            domestic="false",
-            date="2025-03-01T06:30:00Z",  # an instant: shown in Chicago local time
-            updated_on="03/01/2025 01:05:00 PM",  # the Socrata export style
-            latitude=float("nan"),
-            block="  ",
-        )
-    )
+def test_frame_text_becomes_typed_features_and_rows_of_the_column_types() -> None:
+    # Frames (generated, exported) reach the log through the codec's frame edge.
+    text = {
+        **FEED_TEXT,
+        "beat": "614",
+        "district": "6.0",
+        "domestic": "false",
+        "date": "2025-03-01T06:30:00Z",  # an instant: shown in Chicago local time
+        "updated_on": "03/01/2025 01:05:00 PM",  # the Socrata export style
+        "latitude": "nan",
+        "block": "  ",
+    }
+    (features,) = features_from_frame(pd.DataFrame([text]))
+    row = record_to_row(record(features=features))
     assert row["id"] == 13_000_001 and row["ward"] == 11
     assert row["beat"] == "0614" and row["district"] == "006"
     assert row["domestic"] is False
@@ -341,38 +369,63 @@ def test_record_to_row_coerces_json_values_to_column_types() -> None:
     assert row["updated_on"] == datetime(2025, 3, 1, 13, 5)
     assert row["latitude"] is None and row["block"] is None
     assert LABEL not in row
+    assert set(row) == {c.name for c in PREDICTIONS.columns} - {"feedback_arrest", "feedback_at"}
 
 
 def test_typed_values_are_stored_like_their_text_forms() -> None:
     same = {"prediction_id": "a" * 32, "served_at": datetime(2025, 3, 1, tzinfo=UTC)}
-    typed = record_to_row(
-        record(
-            **same,
-            id=13_000_001,
-            ward=11,
-            domestic=True,
-            latitude=41.75,
-            primary_type=" BATTERY ",
-            description="",
-            beat="614",
-        )
+    typed_frame = pd.DataFrame(
+        [
+            {
+                **FEED_TEXT,
+                "id": 13_000_001,
+                "ward": 11,
+                "domestic": True,
+                "latitude": 41.75,
+                "primary_type": " BATTERY ",
+                "description": "",
+                "beat": "614",
+            }
+        ]
     )
-    text = record_to_row(
-        record(
-            **same,
-            id="13000001",
-            ward="11",
-            domestic="true",
-            latitude="41.75",
-            primary_type="BATTERY",
-            description=None,
-            beat="0614",
-        )
+    text_frame = pd.DataFrame(
+        [{**FEED_TEXT, "latitude": "41.75", "description": None, "beat": "0614"}]
     )
+    (typed,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(typed_frame)]
+    (text,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(text_frame)]
     assert typed == text
     assert typed["primary_type"] == "BATTERY" and typed["description"] is None
+    # The API's incident and the frame's incident of the same record make the same row.
+    assert record_to_row(record(**same)) == record_to_row(
+        record(**same, features=features_from_frame(pd.DataFrame([FEED_TEXT]))[0])
+    )
     with pytest.raises(ValueError, match="latitude"):
         record_to_row(record(latitude=float("inf")))
+
+
+def test_rows_hold_the_typed_values_and_refuse_the_wrong_types() -> None:
+    row = record_to_row(record())
+    assert row["date"] is INCIDENT.date and row["ward"] == 11 and row["latitude"] == 41.824299
+    # NaN is a missing coordinate; an aware timestamp is shown in Chicago local time.
+    aware = datetime(2025, 3, 1, 6, 30, tzinfo=UTC)
+    row = record_to_row(record(longitude=float("nan"), updated_on=aware))
+    assert row["longitude"] is None and row["updated_on"] == datetime(2025, 3, 1, 0, 30)
+    # Subclasses of a column's type are stored as they are.
+    assert record_to_row(record(date=pd.Timestamp("2025-03-01 06:30")))["date"] == aware.replace(
+        tzinfo=None
+    )
+    for change, field in [
+        ({"ward": "11"}, "'ward'"),
+        ({"community_area": True}, "'community_area'"),
+        ({"domestic": 1}, "'domestic'"),
+        ({"date": "2025-03-01T06:30:00"}, "'date'"),
+        ({"beat": 912}, "'beat'"),
+        ({"latitude": "41.8"}, "'latitude'"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            record_to_row(record(**change))
+    with pytest.raises(TypeError, match="CanonicalIncident"):
+        record_to_row(msgspec.structs.replace(record(), features=msgspec.structs.asdict(INCIDENT)))
 
 
 # --- feedback ------------------------------------------------------------------------------
@@ -459,7 +512,7 @@ async def test_generated_incidents_round_trip_through_the_log(log_url: str) -> N
     await log.start()
     try:
         features = features_from_frame(incidents)
-        await asyncio.gather(*(log.append([record(**f)]) for f in features))
+        await asyncio.gather(*(log.append([record(features=f)]) for f in features))
     finally:
         await log.stop()
     stored = log.read_window().sort_values("id", ignore_index=True)
@@ -477,7 +530,7 @@ async def test_real_soda_rows_round_trip_through_the_log(tmp_path: Path) -> None
     log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_wait_ms=1)
     await log.start()
     try:
-        await log.append([record(**f) for f in features_from_frame(raw)])
+        await log.append([record(features=f) for f in features_from_frame(raw)])
     finally:
         await log.stop()
     stored = log.read_window().sort_values("id", ignore_index=True)
@@ -577,9 +630,15 @@ async def test_two_workers_on_one_sqlite_file_both_write(tmp_path: Path) -> None
 CHILD = r"""
 import asyncio, signal, sys
 from datetime import UTC, datetime
+from crimeflow.contract.incident import INCIDENT_FIELDS, CanonicalIncident
 from crimeflow.stores.prediction_log import (
     PredictionLog, PredictionLogClosedError, PredictionRecord, new_prediction_id,
 )
+
+INCIDENT = CanonicalIncident(**{
+    **dict.fromkeys(INCIDENT_FIELDS), "date": datetime(2025, 1, 1), "iucr": "0486",
+    "primary_type": "BATTERY", "id": 1, "beat": "0111",
+})
 
 async def main(url: str) -> None:
     log = PredictionLog(url, batch_rows=64, batch_wait_ms=2.0)
@@ -592,7 +651,7 @@ async def main(url: str) -> None:
             rec = PredictionRecord(
                 prediction_id=new_prediction_id(), served_at=datetime.now(UTC),
                 model_name="m", model_version="1", request_id=None, probability=0.5,
-                label=True, features={"id": 1, "beat": "0111"},
+                label=True, features=INCIDENT,
             )
             try:
                 await log.append([rec])

@@ -33,12 +33,7 @@ from litestar.openapi.spec import Example, OpenAPIType, Schema
 from litestar.params import Body
 from litestar.typing import FieldDefinition
 
-from api.model_service import (
-    MicroBatcher,
-    ModelHolder,
-    ServingModel,
-    score_rows,
-)
+from api.model_service import MicroBatcher, ModelHolder
 from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
 from api.schemas import (
     BatchPredictionOut,
@@ -58,6 +53,7 @@ from api.schemas import (
 from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
+from crimeflow.stores.serving import ServingModel, score_rows
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "ApiKeyHeader"

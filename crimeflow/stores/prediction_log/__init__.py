@@ -1,0 +1,43 @@
+"""The durable prediction log (see `log`); every name callers use is importable from here."""
+
+from crimeflow.stores.prediction_log.log import (
+    INPUT_COLUMNS,
+    LOG_COLUMNS,
+    META_COLUMNS,
+    PREDICTIONS,
+    TABLE_NAME,
+    LogStats,
+    PredictionLog,
+    PredictionLogClosedError,
+    PredictionLogError,
+    PredictionLogWriteError,
+    PredictionRecord,
+    empty_log_frame,
+    export_predictions,
+    features_from_frame,
+    new_prediction_id,
+    parse_utc,
+    read_predictions,
+    record_to_row,
+)
+
+__all__ = [
+    "INPUT_COLUMNS",
+    "LOG_COLUMNS",
+    "META_COLUMNS",
+    "PREDICTIONS",
+    "TABLE_NAME",
+    "LogStats",
+    "PredictionLog",
+    "PredictionLogClosedError",
+    "PredictionLogError",
+    "PredictionLogWriteError",
+    "PredictionRecord",
+    "empty_log_frame",
+    "export_predictions",
+    "features_from_frame",
+    "new_prediction_id",
+    "parse_utc",
+    "read_predictions",
+    "record_to_row",
+]

@@ -19,308 +19,44 @@ split: its records are committed together or not at all. So:
   appended before it, answers those waiters, then refuses new appends;
 * an append whose caller is cancelled while waiting is still committed (it was already queued).
 
-Rows are stored one column per input field (SODA names) so the drift monitor can read a window
-cheaply with `read_window`; `export_predictions` writes the same frame to Parquet.
+`PredictionLog` is the facade over the package's parts: `table` (columns, DDL, the row of a
+record), `engine` (SQLite/server connections), `writer` (the group-commit thread) and `reads`
+(windows as typed frames, Parquet export).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
-import queue
 import threading
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pandas as pd
 import sqlalchemy as sa
 
-from crimeflow.contract.incident import CanonicalIncident, incidents_from_frame
-from crimeflow.contract.schema import (
-    BOOL_COLUMNS,
-    DATETIME_COLUMNS,
-    FLOAT_COLUMNS,
-    INT_COLUMNS,
-    LABEL,
-    SODA_COLUMNS,
-    chicago,
-    to_canonical,
-)
 from crimeflow.contract.settings import Settings
+from crimeflow.stores.prediction_log import engine as store
+from crimeflow.stores.prediction_log.reads import (
+    count_rows,
+    empty_log_frame,
+    read_window,
+    write_parquet,
+)
+from crimeflow.stores.prediction_log.table import (
+    PredictionRecord,
+    create_table,
+    feedback_update,
+    record_to_row,
+)
+from crimeflow.stores.prediction_log.writer import (
+    GroupCommitWriter,
+    LogStats,
+    PredictionLogClosedError,
+)
 
 logger = logging.getLogger(__name__)
-
-TABLE_NAME = "predictions"
-# The model's input: every contract field except the label.
-INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in SODA_COLUMNS if c != LABEL)
-# What `read_window` and the export add to the input columns, in this order.
-META_COLUMNS: tuple[str, ...] = (
-    "prediction_id",
-    "served_at",
-    "model_name",
-    "model_version",
-    "request_id",
-    "probability",
-    "label",
-    "feedback_arrest",
-    "feedback_at",
-)
-LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
-SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_PG_WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
-
-
-class PredictionLogError(RuntimeError):
-    """Base class: the prediction could not be logged (the API answers 503)."""
-
-
-class PredictionLogClosedError(PredictionLogError):
-    """The log is not running (not started yet, or stopped)."""
-
-
-class PredictionLogWriteError(PredictionLogError):
-    """The transaction holding these records failed; they are not in the log."""
-
-
-class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One served prediction; `features` is the validated incident (typed input fields)."""
-
-    prediction_id: str
-    served_at: datetime
-    model_name: str
-    model_version: str
-    request_id: str | None
-    probability: float
-    label: bool
-    features: CanonicalIncident
-
-
-@dataclass(frozen=True)
-class LogStats:
-    """Writer counters since `start()`: committed rows/transactions, failed ones, queue length."""
-
-    committed_rows: int
-    committed_batches: int
-    failed_batches: int
-    queued_appends: int
-
-
-def new_prediction_id() -> str:
-    """A fresh prediction id (uuid4 hex)."""
-    return uuid.uuid4().hex
-
-
-# --- the table ------------------------------------------------------------------------------
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A tz-aware UTC timestamp: `timestamptz` on PostgreSQL, naive-UTC text on SQLite."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        """Aware datetimes only, converted to UTC (SQLite drops the offset, so it must be UTC)."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) value")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        """Every value comes back aware, in UTC."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _input_column(name: str) -> sa.Column[Any]:
-    """The table column of one input field, typed like the canonical frame."""
-    if name in DATETIME_COLUMNS:
-        # Socrata timestamps are floating Chicago local time: stored as such, without a zone.
-        kind: sa.types.TypeEngine[Any] = sa.DateTime(timezone=False)
-    elif name in FLOAT_COLUMNS:
-        kind = sa.Double()
-    elif name == "id":
-        kind = sa.BigInteger()
-    elif name in INT_COLUMNS:
-        kind = sa.Integer()
-    elif name in BOOL_COLUMNS:
-        kind = sa.Boolean(create_constraint=False)
-    else:
-        kind = sa.String()
-    return sa.Column(name, kind, nullable=True)
-
-
-METADATA = sa.MetaData()
-PREDICTIONS = sa.Table(
-    TABLE_NAME,
-    METADATA,
-    sa.Column("prediction_id", sa.String(64), primary_key=True),
-    sa.Column("served_at", UTCDateTime(), nullable=False, index=True),
-    sa.Column("model_name", sa.String(), nullable=False),
-    sa.Column("model_version", sa.String(), nullable=False),
-    sa.Column("request_id", sa.String(), nullable=True),
-    sa.Column("probability", sa.Double(), nullable=False),
-    sa.Column("label", sa.Boolean(create_constraint=False), nullable=False),
-    *(_input_column(name) for name in INPUT_COLUMNS),
-    sa.Column("feedback_arrest", sa.Boolean(create_constraint=False), nullable=True),
-    sa.Column("feedback_at", UTCDateTime(), nullable=True),
-)
-
-
-# --- records -> rows (pure) -----------------------------------------------------------------
-
-
-def _column_kinds(name: str) -> tuple[type, ...]:
-    """The Python types an input column takes as they are (None aside: every one is nullable)."""
-    if name in DATETIME_COLUMNS:
-        return (datetime,)
-    if name in FLOAT_COLUMNS:
-        return (float, int)
-    if name in INT_COLUMNS:
-        return (int,)
-    if name in BOOL_COLUMNS:
-        return (bool,)
-    return (str,)
-
-
-_INPUT_KINDS: tuple[tuple[str, tuple[type, ...]], ...] = tuple(
-    (name, _column_kinds(name)) for name in INPUT_COLUMNS
-)
-
-
-def _subclass_value(name: str, value: Any, kinds: tuple[type, ...]) -> Any:
-    """A value of a subclass of its column's type (np.float64, pd.Timestamp); else ValueError."""
-    # bool is an int subclass, but a flag is no count or coordinate.
-    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
-        return value
-    raise ValueError(f"feature {name!r}: cannot store {value!r} in a {kinds[0].__name__} column")
-
-
-def _finite(name: str, value: float) -> float | None:
-    """A coordinate that is not finite: NaN means missing, infinity cannot be stored."""
-    if math.isnan(value):
-        return None
-    raise ValueError(f"feature {name!r}: cannot store {value!r} (not finite)")
-
-
-def record_to_row(record: PredictionRecord) -> dict[str, Any]:
-    """The table row of a record's typed values; ValueError if one cannot be stored as is."""
-    if record.served_at.tzinfo is None:
-        raise ValueError("served_at must be timezone-aware (UTC)")
-    probability = float(record.probability)
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability {probability!r} is not in [0, 1]")
-    if type(record.features) is not CanonicalIncident:
-        raise TypeError(f"features must be a CanonicalIncident, not {type(record.features)}")
-    # The incident's values already have the columns' types: they are checked, not converted.
-    row: dict[str, Any] = msgspec.structs.asdict(record.features)
-    for name, kinds in _INPUT_KINDS:
-        value = row[name]
-        if value is not None and type(value) not in kinds:
-            row[name] = _subclass_value(name, value, kinds)
-    for name in FLOAT_COLUMNS:
-        value = row[name]
-        if value is not None and not math.isfinite(value):
-            row[name] = _finite(name, value)
-    for name in DATETIME_COLUMNS:
-        value = row[name]
-        # Same rule as schema.parse_timestamps: an offset means an instant, shown in Chicago time.
-        if value is not None and value.tzinfo is not None:
-            row[name] = value.astimezone(chicago()).replace(tzinfo=None)
-    row["prediction_id"] = record.prediction_id
-    row["served_at"] = record.served_at
-    row["model_name"] = record.model_name
-    row["model_version"] = record.model_version
-    row["request_id"] = record.request_id
-    row["probability"] = probability
-    row["label"] = bool(record.label)
-    return row
-
-
-def features_from_frame(frame: pd.DataFrame) -> list[CanonicalIncident]:
-    """Each row of a frame (either header style) as the typed `features` of a record."""
-    return incidents_from_frame(frame)
-
-
-def parse_utc(text: str) -> datetime:
-    """An ISO 8601 instant as an aware UTC datetime; a value without an offset is taken as UTC."""
-    value = datetime.fromisoformat(text.strip())
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    """Window bounds: aware values as they are, naive ones taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _timestamps(values: pd.Series, *, utc: bool) -> pd.Series:
-    """Driver timestamps (SQLite text or datetime objects) as datetime64[ns] (UTC if `utc`)."""
-    parsed = pd.to_datetime(values, format="ISO8601", utc=utc)
-    return parsed.astype("datetime64[ns, UTC]" if utc else "datetime64[ns]")
-
-
-def _rows_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Raw driver rows of LOG_COLUMNS as the log frame (canonical inputs, then meta columns)."""
-    # Raw values (SQLite: timestamps as text, booleans as 0/1) are converted column-wise here;
-    # SQLAlchemy's per-value result processing would double the cost of a large window.
-    raw = pd.DataFrame.from_records(list(rows), columns=list(LOG_COLUMNS))
-    for name in DATETIME_COLUMNS:
-        raw[name] = _timestamps(raw[name], utc=False)
-    inputs = to_canonical(raw[list(INPUT_COLUMNS)]).drop(columns=[LABEL])
-    meta = pd.DataFrame(
-        {
-            "prediction_id": raw["prediction_id"].astype("string"),
-            "served_at": _timestamps(raw["served_at"], utc=True),
-            "model_name": raw["model_name"].astype("string"),
-            "model_version": raw["model_version"].astype("string"),
-            "request_id": raw["request_id"].astype("string"),
-            "probability": raw["probability"].astype("float64"),
-            "label": raw["label"].astype(bool),
-            "feedback_arrest": raw["feedback_arrest"].astype("boolean"),
-            "feedback_at": _timestamps(raw["feedback_at"], utc=True),
-        },
-        index=inputs.index,
-    )
-    return pd.concat([inputs, meta], axis=1)
-
-
-def empty_log_frame() -> pd.DataFrame:
-    """A zero-row log frame with the columns and dtypes `read_window` returns."""
-    return _rows_to_frame([])
-
-
-# --- the writer -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Append:
-    """One `append` call waiting in the queue: its rows and the future its caller awaits."""
-
-    rows: list[dict[str, Any]]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-
-def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    """Resolve futures on their own loop; cancelled callers no longer care."""
-    for future, error in outcomes:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
 
 
 class PredictionLog:
@@ -337,24 +73,21 @@ class PredictionLog:
     ) -> None:
         if batch_rows < 1 or batch_wait_ms < 0:
             raise ValueError("batch_rows must be >= 1 and batch_wait_ms >= 0")
-        if sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS:
-            raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}")
+        if sqlite_synchronous.upper() not in store.SQLITE_SYNCHRONOUS:
+            raise ValueError(f"sqlite_synchronous must be one of {store.SQLITE_SYNCHRONOUS}")
         self.url = sa.make_url(url)
         self.batch_rows = batch_rows
         self.batch_wait_ms = batch_wait_ms
         self._synchronous = sqlite_synchronous.upper()
         self._busy_timeout_s = sqlite_busy_timeout_s
         self._engine: sa.Engine | None = None
-        # None is the stop marker: everything queued before it is committed first.
-        self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._writer_connection: sa.Connection | None = None
-        # Guards the state and the hand-off to the queue, so nothing is enqueued behind the marker.
+        self._writer = GroupCommitWriter(
+            lambda: self.engine.connect(), batch_rows=batch_rows, batch_wait_ms=batch_wait_ms
+        )
+        # Guards the state and the hand-off to the writer's queue, so nothing is queued behind
+        # the stop marker.
         self._lock = threading.Lock()
         self._state = "new"
-        self._committed_rows = 0
-        self._committed_batches = 0
-        self._failed_batches = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PredictionLog:
@@ -370,61 +103,29 @@ class PredictionLog:
     @property
     def is_sqlite(self) -> bool:
         """Whether the store is a SQLite file."""
-        return self.url.get_backend_name() == "sqlite"
-
-    def _sqlite_path(self) -> Path | None:
-        """The SQLite database file, or None for in-memory/other stores."""
-        database = self.url.database
-        if not self.is_sqlite or not database or database == ":memory:":
-            return None
-        return Path(database)
+        return store.is_sqlite(self.url)
 
     @property
     def engine(self) -> sa.Engine:
         """The SQLAlchemy engine, created on first use (SQLite: WAL, busy timeout, fsync level)."""
         with self._lock:
             if self._engine is None:
-                self._engine = self._create_engine()
+                self._engine = store.create_engine(
+                    self.url, synchronous=self._synchronous, busy_timeout_s=self._busy_timeout_s
+                )
             return self._engine
 
-    def _create_engine(self) -> sa.Engine:
-        """A pooled engine; SQLite connections are configured for several writer processes."""
-        if not self.is_sqlite:
-            return sa.create_engine(self.url, pool_pre_ping=True)
-        path = self._sqlite_path()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            self.url,
-            # The writer thread, feedback threads and readers each take their own connection.
-            connect_args={"timeout": self._busy_timeout_s, "check_same_thread": False},
-        )
-        synchronous = self._synchronous
-        busy_ms = int(self._busy_timeout_s * 1000)
+    def _dispose(self) -> None:
+        """Close pooled connections (SQLite checkpoints its WAL when the last one closes)."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
 
-        @sa.event.listens_for(engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            # busy_timeout first: switching to WAL itself needs a lock another worker may hold.
-            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.close()
-
-        return engine
-
-    def _create_table(self) -> None:
-        """Create the table and index if missing (idempotent, safe when workers race)."""
-        try:
-            METADATA.create_all(self.engine)
-        except sa.exc.DBAPIError:
-            # Another worker created it between our existence check and CREATE: check again.
-            time.sleep(0.05)
-            METADATA.create_all(self.engine)
-
-    def _table_exists(self, connection: sa.Connection) -> bool:
-        """Whether `predictions` exists (readers must not create it)."""
-        return sa.inspect(connection).has_table(TABLE_NAME)
+    def _store_missing(self) -> bool:
+        """A SQLite file that does not exist yet (reading must not create it)."""
+        path = store.sqlite_path(self.url)
+        return path is not None and not path.exists()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -437,19 +138,12 @@ class PredictionLog:
                 raise PredictionLogClosedError(f"cannot start a log that is {self._state}")
             self._state = "starting"
         try:
-            await asyncio.to_thread(self._create_table)
+            await asyncio.to_thread(lambda: create_table(self.engine))
         except BaseException:
             with self._lock:
                 self._state = "new"
             raise
-        self._thread = threading.Thread(
-            # Daemon: a crash or hard exit must not hang on the writer; nothing acknowledged is
-            # lost that way, because acknowledged means committed.
-            target=self._run_writer,
-            name="prediction-log-writer",
-            daemon=True,
-        )
-        self._thread.start()
+        self._writer.start()
         with self._lock:
             self._state = "running"
 
@@ -458,33 +152,21 @@ class PredictionLog:
         with self._lock:
             previous, self._state = self._state, "stopped"
             if previous == "running":
-                self._queue.put(None)
-        if previous == "running" and self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+                self._writer.request_stop()
+        if previous == "running":
+            await asyncio.to_thread(self._writer.join)
         if previous != "stopped":
             self._dispose()
-
-    def _dispose(self) -> None:
-        """Close pooled connections (SQLite checkpoints its WAL when the last one closes)."""
-        with self._lock:
-            engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispose()
 
     @property
     def running(self) -> bool:
         """Whether appends are accepted and the writer thread is alive."""
-        return self._state == "running" and self._thread is not None and self._thread.is_alive()
+        return self._state == "running" and self._writer.alive
 
     @property
     def stats(self) -> LogStats:
         """The writer's counters."""
-        return LogStats(
-            committed_rows=self._committed_rows,
-            committed_batches=self._committed_batches,
-            failed_batches=self._failed_batches,
-            queued_appends=self._queue.qsize(),
-        )
+        return self._writer.stats
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -494,121 +176,11 @@ class PredictionLog:
             return
         # Converted here, so a malformed record fails its own caller and not a shared batch.
         rows = [record_to_row(record) for record in records]
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._state != "running":
                 raise PredictionLogClosedError(f"the prediction log is {self._state}")
-            self._queue.put(_Append(rows, loop, future))
+            future = self._writer.submit(rows)
         await future
-
-    def _run_writer(self) -> None:
-        """Run the writer loop; release its connection when it ends."""
-        try:
-            self._write_batches()
-        finally:
-            self._close_writer_connection()
-
-    def _write_batches(self) -> None:
-        """Gather appends into batches and commit each batch in one transaction, until stopped."""
-        batch_wait_s = self.batch_wait_ms / 1000.0
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch, rows = [first], len(first.rows)
-            deadline = time.monotonic() + batch_wait_s
-            while rows < self.batch_rows:
-                remaining = deadline - time.monotonic()
-                try:
-                    # Past the deadline, still take what is already queued, without waiting.
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                rows += len(item.rows)
-            try:
-                outcomes = self._commit(batch)
-            except Exception as error:  # a bug here must not kill the writer and strand waiters
-                logger.exception("prediction log writer failed")
-                outcomes = [(job, self._write_error(job, error)) for job in batch]
-            self._settle(outcomes)
-
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert rows in one transaction (executemany) on the writer's own connection."""
-        for attempt in (1, 2):
-            # Kept open across batches: a pool checkout per batch costs a pre-ping round trip.
-            if self._writer_connection is None:
-                self._writer_connection = self.engine.connect()
-            connection = self._writer_connection
-            try:
-                with connection.begin():
-                    connection.execute(sa.insert(PREDICTIONS), rows)
-                return
-            except (sa.exc.IntegrityError, sa.exc.DataError):
-                raise  # the data, not the connection: it was rolled back and stays usable
-            except Exception as error:
-                self._close_writer_connection()
-                stale = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
-                # A connection dropped while idle (server restart) gets one retry on a new one.
-                if not (stale and attempt == 1):
-                    raise
-
-    def _close_writer_connection(self) -> None:
-        """Return the writer's connection to the pool (discarded there if it was invalidated)."""
-        connection, self._writer_connection = self._writer_connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-    def _commit(self, batch: list[_Append]) -> list[tuple[_Append, BaseException | None]]:
-        """Commit a batch; on a data error retry append by append so only the culprit fails."""
-        try:
-            self._insert([row for job in batch for row in job.rows])
-        except (sa.exc.IntegrityError, sa.exc.DataError) as error:
-            if len(batch) == 1:
-                self._failed_batches += 1
-                return [(batch[0], self._write_error(batch[0], error))]
-            outcomes: list[tuple[_Append, BaseException | None]] = []
-            for job in batch:
-                outcomes.extend(self._commit([job]))
-            return outcomes
-        except Exception as error:
-            # Database down, disk full, locked too long: nothing of this batch was committed.
-            self._failed_batches += 1
-            logger.warning("prediction log: a batch of %d appends failed: %s", len(batch), error)
-            return [(job, self._write_error(job, error)) for job in batch]
-        self._committed_batches += 1
-        self._committed_rows += sum(len(job.rows) for job in batch)
-        return [(job, None) for job in batch]
-
-    @staticmethod
-    def _write_error(job: _Append, error: BaseException) -> PredictionLogWriteError:
-        """One exception per waiter (a shared instance would collect every waiter's traceback)."""
-        failure = PredictionLogWriteError(f"{len(job.rows)} prediction(s) not logged: {error}")
-        failure.__cause__ = error
-        return failure
-
-    @staticmethod
-    def _settle(outcomes: list[tuple[_Append, BaseException | None]]) -> None:
-        """Wake the waiters: one thread-safe callback per event loop, not one per append."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for job, error in outcomes:
-            by_loop.setdefault(job.loop, []).append((job.future, error))
-        for loop, futures in by_loop.items():
-            # A closed loop raises RuntimeError: nobody is waiting there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_all, futures)
-
-    # --- feedback and health --------------------------------------------------------------
 
     async def add_feedback(self, prediction_id: str, arrest: bool) -> bool:
         """Record the observed arrest outcome of a prediction; False for an unknown id."""
@@ -618,45 +190,20 @@ class PredictionLog:
 
     def _set_feedback(self, prediction_id: str, arrest: bool) -> bool:
         """UPDATE one row's feedback (the latest feedback wins)."""
-        statement = (
-            sa.update(PREDICTIONS)
-            .where(PREDICTIONS.c.prediction_id == prediction_id)
-            .values(feedback_arrest=bool(arrest), feedback_at=datetime.now(UTC))
-        )
         with self.engine.begin() as connection:
-            return connection.execute(statement).rowcount > 0
+            return connection.execute(feedback_update(prediction_id, arrest)).rowcount > 0
 
     async def ping(self) -> bool:
         """Whether the log can take appends: writer alive and the store reachable and writable."""
         if not self.running:
             return False
         try:
-            return await asyncio.to_thread(self._probe)
+            return await asyncio.to_thread(lambda: store.probe_writable(self.engine))
         except (sa.exc.SQLAlchemyError, OSError) as error:
             logger.warning("prediction log ping failed: %s", error)
             return False
 
-    def _probe(self) -> bool:
-        """Take the write lock without writing (SQLite) or check the server is not read-only."""
-        with self.engine.connect() as connection:
-            if self.is_sqlite:
-                raw = connection.connection.driver_connection
-                assert raw is not None
-                # BEGIN IMMEDIATE takes the write lock, so a read-only or wedged file shows here.
-                raw.execute("BEGIN IMMEDIATE")
-                raw.rollback()
-                return True
-            if self.url.get_backend_name() == "postgresql":
-                return bool(connection.exec_driver_sql(_PG_WRITABLE).scalar())
-            connection.exec_driver_sql("SELECT 1")
-            return True
-
     # --- reading ----------------------------------------------------------------------------
-
-    def _store_missing(self) -> bool:
-        """A SQLite file that does not exist yet (reading must not create it)."""
-        path = self._sqlite_path()
-        return path is not None and not path.exists()
 
     def read_window(
         self, since: datetime | None = None, until: datetime | None = None
@@ -666,53 +213,23 @@ class PredictionLog:
         Columns: the contract's input fields in canonical dtypes (no `arrest`), then
         `META_COLUMNS` (served_at/feedback_at as UTC timestamps, feedback_arrest nullable).
         """
-        # NullType: the driver's raw values, converted per column by _rows_to_frame.
-        raw_columns = (
-            sa.type_coerce(PREDICTIONS.c[name], sa.types.NullType()) for name in LOG_COLUMNS
-        )
-        statement = sa.select(*raw_columns)
-        if since is not None:
-            statement = statement.where(PREDICTIONS.c.served_at >= _as_utc(since))
-        if until is not None:
-            statement = statement.where(PREDICTIONS.c.served_at < _as_utc(until))
-        statement = statement.order_by(PREDICTIONS.c.served_at, PREDICTIONS.c.prediction_id)
         if self._store_missing():
             return empty_log_frame()
-        with self.engine.connect() as connection:
-            if not self._table_exists(connection):
-                return empty_log_frame()
-            rows = connection.execute(statement).all()
-        return _rows_to_frame(rows)
+        return read_window(self.engine, since, until)
 
     def count(self) -> int:
         """How many predictions are logged."""
         if self._store_missing():
             return 0
-        with self.engine.connect() as connection:
-            if not self._table_exists(connection):
-                return 0
-            statement = sa.select(sa.func.count()).select_from(PREDICTIONS)
-            return int(connection.execute(statement).scalar_one())
+        return count_rows(self.engine)
 
 
 def export_predictions(
     settings: Settings, since: datetime | None, until: datetime | None, out: Path
 ) -> int:
     """Write the logged predictions of [since, until) to a Parquet file; the number of rows."""
-    log = PredictionLog.from_settings(settings)
-    try:
-        frame = log.read_window(since, until)
-    finally:
-        log._dispose()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Written next to the target and renamed: a reader never sees half a file.
-    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.to_parquet(partial, index=False)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    frame = read_predictions(settings, since, until)
+    write_parquet(frame, out)
     return len(frame)
 
 

@@ -39,7 +39,6 @@ from api.model_service import (
     ModelHolder,
     ModelReloadError,
     ModelUnavailableError,
-    ServingModel,
 )
 from api.observability import (
     ApiMetrics,
@@ -51,6 +50,7 @@ from api.report_routes import ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
 from crimeflow.contract.settings import Settings, get_settings
 from crimeflow.stores.prediction_log import PredictionLog, PredictionLogError
+from crimeflow.stores.serving import ServingModel
 
 logger = logging.getLogger("crimeflow.api")
 

@@ -2,7 +2,8 @@
 
 Handlers are thin: request bodies are decoded by msgspec (strictly, with errors naming the row
 and field), resources come from the app state through Litestar dependencies, and the work lives
-in api.schemas (validation, canonical frame) and api.model_service (model, micro-batching).
+in api.schemas (wire types, 400s), crimeflow.contract.incident (the codec), api.model_service
+(hot swap, micro-batching) and crimeflow.stores.serving (scoring). OpenAPI examples: api.examples.
 """
 
 from __future__ import annotations
@@ -29,20 +30,20 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import Example, OpenAPIType, Schema
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.typing import FieldDefinition
 
-from api.model_service import (
-    MicroBatcher,
-    ModelHolder,
-    ServingModel,
-    score_rows,
+from api.examples import (
+    ERROR_RESPONSES,
+    FEEDBACK_EXAMPLES,
+    INCIDENT_EXAMPLES,
+    INCIDENT_LIST_EXAMPLES,
 )
+from api.model_service import MicroBatcher, ModelHolder
 from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
 from api.schemas import (
     BatchPredictionOut,
-    CanonicalIncident,
     ErrorBody,
     Feedback,
     FeedbackOut,
@@ -55,71 +56,16 @@ from api.schemas import (
     canonicalize_many,
     canonicalize_one,
     decode_error,
-    features_of,
 )
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
+from crimeflow.stores.serving import ServingModel, score_rows
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "ApiKeyHeader"
 
 T = TypeVar("T")
-
-# --- examples (OpenAPI) ----------------------------------------------------------------------
-
-SODA_EXAMPLE: dict[str, Any] = {
-    "id": "13276564",
-    "case_number": "JJ486124",
-    "date": "2025-11-02T23:50:00.000",
-    "block": "064XX S STATE ST",
-    "iucr": "0486",
-    "primary_type": "BATTERY",
-    "description": "DOMESTIC BATTERY SIMPLE",
-    "location_description": "APARTMENT",
-    "arrest": False,
-    "domestic": True,
-    "beat": "0312",
-    "district": "003",
-    "ward": "20",
-    "community_area": "69",
-    "fbi_code": "08B",
-    "x_coordinate": "1178031",
-    "y_coordinate": "1862281",
-    "year": "2025",
-    "updated_on": "2025-11-09T15:41:23.000",
-    "latitude": "41.777434",
-    "longitude": "-87.624842",
-}
-NUMBERS_EXAMPLE: dict[str, Any] = {
-    "date": "2025-11-03T05:50:00Z",
-    "iucr": 486,
-    "primary_type": "BATTERY",
-    "description": "DOMESTIC BATTERY SIMPLE",
-    "location_description": "APARTMENT",
-    "domestic": True,
-    "beat": 312,
-    "district": 3,
-    "ward": 20,
-    "community_area": 69,
-    "fbi_code": "08B",
-    "latitude": 41.777434,
-    "longitude": -87.624842,
-}
-MINIMAL_EXAMPLE: dict[str, Any] = {
-    "date": "2025-11-02T23:50:00",
-    "iucr": "0820",
-    "primary_type": "THEFT",
-}
-INCIDENT_EXAMPLES = [
-    Example(summary="A record copied from the SODA JSON feed (all strings)", value=SODA_EXAMPLE),
-    Example(summary="The same incident with JSON numbers and a UTC time", value=NUMBERS_EXAMPLE),
-    Example(summary="Only the required fields (no position)", value=MINIMAL_EXAMPLE),
-]
-ERROR_RESPONSES = {
-    400: ResponseSpec(ErrorBody, description="Invalid body: `errors` names each field (and row)"),
-    503: ResponseSpec(ErrorBody, description="No model loaded, or the prediction log is down"),
-}
-
 
 # --- strict msgspec bodies -------------------------------------------------------------------
 
@@ -295,7 +241,7 @@ def _record(
         request_id=request_id,
         probability=probability,
         label=label,
-        features=features_of(incident),
+        features=incident,
     )
     out = PredictionOut(
         prediction_id=prediction_id,
@@ -380,7 +326,7 @@ class PredictionController(Controller):
                     "A JSON array of raw incidents (at most CRIMEFLOW_PREDICT_BATCH_MAX_ROWS, "
                     "default 10,000). One invalid row rejects the whole request."
                 ),
-                examples=[Example(summary="Two incidents", value=[SODA_EXAMPLE, MINIMAL_EXAMPLE])],
+                examples=INCIDENT_LIST_EXAMPLES,
             ),
         ],
         services: Services,
@@ -414,14 +360,7 @@ class PredictionController(Controller):
         self,
         data: Annotated[
             Feedback,
-            Body(
-                examples=[
-                    Example(
-                        summary="The incident did end in an arrest",
-                        value={"prediction_id": "3f1c0b6e9d2a4c5e8f7a6b5c4d3e2f1a", "arrest": True},
-                    )
-                ]
-            ),
+            Body(examples=FEEDBACK_EXAMPLES),
         ],
         services: Services,
     ) -> FeedbackOut:

@@ -1,4 +1,7 @@
-"""The served model: loading, hot reload when the champion alias moves, and micro-batching.
+"""The served model: hot reload when the champion alias moves, and micro-batching.
+
+Loading a model (threshold, holdout metrics, warm-up) and scoring rows live in
+`crimeflow.stores.serving`, which the retrain flow uses too.
 
 `ModelHolder.current` is the one reference every request reads. A reload loads the new version
 beside the old one (in a thread: MLflow and skops block), warms it up, and only then replaces
@@ -16,54 +19,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
-import numpy as np
-
-from api.schemas import CanonicalIncident, incidents_frame
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
-from crimeflow.stores.registry import (
-    CHAMPION,
-    LoadedModel,
-    load_model,
-    mlflow_client,
-    version_by_alias,
-)
+from crimeflow.stores.registry import CHAMPION
+from crimeflow.stores.serving import ServingModel, alias_version, load_serving_model, score_rows
 
 logger = logging.getLogger("crimeflow.api.model")
-
-HOLDOUT_METRIC_PREFIX = "holdout.model."
-DEFAULT_THRESHOLD = 0.5
-
-# Scored once right after loading, before the model is swapped in: the first prediction pays
-# for lazy set-up (KD-tree, projection, thread-pool inspection) that no request should wait on.
-_WARM_UP_ROWS = (
-    CanonicalIncident(
-        date=datetime(2024, 5, 1, 14, 30),
-        iucr="0486",
-        primary_type="BATTERY",
-        description="DOMESTIC BATTERY SIMPLE",
-        location_description="APARTMENT",
-        domestic=True,
-        beat="0614",
-        district="006",
-        ward=17,
-        community_area=44,
-        fbi_code="08B",
-        x_coordinate=None,
-        y_coordinate=None,
-        latitude=41.7512,
-        longitude=-87.6321,
-        id=None,
-        case_number=None,
-        block=None,
-        year=None,
-        updated_on=None,
-    ),
-)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -74,14 +39,6 @@ class ModelReloadError(RuntimeError):
     """Looking up or loading the champion failed; the previous model keeps serving."""
 
 
-@dataclass
-class ServingModel(LoadedModel):
-    """A loaded registry model plus what serving needs: the decision threshold, holdout metrics."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class ReloadOutcome:
     """What a reload did."""
@@ -90,51 +47,6 @@ class ReloadOutcome:
     version: str | None
     previous_version: str | None
     detail: str
-
-
-def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.ndarray:
-    """Arrest probabilities of `rows` in one model call (blocking: run it off the event loop)."""
-    proba = np.asarray(model.model.predict_proba(incidents_frame(rows))[:, 1], dtype="float64")
-    if proba.shape != (len(rows),) or not np.all((proba >= 0.0) & (proba <= 1.0)):
-        # NaN fails the range test too: a broken artifact must not answer with garbage.
-        raise RuntimeError(f"model {model.name} v{model.version} returned invalid probabilities")
-    return proba
-
-
-def holdout_metrics(settings: Settings, run_id: str | None) -> dict[str, float]:
-    """The run's `holdout.model.*` metrics, prefix stripped ({} when the run has none)."""
-    if run_id is None:
-        return {}
-    run = mlflow_client(settings).get_run(run_id)
-    return {
-        name.removeprefix(HOLDOUT_METRIC_PREFIX): float(value)
-        for name, value in sorted(run.data.metrics.items())
-        if name.startswith(HOLDOUT_METRIC_PREFIX)
-    }
-
-
-def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingModel:
-    """Load `models:/<name>@<alias>`, read its threshold and holdout metrics, and warm it up."""
-    loaded = load_model(settings, alias)
-    threshold = float(getattr(loaded.model, "decision_threshold_", DEFAULT_THRESHOLD))
-    serving = ServingModel(
-        model=loaded.model,
-        name=loaded.name,
-        version=loaded.version,
-        alias=loaded.alias,
-        run_id=loaded.run_id,
-        loaded_at=loaded.loaded_at,
-        threshold=threshold,
-        metrics=holdout_metrics(settings, loaded.run_id),
-    )
-    score_rows(serving, _WARM_UP_ROWS)
-    return serving
-
-
-def alias_version(settings: Settings, alias: str = CHAMPION) -> str | None:
-    """The version the alias points at now, or None when there is none."""
-    found = version_by_alias(mlflow_client(settings), settings.model_name, alias)
-    return None if found is None else str(found.version)
 
 
 class ModelHolder:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from prefect import flow, runtime
 
+from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import get_settings
 from crimeflow.domain.etl_summary import Stopwatch
 from crimeflow.domain.ingest import plan_months
@@ -27,15 +27,13 @@ from tasks.etl_steps import (
 )
 from tasks.extract import extract_crimes, extract_stations
 
-CHICAGO = ZoneInfo("America/Chicago")
-
 
 @flow(name="monthly-etl")
 def monthly_etl(month: str | None = None) -> dict:
     """Pull one month of crimes (default: last month; a backfill on an empty lake) into the lake."""
     settings = get_settings()
     lake = Lake.from_settings(settings)
-    now = datetime.now(CHICAGO)
+    now = datetime.now(chicago())
     run_id = str(runtime.flow_run.id or now.strftime("%Y%m%dT%H%M%S"))
     clock = Stopwatch()
 
@@ -56,7 +54,7 @@ def monthly_etl(month: str | None = None) -> dict:
 
     summary = run_summary(run_id, settings, checked, written, late, window, clock.seconds)
     manifest = run_manifest(settings, summary, months, written, stations_written, now)
-    commit_run(lake, state, run_id, checked, manifest, datetime.now(CHICAGO))
+    commit_run(lake, state, run_id, checked, manifest, datetime.now(chicago()))
     publish_summary(lake, summary, checked)
     return summary.to_json()
 

@@ -20,7 +20,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from api.model_service import ServingModel, load_serving_model
 from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
 from crimeflow.contract.months import previous_month, shift_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
@@ -39,6 +38,7 @@ from crimeflow.stores.registry import (
     set_alias,
     version_by_alias,
 )
+from crimeflow.stores.serving import ServingModel, load_serving_model
 from tasks.train_steps import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 
 SKIPPED = "Skipped"

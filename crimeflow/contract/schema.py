@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -69,11 +70,23 @@ CHICAGO_BOUNDS = {
     "y_coordinate": (1_813_000.0, 1_952_000.0),
 }
 
-_EXPORT_DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
-_UTC_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+# --- shared constants: the one definition every room imports ---------------------------------
+
+# The feed's clock: Socrata timestamps are floating Chicago local time, schedules run on it.
 CHICAGO_TZ = "America/Chicago"
-_TRUE = {"true", "t", "1", "y", "yes"}
-_FALSE = {"false", "f", "0", "n", "no"}
+# How the city's CSV export writes a timestamp ("01/01/2018 12:00:00 PM"); SODA JSON uses ISO.
+EXPORT_DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+# The words a true/false field may hold, lower-cased (the feed writes "true"/"false").
+TRUE_WORDS: frozenset[str] = frozenset({"true", "t", "1", "y", "yes"})
+FALSE_WORDS: frozenset[str] = frozenset({"false", "f", "0", "n", "no"})
+
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+@cache
+def chicago() -> ZoneInfo:
+    """The Chicago time zone, loaded on first use (not at import) and shared."""
+    return ZoneInfo(CHICAGO_TZ)
 
 
 def normalize_header(name: str) -> str:
@@ -107,7 +120,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         parsed[aware] = utc.dt.tz_convert(CHICAGO_TZ).dt.tz_localize(None)
     missing = parsed.isna() & text.notna()
     if missing.any():
-        parsed[missing] = pd.to_datetime(text[missing], format=_EXPORT_DATE_FORMAT, errors="coerce")
+        parsed[missing] = pd.to_datetime(text[missing], format=EXPORT_DATE_FORMAT, errors="coerce")
     return parsed
 
 
@@ -117,8 +130,8 @@ def parse_booleans(values: pd.Series) -> pd.Series:
         return values.astype("boolean")
     text = values.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=values.index, dtype="boolean")
-    out[text.isin(_TRUE)] = True
-    out[text.isin(_FALSE)] = False
+    out[text.isin(TRUE_WORDS)] = True
+    out[text.isin(FALSE_WORDS)] = False
     return out
 
 

@@ -41,6 +41,7 @@ import pandera.pandas as pa
 from crimeflow.contract.schema import (
     BOOL_COLUMNS,
     CHICAGO_BOUNDS,
+    CHICAGO_TZ,
     DATETIME_COLUMNS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
@@ -124,7 +125,7 @@ def _naive_chicago(value: datetime) -> pd.Timestamp:
     """A window bound as a naive Chicago-local timestamp, like the canonical `date` column."""
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("America/Chicago").tz_localize(None)
+        stamp = stamp.tz_convert(CHICAGO_TZ).tz_localize(None)
     return stamp
 
 

@@ -14,18 +14,17 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import requests
 from sodapy import Socrata
 
 from crimeflow.contract.months import month_bounds
+from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings
 
 _log = logging.getLogger(__name__)
 
-CHICAGO = ZoneInfo("America/Chicago")
 # A server asking for a longer pause than this is treated as asking for this much.
 MAX_RETRY_AFTER_S = 600.0
 _RETRYABLE_ERRORS = (
@@ -49,7 +48,7 @@ def soql_timestamp(moment: datetime) -> str:
     """A quoted SoQL floating-timestamp literal; aware datetimes are converted to Chicago time."""
     if moment.tzinfo is not None:
         # The dataset's timestamps are naive Chicago local time.
-        moment = moment.astimezone(CHICAGO).replace(tzinfo=None)
+        moment = moment.astimezone(chicago()).replace(tzinfo=None)
     return f"'{moment.isoformat(timespec='milliseconds')}'"
 
 

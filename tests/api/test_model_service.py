@@ -1,4 +1,7 @@
-"""Model lifecycle and micro-batching: atomic swaps, one snapshot per batch, failure handling."""
+"""Model lifecycle and micro-batching: atomic swaps, one snapshot per batch, failure handling.
+
+Loading a model from the registry is tested in tests/stores/test_serving.py.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,11 @@ from api.model_service import (
     ModelHolder,
     ModelReloadError,
     ModelUnavailableError,
-    ServingModel,
-    load_serving_model,
-    score_rows,
 )
-from api.schemas import CanonicalIncident
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.features import is_canonical
+from crimeflow.stores.serving import ServingModel
 
 pytestmark = pytest.mark.anyio
 
@@ -309,17 +310,3 @@ def test_invalid_batcher_settings_are_rejected() -> None:
         MicroBatcher(holder_with(None), max_rows=0)
     with pytest.raises(ValueError):
         MicroBatcher(holder_with(None), wait_ms=-1)
-
-
-# --- the real registry ---------------------------------------------------------------------
-
-
-def test_load_serving_model_reads_threshold_and_holdout_metrics(
-    registry_settings: Settings,
-) -> None:
-    model = load_serving_model(registry_settings)
-    assert (model.name, model.version, model.alias) == ("chicago-arrest", "1", "champion")
-    assert model.run_id and model.threshold == model.model.decision_threshold_
-    assert set(model.metrics) == {"roc_auc"} and 0.5 < model.metrics["roc_auc"] <= 1.0
-    proba = score_rows(model, [incident(w) for w in (1, 20, 42)])
-    assert proba.shape == (3,) and np.all((proba > 0) & (proba < 1))

@@ -1,8 +1,11 @@
-"""API input schemas: msgspec decoding, canonicalization and the directly built model frame."""
+"""API input schemas: msgspec decoding, the codec behind it, and bad input as field errors.
+
+The codec itself (padding, time zones, the model frame): tests/contract/test_incident.py.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +16,18 @@ import pytest
 
 from api.schemas import (
     MAX_REPORTED_ERRORS,
-    CanonicalIncident,
     Incident,
     InvalidInputError,
-    canonicalize,
     canonicalize_many,
     canonicalize_one,
-    chicago_now,
     decode_error,
-    features_of,
+)
+from crimeflow.contract.incident import (
+    CanonicalIncident,
+    canonicalize,
     incidents_frame,
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical
-from crimeflow.domain.features import is_canonical
 from crimeflow.stores.prediction_log import PredictionRecord, record_to_row
 
 SODA_API_FILE = "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
@@ -108,34 +110,6 @@ def test_soda_strings_and_json_numbers_give_the_same_incident() -> None:
     assert row.updated_on == datetime(2025, 11, 10, 15, 44, 45)
 
 
-def test_codes_given_as_numbers_are_zero_padded_like_the_feed() -> None:
-    row = canonical({**MINIMAL, "beat": 614, "district": 6, "iucr": 486, "fbi_code": 8})
-    assert (row.beat, row.district, row.iucr, row.fbi_code) == ("0614", "006", "0486", "08")
-    # Text of the right shape is padded too; letters in a code are kept as they are.
-    row = canonical({**MINIMAL, "beat": "614", "district": "6", "iucr": "031A"})
-    assert (row.beat, row.district, row.iucr) == ("0614", "006", "031A")
-
-
-def test_unknown_categories_of_the_right_shape_are_valid() -> None:
-    row = canonical(
-        {
-            **MINIMAL,
-            "district": "099",
-            "iucr": "9999",
-            "primary_type": "SOMETHING NEW",
-            "beat": "9999",
-            "fbi_code": "99Z",
-            "location_description": "A BRAND NEW PLACE",
-        }
-    )
-    assert (row.district, row.iucr, row.primary_type, row.fbi_code) == (
-        "099",
-        "9999",
-        "SOMETHING NEW",
-        "99Z",
-    )
-
-
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -179,55 +153,9 @@ def test_required_fields_are_named_when_missing(required: str) -> None:
     assert found == required and "missing" in message
 
 
-def test_dates_with_an_offset_become_chicago_local_time() -> None:
-    # July: CDT (UTC-5); January: CST (UTC-6). Without an offset the time is taken as it is.
-    assert canonical({**MINIMAL, "date": "2025-07-01T17:00:00Z"}).date == datetime(2025, 7, 1, 12)
-    winter = canonical({**MINIMAL, "date": "2025-01-15T18:00:00+00:00"}).date
-    assert winter == datetime(2025, 1, 15, 12)
-    assert canonical({**MINIMAL, "date": "2025-01-15T18:00:00"}).date == datetime(2025, 1, 15, 18)
-    assert canonical({**MINIMAL, "date": "2025-01-15"}).date == datetime(2025, 1, 15)
-
-
-def test_dates_up_to_a_day_ahead_are_accepted_but_not_later() -> None:
-    soon = (chicago_now() + timedelta(hours=20)).isoformat(timespec="seconds")
-    assert canonical({**MINIMAL, "date": soon}).date == datetime.fromisoformat(soon)
-    later = (chicago_now() + timedelta(days=2)).isoformat(timespec="seconds")
-    assert field_error({**MINIMAL, "date": later})[0] == "date"
-
-
-def test_a_body_without_any_position_is_valid_and_blank_text_is_missing() -> None:
-    row = canonical({**MINIMAL, "latitude": " ", "longitude": "", "description": "  "})
-    assert row.latitude is None and row.longitude is None and row.description is None
-    assert row.x_coordinate is None and row.y_coordinate is None
-
-
 def test_extra_and_bookkeeping_fields_are_ignored_by_the_canonical_model_input() -> None:
     with_extras = {**MINIMAL, "arrest": "true", "location": [1, 2], ":@computed_region_x": {}}
     assert canonical(with_extras) == canonical(MINIMAL)
-
-
-def test_the_direct_frame_equals_to_canonical_of_the_same_records() -> None:
-    bodies = [
-        SODA,
-        NUMBERS,
-        MINIMAL,
-        {**MINIMAL, "x_coordinate": "1170000", "y_coordinate": "1900000"},
-    ]
-    frame = incidents_frame([canonical(body) for body in bodies])
-    # The API ignores `arrest` (the label); everything else is compared as the feed sends it.
-    feed_text = [{k: v for k, v in SODA.items() if k != "arrest"}] * 2 + bodies[2:]
-    pd.testing.assert_frame_equal(frame, to_canonical(pd.DataFrame(feed_text)))
-    assert is_canonical(frame)
-
-
-def test_empty_and_single_row_frames_keep_the_canonical_dtypes() -> None:
-    one = incidents_frame([canonical(MINIMAL)])
-    none = incidents_frame([])
-    assert len(one) == 1 and len(none) == 0
-    assert (
-        list(one.dtypes) == list(none.dtypes) == list(to_canonical(pd.DataFrame([MINIMAL])).dtypes)
-    )
-    assert one.loc[0, "year"] == 2024  # derived from the date, as to_canonical does
 
 
 def test_batch_errors_name_each_bad_row_and_are_capped() -> None:
@@ -274,10 +202,8 @@ def test_malformed_json_is_reported_as_such() -> None:
     assert decode_error(caught.value, batch=False).detail == "request body is not valid JSON"
 
 
-def test_features_are_json_values_the_prediction_log_stores() -> None:
-    features = features_of(canonical(SODA))
-    assert msgspec.json.decode(msgspec.json.encode(features)) == features
-    assert features["date"] == "2025-11-03T00:00:00" and features["beat"] == "2221"
+def test_the_canonical_incident_is_what_the_prediction_log_stores() -> None:
+    incident = canonical(SODA)
     record = PredictionRecord(
         prediction_id="a" * 32,
         served_at=datetime.now(UTC),
@@ -286,10 +212,12 @@ def test_features_are_json_values_the_prediction_log_stores() -> None:
         request_id=None,
         probability=0.25,
         label=False,
-        features=features,
+        features=incident,
     )
     row = record_to_row(record)
-    assert row["date"] == datetime(2025, 11, 3) and row["ward"] == 18
+    # The typed values go into the row as they are: nothing is written as text and re-parsed.
+    assert row["date"] is incident.date and row["date"] == datetime(2025, 11, 3)
+    assert row["ward"] == 18 and row["beat"] == "2221"
     assert row["latitude"] == pytest.approx(41.733197065)
 
 

@@ -1,4 +1,4 @@
-"""The prediction log: group commit, durability, failure isolation, reading and export.
+"""The prediction log's writing: group commit, durability, failure isolation, feedback, signals.
 
 Every behaviour is checked on SQLite (a file under tmp_path) and on PostgreSQL (a fresh schema
 per test in the session's throwaway database, see conftest.py).
@@ -12,126 +12,28 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from crimeflow.contract.schema import LABEL, empty_canonical, to_canonical
-from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import (
-    INPUT_COLUMNS,
-    LOG_COLUMNS,
     PredictionLog,
     PredictionLogClosedError,
     PredictionLogWriteError,
-    PredictionRecord,
-    empty_log_frame,
-    export_predictions,
-    features_from_frame,
-    new_prediction_id,
-    read_predictions,
-    record_to_row,
+)
+from tests.stores.test_prediction_log.records import (
+    REPO,
+    record,
+    stored_ids,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-REAL_DATA_DIR = REPO / ".." / "shared" / "data" / "real"
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 # A writer that strands its waiters would hang a test: fail it instead.
 pytestmark = pytest.mark.timeout(120)
-
-# One incident as the API receives it (SODA names, JSON values).
-FEATURES: dict[str, Any] = {
-    "id": 13_000_001,
-    "case_number": "JH100001",
-    "date": "2025-02-28T23:15:00",
-    "block": "038XX S ARCHER AVE",
-    "iucr": "0486",
-    "primary_type": "BATTERY",
-    "description": "DOMESTIC BATTERY SIMPLE",
-    "location_description": "APARTMENT",
-    "domestic": True,
-    "beat": "0912",
-    "district": "009",
-    "ward": 11,
-    "community_area": 59,
-    "fbi_code": "08B",
-    "x_coordinate": 1_167_028.0,
-    "y_coordinate": 1_879_278.0,
-    "year": 2025,
-    "updated_on": "2025-03-01T06:00:00",
-    "latitude": 41.824299,
-    "longitude": -87.662736,
-}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Run the async tests on asyncio (what uvicorn uses)."""
-    return "asyncio"
-
-
-@pytest.fixture
-def pg_log_url(postgres_url: str) -> Iterator[str]:
-    """A URL whose unqualified tables live in a private schema of the session's database."""
-    import psycopg
-
-    base = sa.make_url(postgres_url)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={base.database}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    # search_path puts the log's table into the schema; application_name tags its sessions.
-    url = base.update_query_dict(
-        {"options": f"-csearch_path={schema}", "application_name": f"crimeflow-{schema}"}
-    )
-    yield url.render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store: a SQLite file, or a private schema in the PostgreSQL test database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'home' / 'predictions.db'}"
-    return request.getfixturevalue("pg_log_url")
-
-
-def record(
-    served_at: datetime | None = None, prediction_id: str | None = None, **features: Any
-) -> PredictionRecord:
-    """A record of FEATURES (with overrides), served at `served_at` (default now)."""
-    return PredictionRecord(
-        prediction_id=prediction_id or new_prediction_id(),
-        served_at=served_at or datetime.now(UTC),
-        model_name="chicago-arrest",
-        model_version="3",
-        request_id="req-1",
-        probability=0.25,
-        label=False,
-        features={**FEATURES, **features},
-    )
-
-
-def stored_ids(url: str) -> set[str]:
-    """Prediction ids visible to a brand-new connection (not the log's own pool)."""
-    engine = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return set(
-                connection.exec_driver_sql("SELECT prediction_id FROM predictions").scalars()
-            )
-    finally:
-        engine.dispose()
 
 
 # --- the guarantee: append returns after COMMIT ------------------------------------------------
@@ -320,61 +222,6 @@ async def test_malformed_records_fail_their_caller_before_queueing(tmp_path: Pat
         await log.stop()
 
 
-def test_record_to_row_coerces_json_values_to_column_types() -> None:
-    row = record_to_row(
-        record(
-            id="13000001",
-            beat=614,
-            district=6.0,
-            ward="11",
-            domestic="false",
-            date="2025-03-01T06:30:00Z",  # an instant: shown in Chicago local time
-            updated_on="03/01/2025 01:05:00 PM",  # the Socrata export style
-            latitude=float("nan"),
-            block="  ",
-        )
-    )
-    assert row["id"] == 13_000_001 and row["ward"] == 11
-    assert row["beat"] == "0614" and row["district"] == "006"
-    assert row["domestic"] is False
-    assert row["date"] == datetime(2025, 3, 1, 0, 30)
-    assert row["updated_on"] == datetime(2025, 3, 1, 13, 5)
-    assert row["latitude"] is None and row["block"] is None
-    assert LABEL not in row
-
-
-def test_typed_values_are_stored_like_their_text_forms() -> None:
-    same = {"prediction_id": "a" * 32, "served_at": datetime(2025, 3, 1, tzinfo=UTC)}
-    typed = record_to_row(
-        record(
-            **same,
-            id=13_000_001,
-            ward=11,
-            domestic=True,
-            latitude=41.75,
-            primary_type=" BATTERY ",
-            description="",
-            beat="614",
-        )
-    )
-    text = record_to_row(
-        record(
-            **same,
-            id="13000001",
-            ward="11",
-            domestic="true",
-            latitude="41.75",
-            primary_type="BATTERY",
-            description=None,
-            beat="0614",
-        )
-    )
-    assert typed == text
-    assert typed["primary_type"] == "BATTERY" and typed["description"] is None
-    with pytest.raises(ValueError, match="latitude"):
-        record_to_row(record(latitude=float("inf")))
-
-
 # --- feedback ------------------------------------------------------------------------------
 
 
@@ -396,162 +243,6 @@ async def test_feedback_updates_known_ids_only(log_url: str) -> None:
         assert len(frame) == 2
     finally:
         await log.stop()
-
-
-# --- reading -------------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_read_window_is_half_open_and_typed_like_the_contract(log_url: str) -> None:
-    log = PredictionLog(log_url, batch_wait_ms=0)
-    await log.start()
-    try:
-        hours = [record(served_at=T0 + timedelta(hours=h), id=100 + h) for h in range(3)]
-        await log.append(hours)
-        await log.append([record(served_at=T0 + timedelta(hours=1, microseconds=1), ward=None)])
-
-        window = log.read_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2))
-        assert window["id"].tolist()[:1] == [101]
-        assert len(window) == 2  # [since, until): 13:00 and 13:00:00.000001, not 14:00
-        assert window["served_at"].is_monotonic_increasing
-        assert log.read_window(since=T0 + timedelta(hours=2))["id"].tolist() == [102]
-        assert log.read_window(until=T0 + timedelta(hours=1))["id"].tolist() == [100]
-        # The same instant expressed in Chicago time selects the same rows; naive means UTC.
-        chicago = (T0 + timedelta(hours=2)).astimezone(ZoneInfo("America/Chicago"))
-        assert len(log.read_window(since=chicago)) == 1
-        assert len(log.read_window(since=datetime(2025, 3, 1, 14, 0))) == 1
-
-        frame = log.read_window()
-        assert list(frame.columns) == list(LOG_COLUMNS)
-        contract = empty_canonical().drop(columns=[LABEL]).dtypes
-        pd.testing.assert_series_equal(frame.dtypes[list(INPUT_COLUMNS)], contract)
-        assert str(frame["served_at"].dtype) == "datetime64[ns, UTC]"
-        assert frame["label"].dtype == bool and frame["probability"].dtype == "float64"
-        assert str(frame["feedback_arrest"].dtype) == "boolean"
-        first = frame.iloc[0]
-        assert first["served_at"] == pd.Timestamp(T0)
-        assert first["date"] == pd.Timestamp("2025-02-28 23:15:00")
-        assert first["beat"] == "0912" and frame["domestic"].tolist()[0] is True
-        assert first["model_version"] == "3" and first["probability"] == 0.25
-        assert frame["ward"].isna().sum() == 1
-    finally:
-        await log.stop()
-
-
-def test_reading_a_log_that_does_not_exist_yet_is_empty_and_creates_nothing(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "home" / "predictions.db"
-    log = PredictionLog(f"sqlite:///{path}")
-    frame = log.read_window()
-    assert frame.empty and list(frame.columns) == list(LOG_COLUMNS)
-    assert log.count() == 0
-    assert not path.exists()
-    pd.testing.assert_series_equal(frame.dtypes, empty_log_frame().dtypes)
-
-
-@pytest.mark.anyio
-async def test_generated_incidents_round_trip_through_the_log(log_url: str) -> None:
-    from crimeflow.standins.generate import generate_incidents
-
-    incidents = generate_incidents("2024-05", "2024-05", rows_per_month=400, seed=11)
-    log = PredictionLog(log_url, batch_wait_ms=1)
-    await log.start()
-    try:
-        features = features_from_frame(incidents)
-        await asyncio.gather(*(log.append([record(**f)]) for f in features))
-    finally:
-        await log.stop()
-    stored = log.read_window().sort_values("id", ignore_index=True)
-    expected = incidents.drop(columns=[LABEL]).sort_values("id", ignore_index=True)
-    pd.testing.assert_frame_equal(stored[list(INPUT_COLUMNS)], expected)
-
-
-@pytest.mark.real_data
-@pytest.mark.anyio
-async def test_real_soda_rows_round_trip_through_the_log(tmp_path: Path) -> None:
-    source = REAL_DATA_DIR / "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
-    if not source.is_file():
-        pytest.skip(f"real data not available at {source}")
-    raw = pd.read_csv(source, nrows=1_000, dtype=str)
-    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_wait_ms=1)
-    await log.start()
-    try:
-        await log.append([record(**f) for f in features_from_frame(raw)])
-    finally:
-        await log.stop()
-    stored = log.read_window().sort_values("id", ignore_index=True)
-    expected = to_canonical(raw).drop(columns=[LABEL]).sort_values("id", ignore_index=True)
-    assert len(stored) == 1_000 and stored["latitude"].isna().sum() > 0  # real gaps survive
-    pd.testing.assert_frame_equal(stored[list(INPUT_COLUMNS)], expected)
-
-
-# --- export --------------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_export_writes_the_window_to_parquet(log_url: str, tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", prediction_log_url=log_url, _env_file=None)
-    log = PredictionLog.from_settings(settings)
-    await log.start()
-    try:
-        await log.append([record(served_at=T0 + timedelta(days=d), id=d) for d in range(4)])
-        await log.add_feedback((await _first_id(log)), True)
-    finally:
-        await log.stop()
-    out = tmp_path / "exports" / "predictions.parquet"
-    rows = export_predictions(settings, T0 + timedelta(days=1), T0 + timedelta(days=3), out)
-    assert rows == 2
-    exported = pd.read_parquet(out)
-    assert exported["id"].tolist() == [1, 2]
-    pd.testing.assert_frame_equal(
-        exported, read_predictions(settings, T0 + timedelta(days=1), T0 + timedelta(days=3))
-    )
-    everything = export_predictions(settings, None, None, out)
-    assert everything == 4 and pd.read_parquet(out)["feedback_arrest"].sum() == 1
-    assert [p.name for p in out.parent.iterdir()] == ["predictions.parquet"]  # no temp left
-
-
-async def _first_id(log: PredictionLog) -> str:
-    """The prediction id of the oldest logged row."""
-    return str(log.read_window()["prediction_id"].iloc[0])
-
-
-def test_cli_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cli = pytest.importorskip("crimeflow.cli.main")
-    if not hasattr(cli, "predictions_app"):
-        pytest.skip("`crimeflow predictions` is not registered in crimeflow/cli/main.py")
-    from typer.testing import CliRunner
-
-    from crimeflow.contract.settings import get_settings
-
-    home = tmp_path / "home"
-    settings = Settings(home=home, _env_file=None)
-
-    async def fill() -> None:
-        log = PredictionLog.from_settings(settings)
-        await log.start()
-        await log.append([record(served_at=T0 + timedelta(hours=h)) for h in range(3)])
-        await log.stop()
-
-    asyncio.run(fill())
-    monkeypatch.setenv("CRIMEFLOW_HOME", str(home))
-    get_settings.cache_clear()
-    try:
-        out = tmp_path / "out.parquet"
-        since = "2025-03-01T13:00:00+00:00"
-        result = CliRunner().invoke(
-            cli.app, ["predictions", "export", "--since", since, "--out", str(out)]
-        )
-        assert result.exit_code == 0, result.output
-        assert "2 predictions" in result.output
-        assert len(pd.read_parquet(out)) == 2
-        bad = CliRunner().invoke(
-            cli.app, ["predictions", "export", "--since", "soon", "--out", "x"]
-        )
-        assert bad.exit_code != 0
-    finally:
-        get_settings.cache_clear()
 
 
 # --- several workers, signals --------------------------------------------------------------
@@ -577,9 +268,15 @@ async def test_two_workers_on_one_sqlite_file_both_write(tmp_path: Path) -> None
 CHILD = r"""
 import asyncio, signal, sys
 from datetime import UTC, datetime
+from crimeflow.contract.incident import INCIDENT_FIELDS, CanonicalIncident
 from crimeflow.stores.prediction_log import (
     PredictionLog, PredictionLogClosedError, PredictionRecord, new_prediction_id,
 )
+
+INCIDENT = CanonicalIncident(**{
+    **dict.fromkeys(INCIDENT_FIELDS), "date": datetime(2025, 1, 1), "iucr": "0486",
+    "primary_type": "BATTERY", "id": 1, "beat": "0111",
+})
 
 async def main(url: str) -> None:
     log = PredictionLog(url, batch_rows=64, batch_wait_ms=2.0)
@@ -592,7 +289,7 @@ async def main(url: str) -> None:
             rec = PredictionRecord(
                 prediction_id=new_prediction_id(), served_at=datetime.now(UTC),
                 model_name="m", model_version="1", request_id=None, probability=0.5,
-                label=True, features={"id": 1, "beat": "0111"},
+                label=True, features=INCIDENT,
             )
             try:
                 await log.append([rec])

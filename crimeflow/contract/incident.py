@@ -1,0 +1,333 @@
+"""The incident codec: one incident's values parsed once into canonical Python types.
+
+`canonicalize` turns a raw incident (SODA JSON strings such as `"beat": "0614"`, or JSON numbers
+such as `"beat": 614`) into a `CanonicalIncident`: naive Chicago time, zero-padded codes, ints and
+floats, range-checked. A bad value raises `FieldProblem` naming the field; the HTTP layer turns
+that into its 400 answer. From there the typed values travel as they are: `incidents_frame`
+builds the model's input frame column by column (equal to `to_canonical` of the same records,
+without its ~10 ms a row), and the prediction log stores the same values in its columns.
+`incidents_from_frame` is the inverse edge, for frames (generated or exported incidents).
+
+Decisions (README "Prediction API"):
+
+* Required: `date`, `primary_type`, `iucr`. A position is optional: the model scores a row
+  without coordinates (its station distance is filled with the training median and flagged),
+  and ~0.5 % of real records have none. A half position (latitude without longitude, x without
+  y) is rejected, because it is almost certainly a client bug.
+* Codes are validated by shape only: an unknown beat, district, IUCR or FBI code of the right
+  shape is a valid category (the model maps categories it never saw to its "rare" code).
+  Numbers for codes are zero-padded like the feed's strings (`614` -> `"0614"`).
+* `id`, `case_number`, `block`, `year` and `updated_on` are validated and logged with the
+  prediction, but the model does not read them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from crimeflow.contract.schema import (
+    CHICAGO_BOUNDS,
+    FALSE_WORDS,
+    FLOAT_COLUMNS,
+    LABEL,
+    SODA_COLUMNS,
+    STRING_COLUMNS,
+    TRUE_WORDS,
+    chicago,
+    to_canonical,
+)
+
+EARLIEST_DATE = datetime(2001, 1, 1)
+# The fields an incident cannot do without (the model's input starts from them).
+REQUIRED_FIELDS = ("date", "iucr", "primary_type")
+
+
+class CanonicalIncident(msgspec.Struct, frozen=True, gc=False):
+    """A validated incident in canonical Python types (naive Chicago time, padded codes)."""
+
+    date: datetime
+    iucr: str
+    primary_type: str
+    description: str | None
+    location_description: str | None
+    domestic: bool | None
+    beat: str | None
+    district: str | None
+    ward: int | None
+    community_area: int | None
+    fbi_code: str | None
+    x_coordinate: float | None
+    y_coordinate: float | None
+    latitude: float | None
+    longitude: float | None
+    id: int | None
+    case_number: str | None
+    block: str | None
+    year: int | None
+    updated_on: datetime | None
+
+
+# Every input field of an incident, in the order of the SODA contract (no label).
+INCIDENT_FIELDS: tuple[str, ...] = tuple(c for c in SODA_COLUMNS if c != LABEL)
+
+
+class RawIncident(Protocol):
+    """The values `canonicalize` reads: what a decoded API body (`api.schemas.Incident`) holds."""
+
+    date: str
+    iucr: str | int
+    primary_type: str
+    description: str | None
+    location_description: str | None
+    domestic: bool | str | None
+    beat: str | int | None
+    district: str | int | None
+    ward: str | int | None
+    community_area: str | int | None
+    fbi_code: str | int | None
+    x_coordinate: float | str | None
+    y_coordinate: float | str | None
+    latitude: float | str | None
+    longitude: float | str | None
+    id: str | int | None
+    case_number: str | None
+    block: str | None
+    year: str | int | None
+    updated_on: str | None
+
+
+class FieldProblem(ValueError):
+    """One field of one incident is invalid: which field, and what is wrong with it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# --- canonicalization (pure) -------------------------------------------------------------
+
+
+def chicago_now() -> datetime:
+    """The current naive Chicago local time (the feed's clock)."""
+    return datetime.now(UTC).astimezone(chicago()).replace(tzinfo=None)
+
+
+def parse_local_timestamp(field: str, text: str) -> datetime:
+    """ISO 8601 text as naive Chicago local time (offsets converted, like parse_timestamps)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+        if value.tzinfo is not None:
+            value = value.astimezone(chicago()).replace(tzinfo=None)
+    except (ValueError, OverflowError) as error:
+        raise FieldProblem(field, f"not an ISO 8601 timestamp: {text!r}") from error
+    return value
+
+
+def _incident_date(text: str, now: datetime) -> datetime:
+    """The incident timestamp, between 2001-01-01 and now + 1 day (Chicago time)."""
+    value = parse_local_timestamp("date", text)
+    latest = now + timedelta(days=1)
+    if not EARLIEST_DATE <= value <= latest:
+        raise FieldProblem(
+            "date", f"{value.isoformat()} is outside {EARLIEST_DATE.date()} .. {latest.date()}"
+        )
+    return value
+
+
+def _clean(value: str | None) -> str | None:
+    """Text with surrounding blanks removed; blank text is missing (as in to_canonical)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _padded(field: str, value: str | int | None, pattern: str, width: int) -> str | None:
+    """A code as text; integers must match the same shape; digit-only codes zero-padded."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, int) and not re.fullmatch(pattern, text):
+        raise FieldProblem(field, f"{value} does not match {pattern}")
+    return text.zfill(width) if text.isdigit() else text
+
+
+def _whole(value: str | int | None) -> int | None:
+    """A whole number from an integer or digit text (the wire pattern already checked the text)."""
+    if value is None:
+        return None
+    return int(value)
+
+
+def _coordinate(column: str, value: float | str | None) -> float | None:
+    """A finite coordinate inside CHICAGO_BOUNDS; blank text is missing."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError as error:
+            raise FieldProblem(column, f"not a number: {text!r}") from error
+    if value is None:
+        return None
+    low, high = CHICAGO_BOUNDS[column]
+    # `not low <= v <= high` is also True for NaN.
+    if not low <= value <= high:
+        raise FieldProblem(column, f"{value} is outside Chicago's range [{low}, {high}]")
+    return value
+
+
+def _boolean(field: str, value: bool | str | None) -> bool | None:
+    """A boolean from true/false (the feed's text) or a JSON boolean."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise FieldProblem(field, f"not a boolean: {value!r}")
+
+
+def _pair(first: str, a: float | None, second: str, b: float | None) -> None:
+    """Both halves of a position, or neither."""
+    if (a is None) != (b is None):
+        given, missing = (first, second) if a is not None else (second, first)
+        raise FieldProblem(missing, f"{given} is given, so {missing} is required too")
+
+
+def canonicalize(incident: RawIncident, now: datetime | None = None) -> CanonicalIncident:
+    """Parse, range-check and normalize one incident; `FieldProblem` names a bad field."""
+    now = chicago_now() if now is None else now
+    primary_type = _clean(incident.primary_type)
+    if primary_type is None:
+        raise FieldProblem("primary_type", "must not be blank")
+    x = _coordinate("x_coordinate", incident.x_coordinate)
+    y = _coordinate("y_coordinate", incident.y_coordinate)
+    _pair("x_coordinate", x, "y_coordinate", y)
+    latitude = _coordinate("latitude", incident.latitude)
+    longitude = _coordinate("longitude", incident.longitude)
+    _pair("latitude", latitude, "longitude", longitude)
+    date = _incident_date(incident.date, now)
+    updated_on = None
+    if incident.updated_on is not None and incident.updated_on.strip():
+        updated_on = parse_local_timestamp("updated_on", incident.updated_on)
+    return CanonicalIncident(
+        date=date,
+        iucr=_padded("iucr", incident.iucr, r"[0-9]{1,4}", 4),  # type: ignore[arg-type]
+        primary_type=primary_type,
+        description=_clean(incident.description),
+        location_description=_clean(incident.location_description),
+        domestic=_boolean("domestic", incident.domestic),
+        beat=_padded("beat", incident.beat, r"[0-9]{3,4}", 4),
+        district=_padded("district", incident.district, r"[0-9]{1,3}", 3),
+        ward=_whole(incident.ward),
+        community_area=_whole(incident.community_area),
+        fbi_code=_padded("fbi_code", incident.fbi_code, r"[0-9]{1,2}", 2),
+        x_coordinate=x,
+        y_coordinate=y,
+        latitude=latitude,
+        longitude=longitude,
+        id=_whole(incident.id),
+        case_number=_clean(incident.case_number),
+        block=_clean(incident.block),
+        year=_whole(incident.year),
+        updated_on=updated_on,
+    )
+
+
+# --- incidents -> the model's input frame ------------------------------------------------
+
+# `year` is built below: the incident's value, else derived from `date` (as `to_canonical` does).
+_INT_FIELDS = ("id", "ward", "community_area")
+
+
+def _strings(values: list[Any]) -> pd.arrays.StringArray:
+    """A pandas string array (None -> <NA>) without pd.array's per-value inference."""
+    return pd.arrays.StringArray(np.array(values, dtype=object))
+
+
+def _ints(values: list[int | None]) -> pd.arrays.IntegerArray:
+    """A nullable Int64 array."""
+    mask = np.array([v is None for v in values], dtype=bool)
+    data = np.array([0 if v is None else v for v in values], dtype="int64")
+    return pd.arrays.IntegerArray(data, mask)
+
+
+def _floats(values: list[float | None]) -> np.ndarray:
+    """float64 with NaN for missing."""
+    return np.array([np.nan if v is None else v for v in values], dtype="float64")
+
+
+def _timestamps(values: list[datetime | None]) -> np.ndarray:
+    """datetime64[ns] with NaT for missing."""
+    return np.array(values, dtype="datetime64[ns]")
+
+
+def incidents_frame(incidents: Sequence[CanonicalIncident]) -> pd.DataFrame:
+    """The canonical frame of `incidents` (SODA columns, to_canonical's dtypes), built directly.
+
+    Equal to `to_canonical` of the same records as feed text (tested), so the model pipeline's
+    `is_canonical` fast path applies and no value is parsed twice.
+    """
+    n = len(incidents)
+    columns: dict[str, Any] = {}
+    for name in STRING_COLUMNS:
+        columns[name] = _strings([getattr(row, name) for row in incidents])
+    for name in _INT_FIELDS:
+        columns[name] = _ints([getattr(row, name) for row in incidents])
+    for name in FLOAT_COLUMNS:
+        columns[name] = _floats([getattr(row, name) for row in incidents])
+    # `year` is derivable from `date`; to_canonical fills it the same way.
+    columns["year"] = _ints([row.date.year if row.year is None else row.year for row in incidents])
+    columns["date"] = _timestamps([row.date for row in incidents])
+    columns["updated_on"] = _timestamps([row.updated_on for row in incidents])
+    domestic = [row.domestic for row in incidents]
+    columns["domestic"] = pd.arrays.BooleanArray(
+        np.array([bool(v) for v in domestic], dtype=bool),
+        np.array([v is None for v in domestic], dtype=bool),
+    )
+    columns["arrest"] = pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+    return pd.DataFrame({name: columns[name] for name in SODA_COLUMNS}, copy=False)
+
+
+# --- a frame -> incidents (the edge for generated and exported records) -------------------
+
+
+def _python_values(values: pd.Series) -> list[Any]:
+    """A canonical column's cells as plain Python values (None for every kind of missing)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return [None if pd.isna(v) else v.to_pydatetime() for v in values]
+    cells = values.astype(object).tolist()
+    return [
+        None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+        for v in cells
+    ]
+
+
+def incidents_from_frame(frame: pd.DataFrame) -> list[CanonicalIncident]:
+    """Each row of a frame (either header style) as a CanonicalIncident, via `to_canonical`.
+
+    ValueError names the first row that lacks one of `REQUIRED_FIELDS`: such a row is not an
+    incident the API would take, and the typed record has no place for the gap.
+    """
+    canonical = to_canonical(frame)
+    incomplete = canonical[list(REQUIRED_FIELDS)].isna().any(axis=1)
+    if incomplete.any():
+        first = incomplete.to_numpy().nonzero()[0][0]
+        raise ValueError(f"row {first}: {', '.join(REQUIRED_FIELDS)} are required")
+    columns = [_python_values(canonical[name]) for name in INCIDENT_FIELDS]
+    return [
+        CanonicalIncident(**dict(zip(INCIDENT_FIELDS, cells, strict=True)))
+        for cells in zip(*columns, strict=True)
+    ]

@@ -1,0 +1,49 @@
+"""The durable prediction log, in parts: `table`, `engine`, `writer`, `reads`; `log` joins them.
+
+Every name callers use is importable from here; the guarantee is described in `log`.
+"""
+
+from crimeflow.stores.prediction_log.log import (
+    PredictionLog,
+    export_predictions,
+    read_predictions,
+)
+from crimeflow.stores.prediction_log.reads import empty_log_frame, parse_utc
+from crimeflow.stores.prediction_log.table import (
+    INPUT_COLUMNS,
+    LOG_COLUMNS,
+    META_COLUMNS,
+    PREDICTIONS,
+    TABLE_NAME,
+    PredictionRecord,
+    features_from_frame,
+    new_prediction_id,
+    record_to_row,
+)
+from crimeflow.stores.prediction_log.writer import (
+    LogStats,
+    PredictionLogClosedError,
+    PredictionLogError,
+    PredictionLogWriteError,
+)
+
+__all__ = [
+    "INPUT_COLUMNS",
+    "LOG_COLUMNS",
+    "META_COLUMNS",
+    "PREDICTIONS",
+    "TABLE_NAME",
+    "LogStats",
+    "PredictionLog",
+    "PredictionLogClosedError",
+    "PredictionLogError",
+    "PredictionLogWriteError",
+    "PredictionRecord",
+    "empty_log_frame",
+    "export_predictions",
+    "features_from_frame",
+    "new_prediction_id",
+    "parse_utc",
+    "read_predictions",
+    "record_to_row",
+]

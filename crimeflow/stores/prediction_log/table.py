@@ -1,0 +1,224 @@
+"""The prediction log's table: its columns and types, its DDL, and the row of one record.
+
+Rows are stored one column per input field (SODA names, typed like the canonical frame) so the
+drift monitor can read a window cheaply; then the prediction's own columns. A record carries the
+validated `CanonicalIncident`, whose values already have the columns' types: `record_to_row`
+checks them and builds the row without converting anything to text and back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pandas as pd
+import sqlalchemy as sa
+
+from crimeflow.contract.incident import CanonicalIncident, incidents_from_frame
+from crimeflow.contract.schema import (
+    BOOL_COLUMNS,
+    DATETIME_COLUMNS,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    LABEL,
+    SODA_COLUMNS,
+    chicago,
+)
+
+TABLE_NAME = "predictions"
+# The model's input: every contract field except the label.
+INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in SODA_COLUMNS if c != LABEL)
+# What `read_window` and the export add to the input columns, in this order.
+META_COLUMNS: tuple[str, ...] = (
+    "prediction_id",
+    "served_at",
+    "model_name",
+    "model_version",
+    "request_id",
+    "probability",
+    "label",
+    "feedback_arrest",
+    "feedback_at",
+)
+LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
+
+
+class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One served prediction; `features` is the validated incident (typed input fields)."""
+
+    prediction_id: str
+    served_at: datetime
+    model_name: str
+    model_version: str
+    request_id: str | None
+    probability: float
+    label: bool
+    features: CanonicalIncident
+
+
+def new_prediction_id() -> str:
+    """A fresh prediction id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A tz-aware UTC timestamp: `timestamptz` on PostgreSQL, naive-UTC text on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Aware datetimes only, converted to UTC (SQLite drops the offset, so it must be UTC)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) value")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Every value comes back aware, in UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _input_column(name: str) -> sa.Column[Any]:
+    """The table column of one input field, typed like the canonical frame."""
+    if name in DATETIME_COLUMNS:
+        # Socrata timestamps are floating Chicago local time: stored as such, without a zone.
+        kind: sa.types.TypeEngine[Any] = sa.DateTime(timezone=False)
+    elif name in FLOAT_COLUMNS:
+        kind = sa.Double()
+    elif name == "id":
+        kind = sa.BigInteger()
+    elif name in INT_COLUMNS:
+        kind = sa.Integer()
+    elif name in BOOL_COLUMNS:
+        kind = sa.Boolean(create_constraint=False)
+    else:
+        kind = sa.String()
+    return sa.Column(name, kind, nullable=True)
+
+
+METADATA = sa.MetaData()
+PREDICTIONS = sa.Table(
+    TABLE_NAME,
+    METADATA,
+    sa.Column("prediction_id", sa.String(64), primary_key=True),
+    sa.Column("served_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("model_name", sa.String(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=True),
+    sa.Column("probability", sa.Double(), nullable=False),
+    sa.Column("label", sa.Boolean(create_constraint=False), nullable=False),
+    *(_input_column(name) for name in INPUT_COLUMNS),
+    sa.Column("feedback_arrest", sa.Boolean(create_constraint=False), nullable=True),
+    sa.Column("feedback_at", UTCDateTime(), nullable=True),
+)
+
+
+def create_table(engine: sa.Engine) -> None:
+    """Create the table and index if missing (idempotent, safe when workers race)."""
+    try:
+        METADATA.create_all(engine)
+    except sa.exc.DBAPIError:
+        # Another worker created it between our existence check and CREATE: check again.
+        time.sleep(0.05)
+        METADATA.create_all(engine)
+
+
+def table_exists(connection: sa.Connection) -> bool:
+    """Whether `predictions` exists (readers must not create it)."""
+    return sa.inspect(connection).has_table(TABLE_NAME)
+
+
+def feedback_update(prediction_id: str, arrest: bool) -> sa.Update:
+    """The UPDATE storing an observed outcome next to a prediction (the latest feedback wins)."""
+    return (
+        sa.update(PREDICTIONS)
+        .where(PREDICTIONS.c.prediction_id == prediction_id)
+        .values(feedback_arrest=bool(arrest), feedback_at=datetime.now(UTC))
+    )
+
+
+# --- records -> rows (pure) -----------------------------------------------------------------
+
+
+def _column_kinds(name: str) -> tuple[type, ...]:
+    """The Python types an input column takes as they are (None aside: every one is nullable)."""
+    if name in DATETIME_COLUMNS:
+        return (datetime,)
+    if name in FLOAT_COLUMNS:
+        return (float, int)
+    if name in INT_COLUMNS:
+        return (int,)
+    if name in BOOL_COLUMNS:
+        return (bool,)
+    return (str,)
+
+
+_INPUT_KINDS: tuple[tuple[str, tuple[type, ...]], ...] = tuple(
+    (name, _column_kinds(name)) for name in INPUT_COLUMNS
+)
+
+
+def _subclass_value(name: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """A value of a subclass of its column's type (np.float64, pd.Timestamp); else ValueError."""
+    # bool is an int subclass, but a flag is no count or coordinate.
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    raise ValueError(f"feature {name!r}: cannot store {value!r} in a {kinds[0].__name__} column")
+
+
+def _finite(name: str, value: float) -> float | None:
+    """A coordinate that is not finite: NaN means missing, infinity cannot be stored."""
+    if math.isnan(value):
+        return None
+    raise ValueError(f"feature {name!r}: cannot store {value!r} (not finite)")
+
+
+def record_to_row(record: PredictionRecord) -> dict[str, Any]:
+    """The table row of a record's typed values; ValueError if one cannot be stored as is."""
+    if record.served_at.tzinfo is None:
+        raise ValueError("served_at must be timezone-aware (UTC)")
+    probability = float(record.probability)
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability {probability!r} is not in [0, 1]")
+    if type(record.features) is not CanonicalIncident:
+        raise TypeError(f"features must be a CanonicalIncident, not {type(record.features)}")
+    # The incident's values already have the columns' types: they are checked, not converted.
+    row: dict[str, Any] = msgspec.structs.asdict(record.features)
+    for name, kinds in _INPUT_KINDS:
+        value = row[name]
+        if value is not None and type(value) not in kinds:
+            row[name] = _subclass_value(name, value, kinds)
+    for name in FLOAT_COLUMNS:
+        value = row[name]
+        if value is not None and not math.isfinite(value):
+            row[name] = _finite(name, value)
+    for name in DATETIME_COLUMNS:
+        value = row[name]
+        # Same rule as schema.parse_timestamps: an offset means an instant, shown in Chicago time.
+        if value is not None and value.tzinfo is not None:
+            row[name] = value.astimezone(chicago()).replace(tzinfo=None)
+    row["prediction_id"] = record.prediction_id
+    row["served_at"] = record.served_at
+    row["model_name"] = record.model_name
+    row["model_version"] = record.model_version
+    row["request_id"] = record.request_id
+    row["probability"] = probability
+    row["label"] = bool(record.label)
+    return row
+
+
+def features_from_frame(frame: pd.DataFrame) -> list[CanonicalIncident]:
+    """Each row of a frame (either header style) as the typed `features` of a record."""
+    return incidents_from_frame(frame)

@@ -1,0 +1,101 @@
+"""The prediction log's table: the row of a record holds its typed incident's values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+import pandas as pd
+import pytest
+
+from crimeflow.contract.schema import LABEL
+from crimeflow.stores.prediction_log import (
+    PREDICTIONS,
+    features_from_frame,
+    record_to_row,
+)
+from tests.stores.test_prediction_log.records import (
+    FEED_TEXT,
+    INCIDENT,
+    record,
+)
+
+
+def test_frame_text_becomes_typed_features_and_rows_of_the_column_types() -> None:
+    # Frames (generated, exported) reach the log through the codec's frame edge.
+    text = {
+        **FEED_TEXT,
+        "beat": "614",
+        "district": "6.0",
+        "domestic": "false",
+        "date": "2025-03-01T06:30:00Z",  # an instant: shown in Chicago local time
+        "updated_on": "03/01/2025 01:05:00 PM",  # the Socrata export style
+        "latitude": "nan",
+        "block": "  ",
+    }
+    (features,) = features_from_frame(pd.DataFrame([text]))
+    row = record_to_row(record(features=features))
+    assert row["id"] == 13_000_001 and row["ward"] == 11
+    assert row["beat"] == "0614" and row["district"] == "006"
+    assert row["domestic"] is False
+    assert row["date"] == datetime(2025, 3, 1, 0, 30)
+    assert row["updated_on"] == datetime(2025, 3, 1, 13, 5)
+    assert row["latitude"] is None and row["block"] is None
+    assert LABEL not in row
+    assert set(row) == {c.name for c in PREDICTIONS.columns} - {"feedback_arrest", "feedback_at"}
+
+
+def test_typed_values_are_stored_like_their_text_forms() -> None:
+    same = {"prediction_id": "a" * 32, "served_at": datetime(2025, 3, 1, tzinfo=UTC)}
+    typed_frame = pd.DataFrame(
+        [
+            {
+                **FEED_TEXT,
+                "id": 13_000_001,
+                "ward": 11,
+                "domestic": True,
+                "latitude": 41.75,
+                "primary_type": " BATTERY ",
+                "description": "",
+                "beat": "614",
+            }
+        ]
+    )
+    text_frame = pd.DataFrame(
+        [{**FEED_TEXT, "latitude": "41.75", "description": None, "beat": "0614"}]
+    )
+    (typed,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(typed_frame)]
+    (text,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(text_frame)]
+    assert typed == text
+    assert typed["primary_type"] == "BATTERY" and typed["description"] is None
+    # The API's incident and the frame's incident of the same record make the same row.
+    assert record_to_row(record(**same)) == record_to_row(
+        record(**same, features=features_from_frame(pd.DataFrame([FEED_TEXT]))[0])
+    )
+    with pytest.raises(ValueError, match="latitude"):
+        record_to_row(record(latitude=float("inf")))
+
+
+def test_rows_hold_the_typed_values_and_refuse_the_wrong_types() -> None:
+    row = record_to_row(record())
+    assert row["date"] is INCIDENT.date and row["ward"] == 11 and row["latitude"] == 41.824299
+    # NaN is a missing coordinate; an aware timestamp is shown in Chicago local time.
+    aware = datetime(2025, 3, 1, 6, 30, tzinfo=UTC)
+    row = record_to_row(record(longitude=float("nan"), updated_on=aware))
+    assert row["longitude"] is None and row["updated_on"] == datetime(2025, 3, 1, 0, 30)
+    # Subclasses of a column's type are stored as they are.
+    assert record_to_row(record(date=pd.Timestamp("2025-03-01 06:30")))["date"] == aware.replace(
+        tzinfo=None
+    )
+    for change, field in [
+        ({"ward": "11"}, "'ward'"),
+        ({"community_area": True}, "'community_area'"),
+        ({"domestic": 1}, "'domestic'"),
+        ({"date": "2025-03-01T06:30:00"}, "'date'"),
+        ({"beat": 912}, "'beat'"),
+        ({"latitude": "41.8"}, "'latitude'"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            record_to_row(record(**change))
+    with pytest.raises(TypeError, match="CanonicalIncident"):
+        record_to_row(msgspec.structs.replace(record(), features=msgspec.structs.asdict(INCIDENT)))

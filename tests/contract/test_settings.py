@@ -1,9 +1,13 @@
 """The settings object: env prefix, derived paths, masking, and .env.example kept in sync."""
 
 import json
+import os
 import re
+from operator import attrgetter
 from pathlib import Path
 
+import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from crimeflow.cli.main import app
@@ -66,3 +70,120 @@ def test_readme_configuration_table_is_current():
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     end = readme.index("<!-- settings-table:end -->")
     assert readme[start:end].strip() == Settings.markdown_table()
+
+
+# --- the frozen env names ------------------------------------------------------------------------
+# Every CRIMEFLOW_* name users may have in a .env file, a k8s ConfigMap or a shell profile, with
+# a value to set and where that value must show up. Written down before the settings were
+# grouped; a rename here breaks users, so this table only ever grows.
+FROZEN_ENV = {
+    "CRIMEFLOW_HOME": ("home", "/tmp/cf-frozen", Path("/tmp/cf-frozen")),
+    "CRIMEFLOW_LAKE_URL": ("lake_url", "s3://b/p", "s3://b/p"),
+    "CRIMEFLOW_SOCRATA_URL": ("socrata_url", "http://127.0.0.1:9", "http://127.0.0.1:9"),
+    "CRIMEFLOW_SOCRATA_APP_TOKEN": ("socrata_app_token", "tok", "tok"),
+    "CRIMEFLOW_SOCRATA_CRIMES_DATASET": ("socrata_crimes_dataset", "aaaa-1111", "aaaa-1111"),
+    "CRIMEFLOW_SOCRATA_STATIONS_DATASET": ("socrata_stations_dataset", "bbbb-2222", "bbbb-2222"),
+    "CRIMEFLOW_SOCRATA_PAGE_SIZE": ("socrata_page_size", "7", 7),
+    "CRIMEFLOW_SOCRATA_TIMEOUT_S": ("socrata_timeout_s", "2.5", 2.5),
+    "CRIMEFLOW_SOCRATA_MAX_RETRIES": ("socrata_max_retries", "9", 9),
+    "CRIMEFLOW_SOCRATA_BACKOFF_S": ("socrata_backoff_s", "0.25", 0.25),
+    "CRIMEFLOW_S3_ENDPOINT_URL": ("s3_endpoint_url", "http://s3:9000", "http://s3:9000"),
+    "CRIMEFLOW_S3_REGION": ("s3_region", "eu-west-3", "eu-west-3"),
+    "CRIMEFLOW_S3_ACCESS_KEY_ID": ("s3_access_key_id", "AKIA", "AKIA"),
+    "CRIMEFLOW_S3_SECRET_ACCESS_KEY": ("s3_secret_access_key", "s3cr3t", "s3cr3t"),
+    "CRIMEFLOW_BACKFILL_MONTHS": ("backfill_months", "3", 3),
+    "CRIMEFLOW_TRAINING_WINDOW_MONTHS": ("training_window_months", "4", 4),
+    "CRIMEFLOW_MAX_BAD_ROW_SHARE": ("max_bad_row_share", "0.5", 0.5),
+    "CRIMEFLOW_MLFLOW_TRACKING_URI": ("mlflow_tracking_uri", "http://ml:5000", "http://ml:5000"),
+    "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": ("mlflow_artifact_root", "s3://b/art", "s3://b/art"),
+    "CRIMEFLOW_MLFLOW_PORT": ("mlflow_port", "5111", 5111),
+    "CRIMEFLOW_MLFLOW_EXPERIMENT": ("mlflow_experiment", "exp", "exp"),
+    "CRIMEFLOW_MODEL_NAME": ("model_name", "m1", "m1"),
+    "CRIMEFLOW_REFERENCE_SAMPLE_ROWS": ("reference_sample_rows", "123", 123),
+    "CRIMEFLOW_API_HOST": ("api_host", "0.0.0.0", "0.0.0.0"),
+    "CRIMEFLOW_API_PORT": ("api_port", "8111", 8111),
+    "CRIMEFLOW_API_WORKERS": ("api_workers", "3", 3),
+    "CRIMEFLOW_API_KEY": ("api_key", "k3y", "k3y"),
+    "CRIMEFLOW_MODEL_POLL_INTERVAL_S": ("model_poll_interval_s", "4.5", 4.5),
+    "CRIMEFLOW_PREDICT_BATCH_MAX_ROWS": ("predict_batch_max_rows", "11", 11),
+    "CRIMEFLOW_MICROBATCH_MAX_ROWS": ("microbatch_max_rows", "12", 12),
+    "CRIMEFLOW_MICROBATCH_WAIT_MS": ("microbatch_wait_ms", "3.5", 3.5),
+    "CRIMEFLOW_RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", "13", 13),
+    "CRIMEFLOW_CORS_ALLOW_ORIGINS": (
+        "cors_allow_origins",
+        '["https://a.example","https://b.example"]',
+        ["https://a.example", "https://b.example"],
+    ),
+    "CRIMEFLOW_PREDICTION_LOG_URL": ("prediction_log_url", "postgresql://h/d", "postgresql://h/d"),
+    "CRIMEFLOW_PREDICTION_LOG_BATCH_ROWS": ("prediction_log_batch_rows", "14", 14),
+    "CRIMEFLOW_PREDICTION_LOG_BATCH_WAIT_MS": ("prediction_log_batch_wait_ms", "5.5", 5.5),
+    "CRIMEFLOW_DRIFT_WINDOW_DAYS": ("drift_window_days", "15", 15),
+    "CRIMEFLOW_DRIFT_MIN_CURRENT_ROWS": ("drift_min_current_rows", "16", 16),
+    "CRIMEFLOW_DRIFT_MAX_ROWS": ("drift_max_rows", "17", 17),
+    "CRIMEFLOW_DRIFT_SHARE": ("drift_share", "0.75", 0.75),
+    "CRIMEFLOW_DRIFT_MAX_UNSEEN_SHARE": ("drift_max_unseen_share", "0.125", 0.125),
+    "CRIMEFLOW_DRIFT_MIN_LABELLED_ROWS": ("drift_min_labelled_rows", "18", 18),
+    "CRIMEFLOW_DRIFT_SEED": ("drift_seed", "19", 19),
+    "CRIMEFLOW_DRIFT_PREDICTION_TRIGGERS": ("drift_prediction_triggers", "false", False),
+    "CRIMEFLOW_EVIDENTLY_WORKSPACE": ("evidently_workspace", "/tmp/ev", Path("/tmp/ev")),
+    "CRIMEFLOW_EVIDENTLY_UI_PORT": ("evidently_ui_port", "8222", 8222),
+    "CRIMEFLOW_PREFECT_PORT": ("prefect_port", "4333", 4333),
+    "CRIMEFLOW_PREFECT_API_URL": ("prefect_api_url", "http://pf:4200/api", "http://pf:4200/api"),
+    "CRIMEFLOW_ALERT_WEBHOOK_URL": ("alert_webhook_url", "http://hook", "http://hook"),
+    "CRIMEFLOW_RETRAIN_DEBOUNCE_S": ("retrain_debounce_s", "20.5", 20.5),
+    "CRIMEFLOW_RETRAIN_UNTIL": ("retrain_until", "2018-09", "2018-09"),
+    "CRIMEFLOW_RETRAIN_HOLDOUT_MONTHS": ("retrain_holdout_months", "2", 2),
+    "CRIMEFLOW_GATE_PRIMARY_METRIC": ("gate_primary_metric", "roc_auc", "roc_auc"),
+    "CRIMEFLOW_GATE_MIN_IMPROVEMENT": ("gate_min_improvement", "0.02", 0.02),
+    "CRIMEFLOW_GATE_TOLERANCE": ("gate_tolerance", "0.03", 0.03),
+    "CRIMEFLOW_GATE_MIN_ROC_AUC": ("gate_min_roc_auc", "0.6", 0.6),
+    "CRIMEFLOW_GATE_MIN_PR_AUC_LIFT": ("gate_min_pr_auc_lift", "1.25", 1.25),
+    "CRIMEFLOW_GATE_MAX_CALIBRATION_GAP": ("gate_max_calibration_gap", "0.04", 0.04),
+    "CRIMEFLOW_GATE_MAX_P99_MS": ("gate_max_p99_ms", "21.5", 21.5),
+    "CRIMEFLOW_GATE_SHADOW_ROWS": ("gate_shadow_rows", "22", 22),
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No CRIMEFLOW_* variable from the calling shell leaks into the test."""
+    for name in list(os.environ):
+        if name.startswith("CRIMEFLOW_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _read(settings: Settings, place: str) -> object:
+    """The value at a dotted place of the settings, secrets revealed."""
+    value = attrgetter(place)(settings)
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def test_env_names_are_frozen():
+    assert {f"CRIMEFLOW_{name.upper()}" for name in Settings.model_fields} == set(FROZEN_ENV)
+
+
+def test_every_env_name_is_read_from_the_environment(clean_env):
+    for name, (_, raw, _) in FROZEN_ENV.items():
+        clean_env.setenv(name, raw)
+    settings = Settings(_env_file=None)
+    read = {name: _read(settings, place) for name, (place, _, _) in FROZEN_ENV.items()}
+    assert read == {name: expected for name, (_, _, expected) in FROZEN_ENV.items()}
+
+
+def test_every_env_name_is_read_from_a_dotenv_file(clean_env, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{name}={raw}\n" for name, (_, raw, _) in FROZEN_ENV.items()))
+    settings = Settings(_env_file=env_file)
+    read = {name: _read(settings, place) for name, (place, _, _) in FROZEN_ENV.items()}
+    assert read == {name: expected for name, (_, _, expected) in FROZEN_ENV.items()}
+
+
+def test_the_environment_beats_the_dotenv_file(clean_env, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("CRIMEFLOW_GATE_TOLERANCE=0.5\nCRIMEFLOW_RATE_LIMIT_PER_MINUTE=5\n")
+    clean_env.setenv("CRIMEFLOW_GATE_TOLERANCE", "0.25")
+    clean_env.setenv("CRIMEFLOW_RATE_LIMIT_PER_MINUTE", "7")
+    settings = Settings(_env_file=env_file)
+    assert _read(settings, FROZEN_ENV["CRIMEFLOW_GATE_TOLERANCE"][0]) == 0.25
+    assert _read(settings, FROZEN_ENV["CRIMEFLOW_RATE_LIMIT_PER_MINUTE"][0]) == 7

@@ -66,7 +66,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         drift_monitor.to_deployment(
             name="drift-monitor",
             schedules=[CronSchedule(cron=DRIFT_CRON, timezone=CHICAGO)],
-            parameters={"window_days": settings.drift_window_days},
+            parameters={"window_days": settings.drift.window_days},
             description="Compare served traffic with the champion's reference; emit drift events.",
             tags=[*TAGS, "monitoring"],
         ),

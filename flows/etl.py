@@ -40,19 +40,19 @@ def monthly_etl(month: str | None = None) -> dict:
     clock = Stopwatch()
 
     state = load_state(lake)
-    months = plan_months(month, state.months, now.date(), settings.backfill_months)
+    months = plan_months(month, state.months, now.date(), settings.etl.backfill_months)
     with clock("extract"):
-        stations = extract_stations(settings)
-        pulled = {m: extract_crimes(settings, crimes_in_month_where(m)) for m in months}
+        stations = extract_stations(settings.socrata)
+        pulled = {m: extract_crimes(settings.socrata, crimes_in_month_where(m)) for m in months}
         late = extract_late_updates(settings, state, months)
     with clock("upsert"):
         staged = stage_raw(lake, pulled, late, state.months)
     with clock("validate+enrich"):
-        checked = validate_months(staged, stations, settings.max_bad_row_share)
+        checked = validate_months(staged, stations, settings.etl.max_bad_row_share)
     with clock("write"):
         stations_written = write_stations(lake, stations)
         written = write_months(lake, checked)
-        window = update_training_window(lake, settings.training_window_months)
+        window = update_training_window(lake, settings.etl.training_window_months)
 
     summary = run_summary(run_id, settings, checked, written, late, window, clock.seconds)
     manifest = run_manifest(settings, summary, months, written, stations_written, now)

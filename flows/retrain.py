@@ -62,13 +62,13 @@ def retrain(
     trigger = reason if drift_report_id is None else f"{reason} (report {drift_report_id})"
 
     if reason == "drift":
-        earlier = earlier_retrain(runtime.flow_run.id, settings.retrain_debounce_s)
+        earlier = earlier_retrain(runtime.flow_run.id, settings.retrain.debounce_s)
         if earlier is not None:
             return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")
 
-    month = target_month(until or settings.retrain_until or None, now)
+    month = target_month(until or settings.retrain.until or None, now)
     ingested = refresh_lake(lake, month) if refresh else []
-    trained = train(until=month, holdout_months=settings.retrain_holdout_months)
+    trained = train(until=month, holdout_months=settings.retrain.holdout_months)
 
     candidate = stage_candidate(settings)
     champion = stage_champion(settings)

@@ -84,7 +84,7 @@ def extract_late_updates(
     if state.watermark is None or window is None:
         return None
     where = updated_since_where(datetime.fromisoformat(state.watermark), *window)
-    return extract_crimes(settings, where)
+    return extract_crimes(settings.socrata, where)
 
 
 @task(cache_policy=NO_CACHE)
@@ -235,9 +235,9 @@ def run_manifest(
         },
         "stations": entry(stations),
         "source": {
-            "url": settings.socrata_url,
-            "crimes_dataset": settings.socrata_crimes_dataset,
-            "stations_dataset": settings.socrata_stations_dataset,
+            "url": settings.socrata.url,
+            "crimes_dataset": settings.socrata.crimes_dataset,
+            "stations_dataset": settings.socrata.stations_dataset,
             "queries": {m: crimes_in_month_where(m) for m in pulled_months},
         },
         "finished_at": finished_at.isoformat(timespec="seconds"),

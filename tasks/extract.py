@@ -12,7 +12,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from crimeflow.contract.schema import SODA_COLUMNS
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import SocrataSettings
 from crimeflow.stores.files import STATION_COLUMNS
 from crimeflow.stores.socrata import ProgressCallback, SodaSource
 
@@ -41,13 +41,13 @@ def _log_progress(logger: Logger, what: str) -> ProgressCallback:
 # No Prefect `retries=` on these tasks: every page already retries with backoff, and a task
 # retry would restart the pull from offset 0 and multiply attempts against a struggling server.
 @task(name="extract-crimes", cache_policy=NO_CACHE)
-def extract_crimes(settings: Settings, where: str) -> pd.DataFrame:
+def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
     """Pull the crimes matching a SoQL `$where`, every contract column, as raw strings."""
     logger = _run_logger()
     logger.info("extracting crimes where %s", where)
-    source = SodaSource(settings, logger=logger)
+    source = SodaSource(soda, logger=logger)
     frame = source.fetch(
-        settings.socrata_crimes_dataset,
+        soda.crimes_dataset,
         where,
         SODA_COLUMNS,
         on_progress=_log_progress(logger, "crimes"),
@@ -57,12 +57,12 @@ def extract_crimes(settings: Settings, where: str) -> pd.DataFrame:
 
 
 @task(name="extract-stations", cache_policy=NO_CACHE)
-def extract_stations(settings: Settings) -> pd.DataFrame:
+def extract_stations(soda: SocrataSettings) -> pd.DataFrame:
     """Pull the police stations (the station fields only), as raw strings."""
     logger = _run_logger()
-    source = SodaSource(settings, logger=logger)
+    source = SodaSource(soda, logger=logger)
     frame = source.fetch(
-        settings.socrata_stations_dataset,
+        soda.stations_dataset,
         None,
         STATION_COLUMNS,
         on_progress=_log_progress(logger, "stations"),

@@ -31,19 +31,6 @@ class Reference:
     frame: pd.DataFrame
 
 
-def drift_config(settings: Settings) -> DriftConfig:
-    """The check's decision rules from the `CRIMEFLOW_DRIFT_*` settings."""
-    return DriftConfig(
-        min_current_rows=settings.drift_min_current_rows,
-        max_rows=settings.drift_max_rows,
-        drift_share=settings.drift_share,
-        max_unseen_share=settings.drift_max_unseen_share,
-        min_labelled_rows=settings.drift_min_labelled_rows,
-        seed=settings.drift_seed,
-        prediction_drift_is_drift=settings.drift_prediction_triggers,
-    )
-
-
 def resolve_window(
     window_days: int, since: str | None, until: str | None, now: datetime
 ) -> tuple[datetime, datetime]:
@@ -100,13 +87,13 @@ def check_drift(
 @task(cache_policy=NO_CACHE)
 def store_report(settings: Settings, result: DriftResult, snapshot: Any) -> str:
     """Write HTML + JSON to the lake and the run to the Evidently workspace; the report id."""
-    store = ReportStore(Lake.from_settings(settings), settings.evidently_workspace)
+    store = ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
     return store.save(result, snapshot)
 
 
 def report_url(settings: Settings, report_id: str) -> str:
     """Where a person opens the report: the API serves it."""
-    return f"http://{settings.api_host}:{settings.api_port}/reports/{report_id}"
+    return f"http://{settings.api.host}:{settings.api.port}/reports/{report_id}"
 
 
 def event_payload(result: DriftResult, report_id: str, url: str) -> dict[str, Any]:

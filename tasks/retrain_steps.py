@@ -28,7 +28,7 @@ from crimeflow.contract.settings import Settings
 from crimeflow.domain.behaviour import behavioural_failures
 from crimeflow.domain.evaluate import evaluate
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
-from crimeflow.domain.gate import GateConfig, GateDecision, decide
+from crimeflow.domain.gate import GateDecision, decide
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.registry import (
@@ -150,7 +150,7 @@ def build_staging_set(settings: Settings, lake: Lake, now: datetime) -> StagingS
     champion = version_by_alias(client, settings.model_name, CHAMPION)
     months = [m for m in staging_months(candidate, champion) if m in lake.months(CLEAN_CRIMES)]
     parts = [lake.read_months(CLEAN_CRIMES, months)] if months else []
-    since = now - timedelta(days=settings.drift_window_days)
+    since = now - timedelta(days=settings.drift.window_days)
     feedback = labelled_traffic(read_predictions(settings, since, now))
     if len(feedback):
         parts.append(feedback)
@@ -275,8 +275,8 @@ def run_gate(
     champion_metrics = None
     if champion.model is not None:
         champion_metrics = evaluate(champion.model.model, staging.frame)["model"]
-    since = now - timedelta(days=settings.drift_window_days)
-    recent = read_predictions(settings, since, now).tail(settings.gate_shadow_rows)
+    since = now - timedelta(days=settings.drift.window_days)
+    recent = read_predictions(settings, since, now).tail(settings.gate.shadow_rows)
     p99 = single_row_p99_ms(candidate.model, staging.frame)
     decision = decide(
         candidate_metrics,
@@ -284,7 +284,7 @@ def run_gate(
         p99_ms=p99,
         shadow_failures=shadow_failures(candidate.model, recent),
         behaviour_failures=behavioural_failures(candidate.model, staging.frame),
-        config=GateConfig.from_settings(settings),
+        config=settings.gate,
     )
     return GateOutcome(
         decision=decision,

@@ -169,7 +169,7 @@ def log_and_register(
     reference = reference_sample(
         train_and_valid,
         trained.estimator.predict_proba(train_and_valid)[:, 1],
-        settings.reference_sample_rows,
+        settings.mlflow.reference_sample_rows,
         trained.config.random_state,
     )
     example = splits["holdout"].head(5)[list(MODEL_INPUT_COLUMNS)]
@@ -286,9 +286,9 @@ def _version_tags(
 
 def _run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
     """Where a person opens the run in the MLflow UI."""
-    base = settings.mlflow_tracking_uri
+    base = settings.mlflow.tracking_uri
     if not base.startswith(("http://", "https://")):
-        base = f"http://127.0.0.1:{settings.mlflow_port}"
+        base = f"http://127.0.0.1:{settings.mlflow.port}"
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 

@@ -1,8 +1,4 @@
-"""Prefect tasks of the monthly ETL around the lake; the pure work lives in ingest/validate/enrich.
-
-DataFrames pass between these tasks in memory, so every task opts out of Prefect's input-hash
-cache (hashing a 200k-row frame costs more than the step and buys nothing here).
-"""
+"""Prefect tasks of the monthly ETL around the lake; the pure work lives in crimeflow.domain."""
 
 from __future__ import annotations
 
@@ -10,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from crimeflow.contract.months import month_bounds
 from crimeflow.contract.settings import Settings
@@ -47,6 +42,7 @@ from crimeflow.stores.lake import (
     rolling_window,
 )
 from crimeflow.stores.socrata import crimes_in_month_where, updated_since_where
+from tasks import step
 from tasks.extract import extract_crimes
 
 
@@ -70,7 +66,7 @@ class CheckedMonth:
     features: pd.DataFrame
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_state(lake: Lake) -> EtlState:
     """Read the ETL state (watermark, ingested months) from the lake."""
     return EtlState.from_json(lake.read_json(STATE_KEY))
@@ -87,7 +83,7 @@ def extract_late_updates(
     return extract_crimes(settings.socrata, where)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def stage_raw(
     lake: Lake,
     pulled: dict[str, pd.DataFrame],
@@ -108,7 +104,7 @@ def stage_raw(
     return staged
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def validate_months(
     staged: list[StagedMonth], stations: pd.DataFrame, max_bad_share: float
 ) -> list[CheckedMonth]:
@@ -121,7 +117,7 @@ def validate_months(
     ]
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def write_months(lake: Lake, checked: list[CheckedMonth]) -> dict[str, dict[str, WriteResult]]:
     """Write clean, quarantine, features and raw partitions of every month, atomically each."""
     written: dict[str, dict[str, WriteResult]] = {}
@@ -138,13 +134,13 @@ def write_months(lake: Lake, checked: list[CheckedMonth]) -> dict[str, dict[str,
     return written
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def write_stations(lake: Lake, stations: pd.DataFrame) -> WriteResult:
     """Store the stations snapshot the enrichment used."""
     return lake.write(RAW_STATIONS, normalize_stations(stations))
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def update_training_window(lake: Lake, months_to_keep: int) -> list[str]:
     """Rewrite `window.json`: the newest feature months with their content hashes."""
     months = rolling_window(lake.months(FEATURES), months_to_keep)
@@ -153,7 +149,7 @@ def update_training_window(lake: Lake, months_to_keep: int) -> list[str]:
     return months
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def commit_run(
     lake: Lake,
     state: EtlState,
@@ -244,7 +240,7 @@ def run_manifest(
     }
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def publish_summary(lake: Lake, summary: EtlRunSummary, checked: list[CheckedMonth]) -> None:
     """Publish the run summary as Prefect artifacts (markdown + per-month table) and a plot."""
     features = [c.features for c in checked if len(c.features)]

@@ -6,8 +6,6 @@ import logging
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
@@ -15,6 +13,7 @@ from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import SocrataSettings
 from crimeflow.stores.files import STATION_COLUMNS
 from crimeflow.stores.socrata import ProgressCallback, SodaSource
+from tasks import step
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def _log_progress(logger: Logger, what: str) -> ProgressCallback:
 
 # No Prefect `retries=` on these tasks: every page already retries with backoff, and a task
 # retry would restart the pull from offset 0 and multiply attempts against a struggling server.
-@task(name="extract-crimes", cache_policy=NO_CACHE)
+@step(name="extract-crimes")
 def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
     """Pull the crimes matching a SoQL `$where`, every contract column, as raw strings."""
     logger = _run_logger()
@@ -56,7 +55,7 @@ def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
     return frame
 
 
-@task(name="extract-stations", cache_policy=NO_CACHE)
+@step(name="extract-stations")
 def extract_stations(soda: SocrataSettings) -> pd.DataFrame:
     """Pull the police stations (the station fields only), as raw strings."""
     logger = _run_logger()

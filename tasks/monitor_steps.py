@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from crimeflow.contract.events import DRIFT_CHECKED, DRIFT_DETECTED, emit
 from crimeflow.contract.settings import Settings
@@ -19,6 +18,7 @@ from crimeflow.stores.prediction_log import parse_utc, read_predictions
 from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
 from monitoring.report_store import ReportStore
+from tasks import step
 
 
 @dataclass
@@ -44,7 +44,7 @@ def resolve_window(
     return start, end
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_reference(settings: Settings) -> Reference:
     """The champion's logged reference sample (fails clearly when there is no champion)."""
     client = mlflow_client(settings)
@@ -60,7 +60,7 @@ def load_reference(settings: Settings) -> Reference:
     return Reference(str(champion.version), champion.run_id, threshold, frame)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_current(settings: Settings, start: datetime, end: datetime) -> pd.DataFrame:
     """The prediction log's rows served in [start, end)."""
     frame = read_predictions(settings, start, end)
@@ -68,7 +68,7 @@ def load_current(settings: Settings, start: datetime, end: datetime) -> pd.DataF
     return frame
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def check_drift(
     reference: Reference, current: pd.DataFrame, config: DriftConfig, start: datetime, end: datetime
 ) -> tuple[DriftResult, Any]:
@@ -84,7 +84,7 @@ def check_drift(
     )
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def store_report(settings: Settings, result: DriftResult, snapshot: Any) -> str:
     """Write HTML + JSON to the lake and the run to the Evidently workspace; the report id."""
     store = ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
@@ -118,7 +118,7 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def emit_drift_events(settings: Settings, result: DriftResult, report_id: str) -> list[str]:
     """Always `crimeflow.drift.checked`; `crimeflow.drift.detected` too when drift was found."""
     payload = event_payload(result, report_id, report_url(settings, report_id))
@@ -167,7 +167,7 @@ def _score(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def publish_verdict(settings: Settings, result: DriftResult, report_id: str) -> None:
     """Publish the verdict as a Prefect markdown artifact."""
     create_markdown_artifact(

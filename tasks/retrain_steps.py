@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from api.model_service import ServingModel, load_serving_model
 from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
@@ -39,6 +38,7 @@ from crimeflow.stores.registry import (
     set_alias,
     version_by_alias,
 )
+from tasks import step
 from tasks.train_steps import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 
 SKIPPED = "Skipped"
@@ -65,7 +65,7 @@ def target_month(until: str | None, today: datetime) -> str:
     return until or previous_month(today.date())
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def earlier_retrain(flow_run_id: str | None, debounce_s: float) -> str | None:
     """Another retrain run that started within `debounce_s` before this one and did work.
 
@@ -142,7 +142,7 @@ class StagingSet:
         return f"{months} ({lake_rows:,} rows) + {self.feedback_rows:,} feedback-labelled"
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def build_staging_set(settings: Settings, lake: Lake, now: datetime) -> StagingSet:
     """The staging rows: unseen labelled lake months plus feedback-labelled live traffic."""
     client = mlflow_client(settings)
@@ -178,13 +178,13 @@ class Staged:
     error: str | None = None
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def stage_candidate(settings: Settings) -> ServingModel:
     """Load the challenger through the API's own loader; any failure fails the retrain."""
     return load_serving_model(settings, CHALLENGER)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def stage_champion(settings: Settings) -> Staged:
     """Load the champion the same way, or say why it cannot be (then only floors apply)."""
     try:
@@ -265,7 +265,7 @@ class GateOutcome:
         }
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def run_gate(
     settings: Settings, candidate: ServingModel, champion: Staged, staging: StagingSet
 ) -> GateOutcome:
@@ -381,7 +381,7 @@ def promote(client: MlflowClient, name: str, version: str, champion: str | None)
         raise
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def record_and_act(settings: Settings, outcome: GateOutcome, reason: str) -> bool:
     """Tag the candidate, promote it if the gate passed, publish the artifact, emit the event."""
     client = mlflow_client(settings)
@@ -417,7 +417,7 @@ def record_and_act(settings: Settings, outcome: GateOutcome, reason: str) -> boo
     return passed
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def roll_back(settings: Settings, reason: str) -> dict[str, str]:
     """Point `champion` back at `previous-champion` (and `previous-champion` at the one left)."""
     client = mlflow_client(settings)

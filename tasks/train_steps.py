@@ -14,9 +14,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.contract.settings import Settings
@@ -40,6 +39,7 @@ from crimeflow.stores.registry import (
     promote_if_no_champion,
     set_alias,
 )
+from tasks import step
 
 PROBABILITY = "arrest_probability"
 FIT_MONTHS_TAG = "fit_months"
@@ -67,7 +67,7 @@ class RegisteredModel:
     run_url: str
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_training_window(lake: Lake, until: str | None, window_months: int) -> TrainingWindow:
     """Read the newest `window_months` clean months up to `until` from the lake, with lineage."""
     months = [m for m in lake.months(CLEAN_CRIMES) if until is None or m <= until]
@@ -88,14 +88,14 @@ def load_training_window(lake: Lake, until: str | None, window_months: int) -> T
     return TrainingWindow(frame, months, lineage)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_stations(lake: Lake) -> pd.DataFrame:
     """The stations snapshot the ETL used (the packaged copy when the lake has none)."""
     stations = lake.read(RAW_STATIONS)
     return stations if stations is not None else read_stations_file()
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def fit_model(
     train: pd.DataFrame, valid: pd.DataFrame, config: ModelConfig, stations: pd.DataFrame
 ) -> TrainedModel:
@@ -110,7 +110,7 @@ def fit_model(
     return trained
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def evaluate_holdout(trained: TrainedModel, holdout: pd.DataFrame) -> dict[str, Any]:
     """All holdout metrics of the calibrated model next to the prior-rate baseline."""
     return evaluate(trained.estimator, holdout)
@@ -153,7 +153,7 @@ def _dataset(frame: pd.DataFrame, name: str, lineage: dict[str, Any]) -> Any:
     )
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def log_and_register(
     settings: Settings,
     window: TrainingWindow,
@@ -326,7 +326,7 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def publish_training_summary(
     trained: TrainedModel, report: dict[str, Any], registered: RegisteredModel
 ) -> None:

@@ -28,6 +28,7 @@ from crimeflow.domain.behaviour import behavioural_failures
 from crimeflow.domain.evaluate import evaluate
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.gate import GateDecision, decide
+from crimeflow.domain.training_run import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.registry import (
@@ -39,7 +40,6 @@ from crimeflow.stores.registry import (
     version_by_alias,
 )
 from tasks import step
-from tasks.train_steps import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 
 SKIPPED = "Skipped"
 LATENCY_CALLS = 200

@@ -8,13 +8,13 @@ from prefect import flow
 
 from crimeflow.contract.settings import get_settings
 from monitoring.drift import DriftConfig
+from monitoring.monitor_run import resolve_window
 from tasks.monitor_steps import (
     check_drift,
     emit_drift_events,
     load_current,
     load_reference,
     publish_verdict,
-    resolve_window,
     store_report,
 )
 

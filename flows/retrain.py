@@ -13,21 +13,19 @@ from prefect import flow, runtime
 from prefect.states import Completed, State
 
 from crimeflow.contract.settings import get_settings
+from crimeflow.domain.retrain_run import SKIPPED, missing_months, target_month
 from crimeflow.stores.lake import Lake
 from flows.etl import monthly_etl
 from flows.train import train
 from tasks.etl_steps import load_state
 from tasks.retrain_steps import (
-    SKIPPED,
     build_staging_set,
     earlier_retrain,
-    missing_months,
     record_and_act,
     roll_back,
     run_gate,
     stage_candidate,
     stage_champion,
-    target_month,
 )
 
 

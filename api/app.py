@@ -183,8 +183,8 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
     _freeze_heap()
     batcher = MicroBatcher(
         holder,
-        max_rows=settings.microbatch_max_rows,
-        wait_ms=settings.microbatch_wait_ms,
+        max_rows=settings.api.microbatch_max_rows,
+        wait_ms=settings.api.microbatch_wait_ms,
         on_batch=metrics.microbatch_rows.observe,
     )
     batcher.start()
@@ -196,7 +196,7 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics=metrics,
         batch_slots=asyncio.Semaphore(1),
     )
-    poll = asyncio.create_task(holder.poll(settings.model_poll_interval_s), name="model-poll")
+    poll = asyncio.create_task(holder.poll(settings.api.model_poll_interval_s), name="model-poll")
     current = holder.current
     logger.info(
         "api started",
@@ -204,7 +204,7 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
             "fields": {
                 "event": "startup",
                 "model_version": current.version if current else None,
-                "poll_interval_s": settings.model_poll_interval_s,
+                "poll_interval_s": settings.api.model_poll_interval_s,
             }
         },
     )
@@ -226,10 +226,10 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
 
 def _middleware(settings: Settings) -> list[Any]:
     """Rate limiting per client address, unless turned off (0)."""
-    if settings.rate_limit_per_minute <= 0:
+    if settings.api.rate_limit_per_minute <= 0:
         return []
     config = RateLimitConfig(
-        rate_limit=("minute", settings.rate_limit_per_minute),
+        rate_limit=("minute", settings.api.rate_limit_per_minute),
         exclude=RATE_LIMIT_EXEMPT,
         middleware_class=FixedWindowRateLimitMiddleware,
     )
@@ -266,8 +266,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging()
     metrics = ApiMetrics()
     cors = (
-        CORSConfig(allow_origins=settings.cors_allow_origins)
-        if settings.cors_allow_origins
+        CORSConfig(allow_origins=settings.api.cors_allow_origins)
+        if settings.api.cors_allow_origins
         else None
     )
     app = CrimeflowApp(
@@ -285,7 +285,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi(),
         state=State({"settings": settings, "metrics": metrics}),
         request_max_body_size=max(
-            MIN_BODY_BYTES, settings.predict_batch_max_rows * BODY_BYTES_PER_ROW
+            MIN_BODY_BYTES, settings.api.predict_batch_max_rows * BODY_BYTES_PER_ROW
         ),
         # Our JSON logger reports errors (with the request id); Litestar's would repeat them.
         logging_config=None,

@@ -332,7 +332,7 @@ class PredictionController(Controller):
         services: Services,
     ) -> BatchPredictionOut:
         """Score every row with one model snapshot (off the event loop) and log them all."""
-        limit = services.settings.predict_batch_max_rows
+        limit = services.settings.api.predict_batch_max_rows
         if len(data) > limit:
             raise ClientException(
                 status_code=413, detail=f"a batch holds at most {limit:,} rows, got {len(data):,}"
@@ -437,12 +437,12 @@ class OperationsController(Controller):
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: the X-API-Key header must equal CRIMEFLOW_API_KEY (admin is off without a key)."""
     settings: Settings = connection.app.state.settings
-    if settings.api_key is None or not settings.api_key.get_secret_value():
+    if settings.api.key is None or not settings.api.key.get_secret_value():
         raise PermissionDeniedException(
             detail="admin endpoints are disabled: set CRIMEFLOW_API_KEY to enable them"
         )
     given = connection.headers.get(API_KEY_HEADER)
-    expected = settings.api_key.get_secret_value()
+    expected = settings.api.key.get_secret_value()
     # Constant-time comparison: response timing must not reveal how much of a key matched.
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise NotAuthorizedException(detail=f"missing or wrong {API_KEY_HEADER} header")

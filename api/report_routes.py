@@ -16,7 +16,7 @@ from monitoring.report_store import ReportStore
 def provide_report_store(state: State) -> ReportStore:
     """The report store of the configured lake (cheap: no I/O until a read)."""
     settings = state.settings
-    return ReportStore(Lake.from_settings(settings), settings.evidently_workspace)
+    return ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
 
 
 class ReportsController(Controller):

@@ -116,14 +116,14 @@ def alert_automations(settings: Settings, block_document_id: UUID) -> list[Autom
 def ensure_alerts(settings: Settings) -> list[str]:
     """Save the webhook block and create or update the alert automations; their ids.
 
-    Does nothing (and returns []) when `settings.alert_webhook_url` is empty; existing alert
+    Does nothing (and returns []) when `settings.prefect.alert_webhook_url` is empty; existing alert
     automations are then left as they are (disable them in the UI or with `prefect automation`).
     """
-    if not settings.alert_webhook_url:
+    if not settings.prefect.alert_webhook_url:
         return []
     from prefect.client.orchestration import get_client
 
-    block_document_id = webhook_block(settings.alert_webhook_url.get_secret_value()).save(
+    block_document_id = webhook_block(settings.prefect.alert_webhook_url.get_secret_value()).save(
         BLOCK_NAME, overwrite=True
     )
     ids: list[str] = []
@@ -145,7 +145,7 @@ def ensure_alerts(settings: Settings) -> list[str]:
 def main() -> None:
     """Create or update the alert automations once (for `prefect deploy` setups)."""
     settings = get_settings()
-    if not settings.alert_webhook_url:
+    if not settings.prefect.alert_webhook_url:
         raise SystemExit("CRIMEFLOW_ALERT_WEBHOOK_URL is not set: no alerts to create")
     for name, automation_id in zip(
         (REJECTED_AUTOMATION, FAILED_AUTOMATION), ensure_alerts(settings), strict=True

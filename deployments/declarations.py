@@ -15,14 +15,14 @@ from typing import Any
 
 from crimeflow.contract.events import DRIFT_DETECTED, model_resource
 from crimeflow.contract.schema import CHICAGO_TZ
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import DriftSettings, Settings
 
 PROJECT = "crimeflow"
 # The Prefect release the deployment files are written for (`prefect-version` in the YAML).
 PREFECT_VERSION = "3.8.8"
 # The files render with the settings' defaults; serve.py passes the settings in force.
 DEFAULT_MODEL_NAME: str = Settings.model_fields["model_name"].default
-DEFAULT_DRIFT_WINDOW_DAYS: int = Settings.model_fields["drift_window_days"].default
+DEFAULT_DRIFT_WINDOW_DAYS: int = DriftSettings.model_fields["window_days"].default
 
 
 @dataclass(frozen=True)

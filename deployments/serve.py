@@ -87,7 +87,7 @@ def runner_deployment(declaration: Deployment) -> RunnerDeployment:
 
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     """The five deployments, for this model name and drift window."""
-    declarations = declare(settings.model_name, settings.drift_window_days)
+    declarations = declare(settings.model_name, settings.drift.window_days)
     return [runner_deployment(declaration) for declaration in declarations]
 
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from prefect import flow
 
 from crimeflow.contract.settings import get_settings
+from monitoring.drift import DriftConfig
+from monitoring.monitor_run import resolve_window
 from tasks.monitor_steps import (
     check_drift,
-    drift_config,
     emit_drift_events,
     load_current,
     load_reference,
     publish_verdict,
-    resolve_window,
     store_report,
 )
 
@@ -28,7 +28,8 @@ def drift_monitor(window_days: int = 7, since: str | None = None, until: str | N
 
     reference = load_reference(settings)
     current = load_current(settings, start, end)
-    result, snapshot = check_drift(reference, current, drift_config(settings), start, end)
+    config = DriftConfig.from_settings(settings.drift)
+    result, snapshot = check_drift(reference, current, config, start, end)
     report_id = store_report(settings, result, snapshot)
     publish_verdict(settings, result, report_id)
     events = emit_drift_events(settings, result, report_id)

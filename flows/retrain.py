@@ -13,21 +13,19 @@ from prefect import flow, runtime
 from prefect.states import Completed, State
 
 from crimeflow.contract.settings import get_settings
+from crimeflow.domain.retrain_run import SKIPPED, missing_months, target_month
 from crimeflow.stores.lake import Lake
 from flows.etl import monthly_etl
 from flows.train import train
 from tasks.etl_steps import load_state
 from tasks.retrain_steps import (
-    SKIPPED,
     build_staging_set,
     earlier_retrain,
-    missing_months,
     record_and_act,
     roll_back,
     run_gate,
     stage_candidate,
     stage_champion,
-    target_month,
 )
 
 
@@ -62,13 +60,13 @@ def retrain(
     trigger = reason if drift_report_id is None else f"{reason} (report {drift_report_id})"
 
     if reason == "drift":
-        earlier = earlier_retrain(runtime.flow_run.id, settings.retrain_debounce_s)
+        earlier = earlier_retrain(runtime.flow_run.id, settings.retrain.debounce_s)
         if earlier is not None:
             return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")
 
-    month = target_month(until or settings.retrain_until or None, now)
+    month = target_month(until or settings.retrain.until or None, now)
     ingested = refresh_lake(lake, month) if refresh else []
-    trained = train(until=month, holdout_months=settings.retrain_holdout_months)
+    trained = train(until=month, holdout_months=settings.retrain.holdout_months)
 
     candidate = stage_candidate(settings)
     champion = stage_champion(settings)

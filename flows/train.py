@@ -34,7 +34,7 @@ def train(
     lake = Lake.from_settings(settings)
     config = ModelConfig(classifier=classifier, balance=balance)
 
-    window = load_training_window(lake, until, settings.training_window_months)
+    window = load_training_window(lake, until, settings.etl.training_window_months)
     train_rows, valid_rows, holdout_rows = time_split(window.frame, 1, holdout_months)
     splits = {"train": train_rows, "validation": valid_rows, "holdout": holdout_rows}
     trained = fit_model(train_rows, valid_rows, config, load_stations(lake))

@@ -89,6 +89,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from crimeflow.contract.settings import DriftSettings
 from monitoring.columns import (
     CATEGORICAL_COLUMNS,
     CURRENT_LABEL,
@@ -186,6 +187,19 @@ class DriftConfig:
                 raise ValueError(f"{name} must be > 0")
         if not 0 <= self.min_category_share < 1:
             raise ValueError("min_category_share must be in [0, 1)")
+
+    @classmethod
+    def from_settings(cls, drift: DriftSettings) -> DriftConfig:
+        """The rules the `CRIMEFLOW_DRIFT_*` settings choose; the rest keep their defaults."""
+        return cls(
+            min_current_rows=drift.min_current_rows,
+            max_rows=drift.max_rows,
+            drift_share=drift.share,
+            max_unseen_share=drift.max_unseen_share,
+            min_labelled_rows=drift.min_labelled_rows,
+            seed=drift.seed,
+            prediction_drift_is_drift=drift.prediction_triggers,
+        )
 
 
 class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):

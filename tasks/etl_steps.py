@@ -1,38 +1,24 @@
-"""Prefect tasks of the monthly ETL around the lake; the pure work lives in ingest/validate/enrich.
-
-DataFrames pass between these tasks in memory, so every task opts out of Prefect's input-hash
-cache (hashing a 200k-row frame costs more than the step and buys nothing here).
-"""
+"""Prefect tasks of the monthly ETL around the lake; the pure work lives in crimeflow.domain."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
-from crimeflow.contract.months import month_bounds
-from crimeflow.contract.settings import Settings
-from crimeflow.domain.enrich import StationIndex, enrich
-from crimeflow.domain.etl_summary import (
-    EtlRunSummary,
-    MonthCounts,
-    incidents_per_day_png,
-    summary_markdown,
+from crimeflow.domain.enrich import StationIndex
+from crimeflow.domain.etl_run import (
+    CheckedMonth,
+    StagedMonth,
+    check_months,
+    incoming_by_month,
+    manifest_key,
+    stage_month,
 )
-from crimeflow.domain.ingest import (
-    EtlState,
-    as_raw_strings,
-    late_update_window,
-    max_updated_on,
-    rows_by_month,
-    upsert_counts,
-    upsert_raw,
-)
-from crimeflow.domain.validate import ValidationResult, check_bad_share, validate_incidents
+from crimeflow.domain.etl_summary import EtlRunSummary, incidents_per_day_png, summary_markdown
+from crimeflow.domain.ingest import EtlState, max_updated_on
 from crimeflow.stores.files import normalize_stations
 from crimeflow.stores.lake import (
     CLEAN_CRIMES,
@@ -46,48 +32,16 @@ from crimeflow.stores.lake import (
     WriteResult,
     rolling_window,
 )
-from crimeflow.stores.socrata import crimes_in_month_where, updated_since_where
-from tasks.extract import extract_crimes
+from tasks import step
 
 
-@dataclass
-class StagedMonth:
-    """One month's raw rows after the upsert, with what the upsert changed."""
-
-    month: str
-    raw: pd.DataFrame
-    pulled: int
-    new_ids: int
-    updated_ids: int
-
-
-@dataclass
-class CheckedMonth:
-    """One month after validation and enrichment, ready to be written."""
-
-    staged: StagedMonth
-    validation: ValidationResult
-    features: pd.DataFrame
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def load_state(lake: Lake) -> EtlState:
     """Read the ETL state (watermark, ingested months) from the lake."""
     return EtlState.from_json(lake.read_json(STATE_KEY))
 
 
-def extract_late_updates(
-    settings: Settings, state: EtlState, pulled_months: list[str]
-) -> pd.DataFrame | None:
-    """Re-pull rows of already-ingested months whose `updated_on` moved past the watermark."""
-    window = late_update_window(state.months, pulled_months)
-    if state.watermark is None or window is None:
-        return None
-    where = updated_since_where(datetime.fromisoformat(state.watermark), *window)
-    return extract_crimes(settings, where)
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def stage_raw(
     lake: Lake,
     pulled: dict[str, pd.DataFrame],
@@ -95,33 +49,22 @@ def stage_raw(
     ingested: list[str],
 ) -> list[StagedMonth]:
     """Upsert this run's rows into each touched month's raw partition (in memory only)."""
-    # Socrata's JSON gives booleans and strings; the raw zone stores them all as text.
-    incoming = {month: as_raw_strings(rows) for month, rows in pulled.items()}
-    if late is not None and len(late):
-        late_months = [m for m in ingested if m not in pulled]
-        incoming.update(rows_by_month(as_raw_strings(late), late_months))
-    staged = []
-    for month, rows in sorted(incoming.items()):
-        existing = lake.read(RAW_CRIMES, month)
-        merged = upsert_raw(existing, rows)
-        staged.append(StagedMonth(month, merged, len(rows), *upsert_counts(existing, merged)))
-    return staged
+    incoming = incoming_by_month(pulled, late, ingested)
+    return [
+        stage_month(month, lake.read(RAW_CRIMES, month), rows)
+        for month, rows in sorted(incoming.items())
+    ]
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def validate_months(
     staged: list[StagedMonth], stations: pd.DataFrame, max_bad_share: float
 ) -> list[CheckedMonth]:
     """Validate and enrich every staged month; fail before any write if too many rows are bad."""
-    results = [validate_incidents(s.raw, month_bounds(s.month)) for s in staged]
-    check_bad_share(ValidationResult.combine(results), max_bad_share)
-    index = StationIndex(normalize_stations(stations))
-    return [
-        CheckedMonth(s, r, enrich(r.clean, index)) for s, r in zip(staged, results, strict=True)
-    ]
+    return check_months(staged, StationIndex(normalize_stations(stations)), max_bad_share)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def write_months(lake: Lake, checked: list[CheckedMonth]) -> dict[str, dict[str, WriteResult]]:
     """Write clean, quarantine, features and raw partitions of every month, atomically each."""
     written: dict[str, dict[str, WriteResult]] = {}
@@ -138,13 +81,13 @@ def write_months(lake: Lake, checked: list[CheckedMonth]) -> dict[str, dict[str,
     return written
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def write_stations(lake: Lake, stations: pd.DataFrame) -> WriteResult:
     """Store the stations snapshot the enrichment used."""
     return lake.write(RAW_STATIONS, normalize_stations(stations))
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def update_training_window(lake: Lake, months_to_keep: int) -> list[str]:
     """Rewrite `window.json`: the newest feature months with their content hashes."""
     months = rolling_window(lake.months(FEATURES), months_to_keep)
@@ -153,7 +96,7 @@ def update_training_window(lake: Lake, months_to_keep: int) -> list[str]:
     return months
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def commit_run(
     lake: Lake,
     state: EtlState,
@@ -163,88 +106,14 @@ def commit_run(
     now: datetime,
 ) -> EtlState:
     """Write the run manifest, then advance the state (the commit point of a run)."""
-    lake.write_json(f"manifests/runs/{run_id}.json", manifest)
+    lake.write_json(manifest_key(run_id), manifest)
     seen = max_updated_on([c.staged.raw for c in checked])
     new_state = state.advanced(run_id, [c.staged.month for c in checked], seen, now)
     lake.write_json(STATE_KEY, new_state.to_json())
     return new_state
 
 
-def month_counts(item: CheckedMonth, written: dict[str, WriteResult]) -> MonthCounts:
-    """Counts of one written month, for the summary."""
-    clean, features = item.validation.clean, item.features
-    return MonthCounts(
-        month=item.staged.month,
-        pulled=item.staged.pulled,
-        new_ids=item.staged.new_ids,
-        updated_ids=item.staged.updated_ids,
-        raw=len(item.staged.raw),
-        clean=len(clean),
-        quarantined=len(item.validation.quarantine),
-        missing_coordinates=int(features["station_distance_m"].isna().sum()),
-        arrest_rate=float(clean["arrest"].mean()) if len(clean) else 0.0,
-        changed=any(result.changed for result in written.values()),
-    )
-
-
-def run_summary(
-    run_id: str,
-    settings: Settings,
-    checked: list[CheckedMonth],
-    written: dict[str, dict[str, WriteResult]],
-    late: pd.DataFrame | None,
-    window: list[str],
-    seconds: dict[str, float],
-) -> EtlRunSummary:
-    """The run's summary: counts per month, reasons, timings."""
-    return EtlRunSummary(
-        run_id=run_id,
-        months=[month_counts(c, written[c.staged.month]) for c in checked],
-        quarantine_reasons=ValidationResult.combine([c.validation for c in checked]).reasons,
-        late_updates_pulled=0 if late is None else len(late),
-        window=window,
-        seconds=seconds,
-        lake_url=settings.lake_url,
-        manifest_key=f"manifests/runs/{run_id}.json",
-    )
-
-
-def run_manifest(
-    settings: Settings,
-    summary: EtlRunSummary,
-    pulled_months: list[str],
-    written: dict[str, dict[str, WriteResult]],
-    stations: WriteResult,
-    finished_at: datetime,
-) -> dict:
-    """The run manifest: lineage (source, queries), counts and content hashes per partition."""
-
-    def entry(result: WriteResult) -> dict:
-        return {
-            "key": result.key,
-            "rows": result.rows,
-            "sha256": result.content_hash,
-            "changed": result.changed,
-        }
-
-    return {
-        **summary.to_json(),
-        "partitions": {
-            month: {zone: entry(result) for zone, result in zones.items()}
-            for month, zones in written.items()
-        },
-        "stations": entry(stations),
-        "source": {
-            "url": settings.socrata_url,
-            "crimes_dataset": settings.socrata_crimes_dataset,
-            "stations_dataset": settings.socrata_stations_dataset,
-            "queries": {m: crimes_in_month_where(m) for m in pulled_months},
-        },
-        "finished_at": finished_at.isoformat(timespec="seconds"),
-    }
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def publish_summary(lake: Lake, summary: EtlRunSummary, checked: list[CheckedMonth]) -> None:
     """Publish the run summary as Prefect artifacts (markdown + per-month table) and a plot."""
     features = [c.features for c in checked if len(c.features)]

@@ -6,15 +6,14 @@ import logging
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from crimeflow.contract.schema import SODA_COLUMNS
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import SocrataSettings
 from crimeflow.stores.files import STATION_COLUMNS
 from crimeflow.stores.socrata import ProgressCallback, SodaSource
+from tasks import step
 
 _log = logging.getLogger(__name__)
 
@@ -40,14 +39,14 @@ def _log_progress(logger: Logger, what: str) -> ProgressCallback:
 
 # No Prefect `retries=` on these tasks: every page already retries with backoff, and a task
 # retry would restart the pull from offset 0 and multiply attempts against a struggling server.
-@task(name="extract-crimes", cache_policy=NO_CACHE)
-def extract_crimes(settings: Settings, where: str) -> pd.DataFrame:
+@step(name="extract-crimes")
+def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
     """Pull the crimes matching a SoQL `$where`, every contract column, as raw strings."""
     logger = _run_logger()
     logger.info("extracting crimes where %s", where)
-    source = SodaSource(settings, logger=logger)
+    source = SodaSource(soda, logger=logger)
     frame = source.fetch(
-        settings.socrata_crimes_dataset,
+        soda.crimes_dataset,
         where,
         SODA_COLUMNS,
         on_progress=_log_progress(logger, "crimes"),
@@ -56,13 +55,13 @@ def extract_crimes(settings: Settings, where: str) -> pd.DataFrame:
     return frame
 
 
-@task(name="extract-stations", cache_policy=NO_CACHE)
-def extract_stations(settings: Settings) -> pd.DataFrame:
+@step(name="extract-stations")
+def extract_stations(soda: SocrataSettings) -> pd.DataFrame:
     """Pull the police stations (the station fields only), as raw strings."""
     logger = _run_logger()
-    source = SodaSource(settings, logger=logger)
+    source = SodaSource(soda, logger=logger)
     frame = source.fetch(
-        settings.socrata_stations_dataset,
+        soda.stations_dataset,
         None,
         STATION_COLUMNS,
         on_progress=_log_progress(logger, "stations"),

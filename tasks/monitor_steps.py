@@ -2,62 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from crimeflow.contract.events import DRIFT_CHECKED, DRIFT_DETECTED, emit
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.lake import Lake
-from crimeflow.stores.prediction_log import parse_utc, read_predictions
+from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
+from monitoring.monitor_run import Reference, event_payload, report_url, verdict_markdown
 from monitoring.report_store import ReportStore
+from tasks import step
 
 
-@dataclass
-class Reference:
-    """The champion's reference sample and what the check needs to know about the champion."""
-
-    version: str
-    run_id: str
-    threshold: float
-    frame: pd.DataFrame
-
-
-def drift_config(settings: Settings) -> DriftConfig:
-    """The check's decision rules from the `CRIMEFLOW_DRIFT_*` settings."""
-    return DriftConfig(
-        min_current_rows=settings.drift_min_current_rows,
-        max_rows=settings.drift_max_rows,
-        drift_share=settings.drift_share,
-        max_unseen_share=settings.drift_max_unseen_share,
-        min_labelled_rows=settings.drift_min_labelled_rows,
-        seed=settings.drift_seed,
-        prediction_drift_is_drift=settings.drift_prediction_triggers,
-    )
-
-
-def resolve_window(
-    window_days: int, since: str | None, until: str | None, now: datetime
-) -> tuple[datetime, datetime]:
-    """[start, end) in UTC: explicit ISO bounds win, else the last `window_days` before `now`."""
-    end = parse_utc(until) if until else now.astimezone(UTC)
-    start = parse_utc(since) if since else end - timedelta(days=window_days)
-    if start >= end:
-        raise ValueError(
-            f"the window is empty: since {start.isoformat()} >= until {end.isoformat()}"
-        )
-    return start, end
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def load_reference(settings: Settings) -> Reference:
     """The champion's logged reference sample (fails clearly when there is no champion)."""
     client = mlflow_client(settings)
@@ -73,7 +37,7 @@ def load_reference(settings: Settings) -> Reference:
     return Reference(str(champion.version), champion.run_id, threshold, frame)
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def load_current(settings: Settings, start: datetime, end: datetime) -> pd.DataFrame:
     """The prediction log's rows served in [start, end)."""
     frame = read_predictions(settings, start, end)
@@ -81,7 +45,7 @@ def load_current(settings: Settings, start: datetime, end: datetime) -> pd.DataF
     return frame
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def check_drift(
     reference: Reference, current: pd.DataFrame, config: DriftConfig, start: datetime, end: datetime
 ) -> tuple[DriftResult, Any]:
@@ -97,94 +61,28 @@ def check_drift(
     )
 
 
-@task(cache_policy=NO_CACHE)
+@step
 def store_report(settings: Settings, result: DriftResult, snapshot: Any) -> str:
     """Write HTML + JSON to the lake and the run to the Evidently workspace; the report id."""
-    store = ReportStore(Lake.from_settings(settings), settings.evidently_workspace)
+    store = ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
     return store.save(result, snapshot)
 
 
-def report_url(settings: Settings, report_id: str) -> str:
-    """Where a person opens the report: the API serves it."""
-    return f"http://{settings.api_host}:{settings.api_port}/reports/{report_id}"
-
-
-def event_payload(result: DriftResult, report_id: str, url: str) -> dict[str, Any]:
-    """The drift event's payload: strings and numbers that survive trigger templating."""
-    return {
-        "report_id": report_id,
-        "report_url": url,
-        "status": result.status,
-        "drift_detected": result.drift_detected,
-        "drift_share": result.drift_share,
-        "drifted_columns": ",".join(result.drifted_columns),
-        "drifted_columns_count": len(result.drifted_columns),
-        "window_start": _iso(result.window_start),
-        "window_end": _iso(result.window_end),
-        "model_version": result.model_version,
-        "current_rows": result.current_rows,
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """ISO text of a timestamp (None stays None)."""
-    return None if moment is None else moment.isoformat()
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def emit_drift_events(settings: Settings, result: DriftResult, report_id: str) -> list[str]:
     """Always `crimeflow.drift.checked`; `crimeflow.drift.detected` too when drift was found."""
-    payload = event_payload(result, report_id, report_url(settings, report_id))
+    payload = event_payload(result, report_id, report_url(settings.api, report_id))
     names = [DRIFT_CHECKED, *([DRIFT_DETECTED] if result.drift_detected else [])]
     for name in names:
         emit(name, settings.model_name, result.model_version, payload)
     return names
 
 
-def verdict_markdown(result: DriftResult, report_id: str, url: str) -> str:
-    """The Prefect artifact: verdict, the most drifted columns with scores, the report link."""
-    verdict = {
-        "drift": "**Drift detected**",
-        "no_drift": "**No drift**",
-        "insufficient_data": "**Insufficient data** — no decision",
-    }[result.status]
-    share = "–" if result.drift_share is None else f"{result.drift_share:.0%}"
-    lines = [
-        f"# Drift check — model v{result.model_version}",
-        "",
-        f"{verdict}: {share} of monitored columns drifted; {result.current_rows:,} logged "
-        f"predictions vs {result.reference_rows:,} reference rows.",
-        "",
-        f"Window {_iso(result.window_start)} → {_iso(result.window_end)} · "
-        f"[open the report]({url}) · id `{report_id}`",
-    ]
-    if result.reasons:
-        lines += ["", *[f"- {reason}" for reason in result.reasons]]
-    columns = sorted(result.columns, key=lambda c: (not c.drifted, c.name))
-    if columns:
-        lines += [
-            "",
-            "| column | method | score | threshold | drifted |",
-            "|---|---|---:|---:|---|",
-        ]
-        lines += [
-            f"| {c.name} | {c.method} | {_score(c.score)} | {c.threshold:.3g} "
-            f"| {'yes' if c.drifted else 'no'} |"
-            for c in columns[:10]
-        ]
-    return "\n".join(lines)
-
-
-def _score(value: float | None) -> str:
-    """A drift score for a table."""
-    return "–" if value is None else f"{value:.4g}"
-
-
-@task(cache_policy=NO_CACHE)
+@step
 def publish_verdict(settings: Settings, result: DriftResult, report_id: str) -> None:
     """Publish the verdict as a Prefect markdown artifact."""
     create_markdown_artifact(
         key="drift-check",
-        markdown=verdict_markdown(result, report_id, report_url(settings, report_id)),
+        markdown=verdict_markdown(result, report_id, report_url(settings.api, report_id)),
         description=f"Drift check: {result.status}",
     )

@@ -314,7 +314,7 @@ def demo_settings(settings: Settings, plan: DemoPlan, soda_url: str) -> Settings
     Everything derived from the home (lake, MLflow store, prediction log, Evidently workspace,
     Prefect) lives under `$CRIMEFLOW_HOME/demo`, so the demo never touches other state there.
     """
-    values = settings.model_dump()
+    values = settings.flat()
     values.update({name: "" for name in HOME_DERIVED})
     values.update(
         home=settings.home / DEMO_FOLDER,

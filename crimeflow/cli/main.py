@@ -106,7 +106,7 @@ def monitor(
 
     if window_days is not None and since is not None:
         raise typer.BadParameter("give --window-days or --since/--until, not both")
-    days = window_days or get_settings().drift_window_days
+    days = window_days or get_settings().drift.window_days
     result = drift_monitor(window_days=days, since=since, until=until)
     if as_json:
         typer.echo(json.dumps(result, default=str, indent=2))
@@ -155,9 +155,9 @@ def reports_ui() -> None:
         str(evidently),
         "ui",
         "--workspace",
-        str(settings.evidently_workspace),
+        str(settings.evidently.workspace),
         "--port",
-        str(settings.evidently_ui_port),
+        str(settings.evidently.ui_port),
     ]
     typer.echo(" ".join(command))
     raise typer.Exit(subprocess.call(command))
@@ -246,9 +246,9 @@ def api(
 
     settings = get_settings()
     serve(
-        host or settings.api_host,
-        settings.api_port if port is None else port,
-        settings.api_workers if workers is None else workers,
+        host or settings.api.host,
+        settings.api.port if port is None else port,
+        settings.api.workers if workers is None else workers,
     )
 
 

@@ -28,7 +28,7 @@ def prefect_environment(settings: Settings, api_url: str | None = None) -> dict[
     """The PREFECT_* variables that point a child process at crimeflow's Prefect server."""
     return {
         "PREFECT_HOME": str(prefect_home(settings)),
-        "PREFECT_API_URL": api_url or settings.prefect_api_url,
+        "PREFECT_API_URL": api_url or settings.prefect.api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Flow-run logs go to the server (the UI shows them); nothing is sent anywhere else.
         "PREFECT_LOGGING_TO_API_ENABLED": "true",
@@ -45,7 +45,7 @@ def start_prefect_server(
     settings: Settings, port: int | None = None, log_file: Path | None = None
 ) -> tuple[ServiceProcess, str]:
     """Start `prefect server start` on 127.0.0.1 and wait for /api/health; (process, api url)."""
-    port = settings.prefect_port if port is None else port
+    port = settings.prefect.port if port is None else port
     api_url = f"http://127.0.0.1:{port}/api"
     env = child_environment(
         {

@@ -56,7 +56,7 @@ class Service:
 def settings_environment(settings: Settings) -> dict[str, str]:
     """`settings` as CRIMEFLOW_* variables that give an equal Settings in a child process."""
     env: dict[str, str] = {}
-    for name, value in settings:
+    for name, value in settings.flat().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):
@@ -81,13 +81,13 @@ def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1") -> list[str]:
         str(mlflow),
         "server",
         "--backend-store-uri",
-        settings.mlflow_tracking_uri,
+        settings.mlflow.tracking_uri,
         "--default-artifact-root",
-        settings.mlflow_artifact_root,
+        settings.mlflow.artifact_root,
         "--host",
         host,
         "--port",
-        str(settings.mlflow_port),
+        str(settings.mlflow.port),
         # One worker is plenty for a person browsing runs, and starts faster than the default.
         "--workers",
         "1",
@@ -101,11 +101,11 @@ def api_command(settings: Settings) -> list[str]:
         str(crimeflow),
         "api",
         "--host",
-        settings.api_host,
+        settings.api.host,
         "--port",
-        str(settings.api_port),
+        str(settings.api.port),
         "--workers",
-        str(settings.api_workers),
+        str(settings.api.workers),
     ]
 
 
@@ -122,7 +122,7 @@ class Stack(AbstractContextManager["Stack"]):
         self.startup_timeout_s = startup_timeout_s
         self.services: list[Service] = []
         self.urls: dict[str, str] = {}
-        self.prefect_api_url = settings.prefect_api_url
+        self.prefect_api_url = settings.prefect.api_url
         self.log_dir = (settings.home / "logs").resolve()
 
     # --- starting ------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class Stack(AbstractContextManager["Stack"]):
     def start_mlflow_ui(self) -> str:
         """The MLflow UI over the embedded tracking store, on CRIMEFLOW_MLFLOW_PORT."""
         process = self._start("mlflow-ui", mlflow_ui_command(self.settings))
-        url = local_url("127.0.0.1", self.settings.mlflow_port)
+        url = local_url("127.0.0.1", self.settings.mlflow.port)
         self._wait(f"{url}/health", process)
         self._add(Service("mlflow-ui", process, url), mlflow_ui=url)
         return url
@@ -156,7 +156,7 @@ class Stack(AbstractContextManager["Stack"]):
     def start_api(self) -> str:
         """The prediction API (`crimeflow api`); its OpenAPI docs are at /schema."""
         process = self._start("api", api_command(self.settings))
-        url = local_url(self.settings.api_host, self.settings.api_port)
+        url = local_url(self.settings.api.host, self.settings.api.port)
         self._wait(f"{url}/health", process)
         self._add(Service("api", process, url), api=url, api_docs=f"{url}/schema")
         return url

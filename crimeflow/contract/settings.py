@@ -1,77 +1,132 @@
-"""The one settings object: every path, URL, token and threshold, from `CRIMEFLOW_*` env vars."""
+"""The one settings object: every path, URL, token and threshold, from `CRIMEFLOW_*` env vars.
+
+Settings come in groups, one per thing that is configured (`settings.gate`, `settings.api`,
+`settings.socrata`...), and each group is the config object its reader takes. The env names
+predate the groups and never change (users have .env files): a group field is read from
+`CRIMEFLOW_<GROUP>_<FIELD>` (pydantic-settings' nested delimiter `_`, split once after the group
+name), except the few fields a group lists in `unprefixed`, read from `CRIMEFLOW_<FIELD>`
+(`CRIMEFLOW_RATE_LIMIT_PER_MINUTE` is `settings.api.rate_limit_per_minute`).
+`Settings.env_names()` lists every name and where it goes.
+
+Each setting also has a flat name, its env name without `CRIMEFLOW_` in lower case. Keyword
+arguments take flat names (`Settings(home=..., gate_tolerance=0.02)`), so code and tests say
+a setting the way the docs and the .env file do; `flat()` and `masked()` give them back.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_core import to_jsonable_python
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "CRIMEFLOW_"
+MASK = "********"
 
 
-class Settings(BaseSettings):
-    """Effective configuration; defaults give an embedded setup under `home`."""
+class Group(BaseModel):
+    """A group of settings; `unprefixed` names the fields whose env name lacks the group's."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CRIMEFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    unprefixed: ClassVar[frozenset[str]] = frozenset()
 
-    # --- embedded state -------------------------------------------------------------------
-    home: Path = Field(Path(".crimeflow"), description="Root folder of all embedded state.")
-    lake_url: str = Field(
-        "",
-        description="Data lake root: a local folder, or s3://bucket/prefix. Default $HOME/lake.",
-    )
 
-    # --- Socrata (City of Chicago open data) ------------------------------------------------
-    socrata_url: str = Field(
+class SocrataSettings(Group):
+    """The SODA client: the City of Chicago portal, or the local stand-in."""
+
+    url: str = Field(
         "https://data.cityofchicago.org",
         description="SODA endpoint; http://127.0.0.1:PORT for the local stand-in.",
     )
-    socrata_app_token: SecretStr | None = Field(None, description="Optional Socrata app token.")
-    socrata_crimes_dataset: str = Field("ijzp-q8t2", description="Crimes dataset id.")
-    socrata_stations_dataset: str = Field("z8bn-74gv", description="Police stations dataset id.")
-    socrata_page_size: int = Field(50_000, gt=0, description="Rows per SODA page ($limit).")
-    socrata_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per SODA request.")
-    socrata_max_retries: int = Field(5, ge=0, description="Retries on timeouts, 5xx and 429.")
-    socrata_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles.")
+    app_token: SecretStr | None = Field(None, description="Optional Socrata app token.")
+    crimes_dataset: str = Field("ijzp-q8t2", description="Crimes dataset id.")
+    stations_dataset: str = Field("z8bn-74gv", description="Police stations dataset id.")
+    page_size: int = Field(50_000, gt=0, description="Rows per SODA page ($limit).")
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per SODA request.")
+    max_retries: int = Field(5, ge=0, description="Retries on timeouts, 5xx and 429.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles.")
 
-    # --- S3 (only used when lake_url is s3://) -------------------------------------------------
-    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
-    s3_region: str = Field("us-east-1", description="S3 region.")
-    s3_access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
-    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
 
-    # --- ETL ------------------------------------------------------------------------------------
+class S3Settings(Group):
+    """S3 access, only used when the lake URL is s3://."""
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
+    region: str = Field("us-east-1", description="S3 region.")
+    access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
+    secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """fsspec/s3fs options built from the S3 settings."""
+        options: dict[str, Any] = {"client_kwargs": {"region_name": self.region}}
+        if self.endpoint_url:
+            options["client_kwargs"]["endpoint_url"] = self.endpoint_url
+        if self.access_key_id and self.secret_access_key:
+            options["key"] = self.access_key_id.get_secret_value()
+            options["secret"] = self.secret_access_key.get_secret_value()
+        return options
+
+
+class EtlSettings(Group):
+    """The monthly ETL and the rolling training window it keeps."""
+
+    unprefixed = frozenset({"backfill_months", "training_window_months", "max_bad_row_share"})
+
     backfill_months: int = Field(12, ge=1, description="Months a first run on an empty lake pulls.")
     training_window_months: int = Field(12, ge=1, description="Months in the rolling window.")
     max_bad_row_share: float = Field(
         0.05, ge=0, le=1, description="Fail the ETL when more than this share of rows is bad."
     )
 
-    # --- MLflow -----------------------------------------------------------------------------
-    mlflow_tracking_uri: str = Field(
+
+class MlflowSettings(Group):
+    """The MLflow tracking store and registry, and what a training run logs there."""
+
+    unprefixed = frozenset({"reference_sample_rows"})
+
+    tracking_uri: str = Field(
         "",
-        description="MLflow tracking/registry URI; default sqlite:///$HOME/mlflow.db (embedded).",
+        description=(
+            "MLflow tracking/registry URI; default sqlite:///$CRIMEFLOW_HOME/mlflow.db (embedded)."
+        ),
     )
-    mlflow_artifact_root: str = Field(
-        "", description="Where new experiments store artifacts; default $HOME/mlartifacts."
+    artifact_root: str = Field(
+        "",
+        description="Where new experiments store artifacts; default $CRIMEFLOW_HOME/mlartifacts.",
     )
-    mlflow_port: int = Field(5000, description="Port of the local MLflow UI (crimeflow up).")
-    mlflow_experiment: str = Field("crimeflow", description="MLflow experiment of the runs.")
-    model_name: str = Field("chicago-arrest", description="Registered model name.")
+    port: int = Field(5000, description="Port of the local MLflow UI (crimeflow up).")
+    experiment: str = Field("crimeflow", description="MLflow experiment of the runs.")
     reference_sample_rows: int = Field(
         20_000, gt=0, description="Training rows logged as the drift monitor's reference."
     )
 
-    # --- prediction API and its log -----------------------------------------------------------
-    api_host: str = Field("127.0.0.1", description="Interface the API binds.")
-    api_port: int = Field(8000, description="Port of the prediction API.")
-    api_workers: int = Field(1, ge=1, description="uvicorn worker processes.")
-    api_key: SecretStr | None = Field(None, description="Key for /admin/*; admin is off unset.")
+
+class ApiSettings(Group):
+    """The prediction API: where it listens, admin key, batching, limits, CORS, model polling."""
+
+    unprefixed = frozenset(
+        {
+            "model_poll_interval_s",
+            "predict_batch_max_rows",
+            "microbatch_max_rows",
+            "microbatch_wait_ms",
+            "rate_limit_per_minute",
+            "cors_allow_origins",
+        }
+    )
+
+    host: str = Field("127.0.0.1", description="Interface the API binds.")
+    port: int = Field(8000, description="Port of the prediction API.")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    key: SecretStr | None = Field(None, description="Key for /admin/*; admin is off unset.")
     model_poll_interval_s: float = Field(
         15.0, gt=0, description="How often the API checks whether the champion alias moved."
     )
@@ -86,133 +141,319 @@ class Settings(BaseSettings):
         120_000, ge=0, description="Requests per minute per client; 0 turns rate limiting off."
     )
     cors_allow_origins: list[str] = Field(
-        default_factory=list, description="Origins allowed by CORS; empty turns CORS off."
+        default_factory=list,
+        description="Origins allowed by CORS (a JSON list); empty turns CORS off.",
     )
-    prediction_log_url: str = Field(
-        "", description="SQLAlchemy URL of the prediction log; default SQLite under $HOME."
+
+
+class PredictionLogSettings(Group):
+    """Where the API logs every prediction, and how it batches the writes."""
+
+    url: str = Field(
+        "",
+        description=(
+            "SQLAlchemy URL of the prediction log; default sqlite:///$CRIMEFLOW_HOME/predictions.db."
+        ),
     )
-    prediction_log_batch_rows: int = Field(
-        512, gt=0, description="Most predictions committed in one transaction."
-    )
-    prediction_log_batch_wait_ms: float = Field(
+    batch_rows: int = Field(512, gt=0, description="Most predictions committed in one transaction.")
+    batch_wait_ms: float = Field(
         0.0,
         ge=0,
         description="Extra wait to fill a transaction (rows queued during a commit batch anyway).",
     )
 
-    # --- drift monitor ----------------------------------------------------------------------
-    drift_window_days: int = Field(7, gt=0, description="Days of logged traffic per check.")
-    drift_min_current_rows: int = Field(
+
+class DriftSettings(Group):
+    """The drift monitor's window and decision rules (`monitoring.drift.DriftConfig`)."""
+
+    window_days: int = Field(7, gt=0, description="Days of logged traffic per check.")
+    min_current_rows: int = Field(
         200, gt=0, description="Fewer logged rows than this give 'insufficient data'."
     )
-    drift_max_rows: int = Field(50_000, gt=0, description="Sampling cap per side (by day).")
-    drift_share: float = Field(
+    max_rows: int = Field(50_000, gt=0, description="Sampling cap per side (by day).")
+    share: float = Field(
         0.25, gt=0, le=1, description="Share of drifted columns that means dataset drift."
     )
-    drift_max_unseen_share: float = Field(
+    max_unseen_share: float = Field(
         0.05, gt=0, le=1, description="Share of never-seen category values that means drift."
     )
-    drift_min_labelled_rows: int = Field(
+    min_labelled_rows: int = Field(
         200, gt=0, description="Feedback-labelled rows needed to report performance."
     )
-    drift_seed: int = Field(0, description="Seed of the window sampling.")
-    drift_prediction_triggers: bool = Field(
+    seed: int = Field(0, description="Seed of the window sampling.")
+    prediction_triggers: bool = Field(
         True, description="Whether drift of the predicted probabilities alone means drift."
     )
-    evidently_workspace: Path | None = Field(
-        None, description="Evidently workspace folder; default $HOME/evidently."
-    )
-    evidently_ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
 
-    # --- Prefect (the orchestrator) ---------------------------------------------------------
-    prefect_port: int = Field(4200, description="Port of the local Prefect server (crimeflow up).")
-    prefect_api_url: str = Field(
+
+class EvidentlySettings(Group):
+    """Where drift reports are kept for the Evidently UI."""
+
+    workspace: Path | None = Field(
+        None, description="Evidently workspace folder; default $CRIMEFLOW_HOME/evidently."
+    )
+    ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
+
+
+class PrefectSettings(Group):
+    """The orchestrator the flows report to, and where its alerts go."""
+
+    unprefixed = frozenset({"alert_webhook_url"})
+
+    port: int = Field(4200, description="Port of the local Prefect server (crimeflow up).")
+    api_url: str = Field(
         "",
-        description="Prefect API the flows and the serve process use; default the local server.",
+        description=(
+            "Prefect API the flows and the serve process use; "
+            "default http://127.0.0.1:$CRIMEFLOW_PREFECT_PORT/api (the local server)."
+        ),
     )
     alert_webhook_url: SecretStr | None = Field(
         None,
         description="Webhook notified on rejected models and failed flow runs; unset: no alerts.",
     )
 
-    # --- retraining and the staging gate -------------------------------------------------------
-    retrain_debounce_s: float = Field(
+
+class RetrainSettings(Group):
+    """The retraining loop: debounce, the newest month, the staging months held out."""
+
+    debounce_s: float = Field(
         1800.0,
         ge=0,
         description="A drift retrain within this many seconds of the last one is skipped.",
     )
-    retrain_until: str = Field(
+    until: str = Field(
         "",
         description="Newest month a retrain trains on (YYYY-MM); default the last complete month.",
     )
-    retrain_holdout_months: int = Field(
+    holdout_months: int = Field(
         1, ge=1, description="Newest labelled months held out of training as the staging set."
     )
-    gate_primary_metric: str = Field("pr_auc", description="Metric the challenger must improve.")
-    gate_min_improvement: float = Field(
+
+
+COMPARED_METRICS = ("pr_auc", "roc_auc")
+
+
+class GateSettings(Group):
+    """The staging gate's thresholds; `crimeflow.domain.gate` decides with this very object."""
+
+    primary_metric: str = Field("pr_auc", description="Metric the challenger must improve.")
+    min_improvement: float = Field(
         0.0, description="Challenger minus champion on the primary metric, at least."
     )
-    gate_tolerance: float = Field(
+    tolerance: float = Field(
         0.01, ge=0, description="How much worse than the champion PR-AUC/ROC-AUC may be."
     )
-    gate_min_roc_auc: float = Field(0.70, ge=0, le=1, description="Absolute ROC-AUC floor.")
-    gate_min_pr_auc_lift: float = Field(
+    min_roc_auc: float = Field(0.70, ge=0, le=1, description="Absolute ROC-AUC floor.")
+    min_pr_auc_lift: float = Field(
         1.5, ge=0, description="PR-AUC floor as a multiple of the staging arrest rate."
     )
-    gate_max_calibration_gap: float = Field(
-        0.05, ge=0, description="Largest |mean predicted - observed arrest rate| on staging."
+    max_calibration_gap: float = Field(
+        0.05,
+        ge=0,
+        description="Largest gap between mean predicted and observed arrest rate on staging.",
     )
-    gate_max_p99_ms: float = Field(
+    max_p99_ms: float = Field(
         50.0, gt=0, description="Budget for the candidate's p99 single-row latency."
     )
-    gate_shadow_rows: int = Field(
+    shadow_rows: int = Field(
         1000, ge=0, description="Recent logged requests the candidate must score without failure."
     )
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in COMPARED_METRICS:
+            raise ValueError(
+                f"gate primary metric must be one of {COMPARED_METRICS}, got {value!r}"
+            )
+        return value
+
+
+class _UnprefixedNames(PydanticBaseSettingsSource):
+    """The env (or .env) source plus the group fields whose env name lacks the group's name.
+
+    pydantic-settings' nested delimiter reads `CRIMEFLOW_GATE_TOLERANCE` into `gate.tolerance`
+    by itself; a name such as `CRIMEFLOW_RATE_LIMIT_PER_MINUTE` matches no group, so this reads
+    it from the wrapped source's variables into its group, before the sources are merged (the
+    environment still beats the .env file).
+    """
+
+    def __init__(self, source: EnvSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` reads through the wrapped source."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        # The .env source passes unknown names through as extras, even names without the
+        # prefix (`API_KEY=` meant for another tool): only the settings' own fields go on.
+        data = {k: v for k, v in self.source().items() if k in Settings.model_fields}
+        for flat, (group, field) in Settings.places().items():
+            if group is None or field not in GROUPS[group].unprefixed:
+                continue
+            name = ENV_PREFIX + flat
+            raw = self.source.env_vars.get(name if self.source.case_sensitive else name.lower())
+            if raw is None:
+                continue
+            info = GROUPS[group].model_fields[field]
+            value = self.source.prepare_field_value(flat, info, raw, False)
+            data[group] = {**data.get(group, {}), field: value}
+        return data
+
+
+class Settings(BaseSettings):
+    """Effective configuration; defaults give an embedded setup under `home`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    home: Path = Field(Path(".crimeflow"), description="Root folder of all embedded state.")
+    lake_url: str = Field(
+        "",
+        description="Data lake root: a local folder, or s3://bucket/prefix. "
+        "Default $CRIMEFLOW_HOME/lake.",
+    )
+    model_name: str = Field("chicago-arrest", description="Registered model name.")
+    socrata: SocrataSettings = Field(default_factory=SocrataSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    etl: EtlSettings = Field(default_factory=EtlSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    prediction_log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The default sources and order; env and .env also read the unprefixed names."""
+        assert isinstance(env_settings, EnvSettingsSource)
+        assert isinstance(dotenv_settings, EnvSettingsSource)
+        return (
+            init_settings,
+            _UnprefixedNames(env_settings),
+            _UnprefixedNames(dotenv_settings),
+            file_secret_settings,
+        )
+
+    @classmethod
+    def places(cls) -> dict[str, tuple[str | None, str]]:
+        """Every flat name and where it lives: (group, field), group None for a top-level one."""
+        places: dict[str, tuple[str | None, str]] = {}
+        for name in cls.model_fields:
+            group = GROUPS.get(name)
+            if group is None:
+                places[name] = (None, name)
+                continue
+            for field in group.model_fields:
+                flat = field if field in group.unprefixed else f"{name}_{field}"
+                places[flat] = (name, field)
+        return places
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        """Every environment variable the settings read, in table order."""
+        return [f"{ENV_PREFIX}{flat.upper()}" for flat in cls.places()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_names(cls, data: Any) -> Any:
+        # Flat keyword arguments (`gate_tolerance=...`) into their groups. Only keyword arguments
+        # arrive flat (the env sources above read into groups), and they beat every other
+        # source, so a flat value also beats the same field given inside its group.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for flat, (group, field) in cls.places().items():
+            if group is None or flat not in data:
+                continue
+            current = data.get(group)
+            values = current.model_dump() if isinstance(current, BaseModel) else dict(current or {})
+            data[group] = {**values, field: data.pop(flat)}
+        return data
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Derived defaults live here so that overriding CRIMEFLOW_HOME moves everything with it.
         if not self.lake_url:
             self.lake_url = str(self.home / "lake")
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
-        if self.evidently_workspace is None:
-            self.evidently_workspace = self.home / "evidently"
-        if not self.prediction_log_url:
-            self.prediction_log_url = f"sqlite:///{(self.home / 'predictions.db').resolve()}"
-        if not self.prefect_api_url:
-            self.prefect_api_url = f"http://127.0.0.1:{self.prefect_port}/api"
-        if not self.mlflow_artifact_root:
-            self.mlflow_artifact_root = (self.home / "mlartifacts").resolve().as_uri()
+        if not self.mlflow.tracking_uri:
+            self.mlflow.tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        if self.evidently.workspace is None:
+            self.evidently.workspace = self.home / "evidently"
+        if not self.prediction_log.url:
+            self.prediction_log.url = f"sqlite:///{(self.home / 'predictions.db').resolve()}"
+        if not self.prefect.api_url:
+            self.prefect.api_url = f"http://127.0.0.1:{self.prefect.port}/api"
+        if not self.mlflow.artifact_root:
+            self.mlflow.artifact_root = (self.home / "mlartifacts").resolve().as_uri()
         return self
 
+    def flat(self) -> dict[str, Any]:
+        """Every setting under its flat name (what `Settings(**...)` takes back)."""
+        return {
+            flat: getattr(self if group is None else getattr(self, group), field)
+            for flat, (group, field) in self.places().items()
+        }
+
     def masked(self) -> dict[str, Any]:
-        """The effective settings as JSON-ready data, secrets masked."""
-        data = json.loads(self.model_dump_json())
-        for name, value in self:
-            if isinstance(value, SecretStr):
-                data[name] = "********"
-        return data
+        """The effective settings by flat name as JSON-ready data, every secret masked."""
+        data = {
+            name: MASK if isinstance(value, SecretStr) else value
+            for name, value in self.flat().items()
+        }
+        return to_jsonable_python(data)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed, by flat name (not validated, like `model_copy`)."""
+        update: dict[str, Any] = {}
+        places = self.places()
+        for flat, value in changes.items():
+            group, field = places[flat]
+            if group is None:
+                update[field] = value
+            else:
+                current = update.get(group, getattr(self, group))
+                update[group] = current.model_copy(update={field: value})
+        return self.model_copy(update=update)
 
     @classmethod
     def markdown_table(cls) -> str:
-        """A markdown table of every setting: env name, default, description (for the README)."""
+        """A markdown table of every setting: env name, default, meaning (docs/operations.md)."""
         rows = ["| variable | default | meaning |", "|---|---|---|"]
-        for name, info in cls.model_fields.items():
-            default = "" if info.default in (None, "") else f"`{info.default}`"
-            rows.append(f"| `CRIMEFLOW_{name.upper()}` | {default} | {info.description} |")
+        for flat, (group, field) in cls.places().items():
+            info = (cls if group is None else GROUPS[group]).model_fields[field]
+            value = info.get_default(call_default_factory=True)
+            default = "" if value in (None, "") else f"`{value}`"
+            meaning = (info.description or "").replace("|", "\\|")  # a bare | splits the row
+            rows.append(f"| `{ENV_PREFIX}{flat.upper()}` | {default} | {meaning} |")
         return "\n".join(rows)
 
-    @property
-    def s3_storage_options(self) -> dict[str, Any]:
-        """fsspec/s3fs options built from the S3 settings."""
-        options: dict[str, Any] = {"client_kwargs": {"region_name": self.s3_region}}
-        if self.s3_endpoint_url:
-            options["client_kwargs"]["endpoint_url"] = self.s3_endpoint_url
-        if self.s3_access_key_id and self.s3_secret_access_key:
-            options["key"] = self.s3_access_key_id.get_secret_value()
-            options["secret"] = self.s3_secret_access_key.get_secret_value()
-        return options
+
+# The group class of every group field of Settings.
+GROUPS: dict[str, type[Group]] = {
+    name: info.annotation
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, Group)
+}
 
 
 @lru_cache(maxsize=1)

@@ -16,42 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import COMPARED_METRICS, GateSettings
 
-COMPARED_METRICS = ("pr_auc", "roc_auc")
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Thresholds of the gate (from the `CRIMEFLOW_GATE_*` settings)."""
-
-    primary_metric: str = "pr_auc"
-    min_improvement: float = 0.0
-    tolerance: float = 0.01
-    min_roc_auc: float = 0.70
-    min_pr_auc_lift: float = 1.5
-    max_calibration_gap: float = 0.05
-    max_p99_ms: float = 50.0
-
-    def __post_init__(self) -> None:
-        if self.primary_metric not in COMPARED_METRICS:
-            raise ValueError(
-                f"gate primary metric must be one of {COMPARED_METRICS}, "
-                f"got {self.primary_metric!r}"
-            )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GateConfig:
-        """The gate's thresholds from settings."""
-        return cls(
-            primary_metric=settings.gate_primary_metric,
-            min_improvement=settings.gate_min_improvement,
-            tolerance=settings.gate_tolerance,
-            min_roc_auc=settings.gate_min_roc_auc,
-            min_pr_auc_lift=settings.gate_min_pr_auc_lift,
-            max_calibration_gap=settings.gate_max_calibration_gap,
-            max_p99_ms=settings.gate_max_p99_ms,
-        )
+# The gate's thresholds are the `CRIMEFLOW_GATE_*` settings group itself: one definition.
+GateConfig = GateSettings
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,14 @@ import numpy as np
 import pandas as pd
 
 from crimeflow.contract.schema import empty_canonical, to_canonical
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import SocrataSettings
 from crimeflow.stores.files import normalize_stations, read_incidents_file, read_stations_file
 
 _log = logging.getLogger(__name__)
 
-# Dataset ids default to the Settings defaults so that a default client finds them.
-DEFAULT_CRIMES_DATASET: str = Settings.model_fields["socrata_crimes_dataset"].default
-DEFAULT_STATIONS_DATASET: str = Settings.model_fields["socrata_stations_dataset"].default
+# Dataset ids default to the settings defaults so that a default client finds them.
+DEFAULT_CRIMES_DATASET: str = SocrataSettings.model_fields["crimes_dataset"].default
+DEFAULT_STATIONS_DATASET: str = SocrataSettings.model_fields["stations_dataset"].default
 DEFAULT_LIMIT = 1000  # Socrata's default page size when $limit is absent
 ROW_ID = ":id"
 

@@ -229,7 +229,7 @@ class Lake:
         """The lake at `settings.lake_url`, with the S3 options when it is an s3:// URL."""
         url = settings.lake_url
         remote = fsspec.utils.get_protocol(url) in {"s3", "s3a"}
-        return cls(url, settings.s3_storage_options if remote else None)
+        return cls(url, settings.s3.storage_options if remote else None)
 
     def __repr__(self) -> str:
         return f"Lake({self.url!r})"

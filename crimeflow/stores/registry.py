@@ -35,21 +35,21 @@ class UntrustedModelError(RuntimeError):
 
 def mlflow_client(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured tracking/registry store and return a client."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)
+    return MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
 
 
 def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
-    """The experiment id of `settings.mlflow_experiment`, created on first use."""
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    """The experiment id of `settings.mlflow.experiment`, created on first use."""
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
     if experiment is not None:
         return experiment.experiment_id
     # A remote tracking server chooses its own artifact store; the embedded one keeps
     # artifacts under CRIMEFLOW_HOME instead of ./mlruns of whatever the working folder is.
-    remote = settings.mlflow_tracking_uri.startswith(("http://", "https://"))
-    location = None if remote else f"{settings.mlflow_artifact_root}/{settings.mlflow_experiment}"
-    return client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    remote = settings.mlflow.tracking_uri.startswith(("http://", "https://"))
+    location = None if remote else f"{settings.mlflow.artifact_root}/{settings.mlflow.experiment}"
+    return client.create_experiment(settings.mlflow.experiment, artifact_location=location)
 
 
 def model_uri(settings: Settings, alias: str) -> str:
@@ -98,7 +98,7 @@ def load_model(
     local = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{settings.model_name}/{version}",
-            tracking_uri=settings.mlflow_tracking_uri,
+            tracking_uri=settings.mlflow.tracking_uri,
         )
     )
     flavor = Model.load(str(local)).flavors.get("sklearn", {})

@@ -21,7 +21,7 @@ from sodapy import Socrata
 
 from crimeflow.contract.months import month_bounds
 from crimeflow.contract.schema import chicago
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import SocrataSettings
 
 _log = logging.getLogger(__name__)
 
@@ -115,14 +115,14 @@ def _server_message(response: requests.Response | None) -> str:
 class SodaSource:
     """Reads SODA datasets page by page with sodapy, retrying transient failures per page."""
 
-    def __init__(self, settings: Settings, logger: Logger | None = None) -> None:
-        self.scheme, self.domain = split_socrata_url(settings.socrata_url)
-        token = settings.socrata_app_token
+    def __init__(self, settings: SocrataSettings, logger: Logger | None = None) -> None:
+        self.scheme, self.domain = split_socrata_url(settings.url)
+        token = settings.app_token
         self._app_token = token.get_secret_value() if token is not None else None
-        self.page_size = settings.socrata_page_size
-        self.timeout_s = settings.socrata_timeout_s
-        self.max_retries = settings.socrata_max_retries
-        self.backoff_s = settings.socrata_backoff_s
+        self.page_size = settings.page_size
+        self.timeout_s = settings.timeout_s
+        self.max_retries = settings.max_retries
+        self.backoff_s = settings.backoff_s
         self.logger: Logger = logger if logger is not None else _log
 
     def _client(self) -> Socrata:

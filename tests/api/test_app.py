@@ -267,7 +267,7 @@ def test_empty_and_non_list_batches_are_400s(client: TestClient[Any]) -> None:
 
 
 def test_batch_limit_and_body_size_are_enforced(app_settings: Settings) -> None:
-    settings = app_settings.model_copy(update={"predict_batch_max_rows": 3})
+    settings = app_settings.replace(predict_batch_max_rows=3)
     with TestClient(create_app(settings)) as client:
         assert client.post("/predict/batch", json=[OTHER] * 3).status_code == 200
         response = client.post("/predict/batch", json=[OTHER] * 4)
@@ -426,13 +426,13 @@ def test_admin_reload_needs_the_key(client: TestClient[Any]) -> None:
 
 
 def test_admin_is_disabled_without_a_key(app_settings: Settings) -> None:
-    with TestClient(create_app(app_settings.model_copy(update={"api_key": None}))) as client:
+    with TestClient(create_app(app_settings.replace(api_key=None))) as client:
         response = client.post("/admin/reload", headers={"X-API-Key": API_KEY})
         assert response.status_code == 403 and "disabled" in response.json()["detail"]
 
 
 def test_rate_limit_answers_429_but_spares_probes(app_settings: Settings) -> None:
-    settings = app_settings.model_copy(update={"rate_limit_per_minute": 3})
+    settings = app_settings.replace(rate_limit_per_minute=3)
     with TestClient(create_app(settings)) as client:
         answers = [predict(client, OTHER) for _ in range(3)]
         assert [r.status_code for r in answers] == [200, 200, 200]
@@ -445,7 +445,7 @@ def test_rate_limit_answers_429_but_spares_probes(app_settings: Settings) -> Non
 
 
 def test_rate_limit_counts_a_client_across_routes(app_settings: Settings) -> None:
-    settings = app_settings.model_copy(update={"rate_limit_per_minute": 3})
+    settings = app_settings.replace(rate_limit_per_minute=3)
     with TestClient(create_app(settings)) as client:
         assert predict(client, OTHER).status_code == 200
         assert client.get("/model").status_code == 200
@@ -464,7 +464,7 @@ def test_cors_is_off_by_default_and_on_for_configured_origins(
 ) -> None:
     origin = {"Origin": "https://dashboard.example.org"}
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
-    settings = app_settings.model_copy(update={"cors_allow_origins": [origin["Origin"]]})
+    settings = app_settings.replace(cors_allow_origins=[origin["Origin"]])
     with TestClient(create_app(settings)) as cors_client:
         allowed = cors_client.get("/health", headers=origin).headers
         assert allowed["access-control-allow-origin"] == origin["Origin"]
@@ -560,9 +560,7 @@ def test_hot_reload_under_load_never_fails_a_request(
 
 @pytest.mark.slow
 def test_the_poll_swaps_in_a_moved_champion(two_versions_home: Path, tmp_path: Path) -> None:
-    settings = copy_home(two_versions_home, tmp_path / "home").model_copy(
-        update={"model_poll_interval_s": 0.2}
-    )
+    settings = copy_home(two_versions_home, tmp_path / "home").replace(model_poll_interval_s=0.2)
     with TestClient(create_app(settings)) as client:
         stop, results, workers = in_flight(client, threads=2)
         try:

@@ -21,7 +21,7 @@ def store_check(settings: Settings, drift: Drift | None, seed: int) -> str:
     reference = reference.assign(arrest_probability=0.2)
     current = current.drop(columns=["arrest"]).assign(probability=0.2)
     result, snapshot = compute_drift(reference, current, DriftConfig(), model_version="1")
-    return ReportStore(Lake.from_settings(settings), settings.evidently_workspace).save(
+    return ReportStore(Lake.from_settings(settings), settings.evidently.workspace).save(
         result, snapshot
     )
 

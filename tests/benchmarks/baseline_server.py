@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         import mlflow
 
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
         alias = "champion"
         state["model"] = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{alias}")
         client = mlflow.tracking.MlflowClient()

@@ -175,8 +175,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     return child_environment(
         {
             "CRIMEFLOW_HOME": str(settings.home),
-            "CRIMEFLOW_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-            "CRIMEFLOW_PREDICTION_LOG_URL": settings.prediction_log_url,
+            "CRIMEFLOW_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+            "CRIMEFLOW_PREDICTION_LOG_URL": settings.prediction_log.url,
             "CRIMEFLOW_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
             # MLflow 3.17 refuses to load any model without it (the baseline's pyfunc load).
             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
@@ -489,7 +489,7 @@ def _logged_rows(settings: Settings) -> int:
     """Rows in the prediction log, read with the log's own reader."""
     from crimeflow.stores.prediction_log import PredictionLog
 
-    log = PredictionLog(settings.prediction_log_url)
+    log = PredictionLog(settings.prediction_log.url)
     try:
         return log.count()
     finally:

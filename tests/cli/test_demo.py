@@ -26,10 +26,10 @@ def test_demo_settings_live_in_a_folder_of_their_own(tmp_path: Path):
     demo = demo_settings(user, plan, "http://127.0.0.1:9999")
     assert demo.home == tmp_path / "demo"
     assert demo.lake_url == str(tmp_path / "demo" / "lake")  # never the user's lake
-    assert str(tmp_path / "demo") in demo.mlflow_tracking_uri
-    assert str(tmp_path / "demo") in demo.prediction_log_url
-    assert demo.api_port == 8123 and demo.socrata_url == "http://127.0.0.1:9999"
-    assert demo.retrain_until == "2018-09"  # files are history: retrain up to their end
+    assert str(tmp_path / "demo") in demo.mlflow.tracking_uri
+    assert str(tmp_path / "demo") in demo.prediction_log.url
+    assert demo.api.port == 8123 and demo.socrata.url == "http://127.0.0.1:9999"
+    assert demo.retrain.until == "2018-09"  # files are history: retrain up to their end
 
 
 def test_summary_table_shows_versions_decisions_and_latencies():

@@ -35,15 +35,15 @@ def test_settings_environment_round_trips(monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     again = Settings(_env_file=None)
     assert again.model_dump() == settings.model_dump()
-    assert again.api_key.get_secret_value() == "k3y"
+    assert again.api.key.get_secret_value() == "k3y"
 
 
 def test_mlflow_ui_uses_the_embedded_store_and_artifact_root(tmp_path):
     settings = Settings(home=tmp_path, mlflow_port=5123, _env_file=None)
     command = mlflow_ui_command(settings)
     assert command[1] == "server"
-    assert command[command.index("--backend-store-uri") + 1] == settings.mlflow_tracking_uri
-    assert command[command.index("--default-artifact-root") + 1] == settings.mlflow_artifact_root
+    assert command[command.index("--backend-store-uri") + 1] == settings.mlflow.tracking_uri
+    assert command[command.index("--default-artifact-root") + 1] == settings.mlflow.artifact_root
     assert command[command.index("--port") + 1] == "5123"
     assert Path(command[0]).name == "mlflow"
 

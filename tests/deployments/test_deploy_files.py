@@ -145,8 +145,8 @@ def dependency_cycles(services: Mapping[str, Any]) -> list[list[str]]:
 
 
 def settings_env_names() -> set[str]:
-    """Every env name the Settings object reads: CRIMEFLOW_ + field name upper-cased."""
-    return {f"CRIMEFLOW_{name.upper()}" for name in Settings.model_fields}
+    """Every env name the Settings object reads."""
+    return set(Settings.env_names())
 
 
 def unknown_crimeflow_names(names: Iterable[str]) -> list[str]:

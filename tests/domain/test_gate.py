@@ -1,15 +1,11 @@
-"""The staging gate's rules, promotion as one step, and the retrain helpers."""
+"""The staging gate's rules."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from crimeflow.contract.settings import Settings
 from crimeflow.domain.gate import GateConfig, decide
-from crimeflow.stores.registry import CHAMPION, PREVIOUS_CHAMPION, mlflow_client, set_alias
-from tasks.retrain_steps import missing_months, promote, staging_months
-from tests.conftest import register_model
 
 GOOD = {"positive_rate": 0.2, "roc_auc": 0.85, "pr_auc": 0.60, "calibration_gap": 0.01}
 CONFIG = GateConfig(min_improvement=0.005, tolerance=0.01)
@@ -66,42 +62,7 @@ def test_config_rejects_an_unknown_primary_metric():
         GateConfig(primary_metric="accuracy")
 
 
-def test_missing_months_and_staging_months():
-    assert missing_months(["2024-01", "2024-02"], "2024-05") == ["2024-03", "2024-04", "2024-05"]
-    assert missing_months(["2024-05"], "2024-05") == []
-    candidate = SimpleNamespace(tags={"holdout_months": "2024-05,2024-06"})
-    champion = SimpleNamespace(tags={"fit_months": "2024-01,2024-02,2024-05"})
-    assert staging_months(candidate, champion) == ["2024-06"]
-    assert staging_months(candidate, None) == ["2024-05", "2024-06"]
-
-
-def test_promotion_moves_both_aliases(registry_settings):
-    settings = registry_settings
-    new = register_model(settings, seed=6)
-    client = mlflow_client(settings)
-    promote(client, settings.model_name, new, "1")
-    model = client.get_registered_model(settings.model_name)
-    assert str(model.aliases[CHAMPION]) == new
-    assert str(model.aliases[PREVIOUS_CHAMPION]) == "1"
-
-
-def test_a_failure_midway_leaves_both_aliases_unchanged(registry_settings, monkeypatch):
-    settings = registry_settings
-    new = register_model(settings, seed=6)
-    client = mlflow_client(settings)
-    set_alias(client, settings.model_name, PREVIOUS_CHAMPION, new)  # an older rollback target
-    real = client.set_registered_model_alias
-
-    def failing(name, alias, version):
-        if alias == CHAMPION:
-            raise RuntimeError("registry unavailable")
-        return real(name, alias, version)
-
-    monkeypatch.setattr(client, "set_registered_model_alias", failing)
-    with pytest.raises(RuntimeError, match="registry unavailable"):
-        promote(client, settings.model_name, new, "1")
-    aliases = mlflow_client(settings).get_registered_model(settings.model_name)
-    assert {k: str(v) for k, v in aliases.aliases.items() if k != "challenger"} == {
-        CHAMPION: "1",
-        PREVIOUS_CHAMPION: new,
-    }
+def test_the_gate_config_is_the_gate_settings_group():
+    settings = Settings(_env_file=None, gate_min_roc_auc=0.9)
+    assert isinstance(settings.gate, GateConfig)
+    assert [r.split(":")[0] for r in gate(config=settings.gate).reasons] == ["floor.roc_auc"]

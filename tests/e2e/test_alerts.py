@@ -119,7 +119,7 @@ def test_ensure_alerts_is_idempotent_and_off_without_a_url(prefect_api, settings
         }
         (action,) = rejected.actions
         assert action.type == "send-notification"
-    assert ensure_alerts(settings.model_copy(update={"alert_webhook_url": None})) == []
+    assert ensure_alerts(settings.replace(alert_webhook_url=None)) == []
 
 
 def test_rejected_model_and_failed_flow_run_reach_the_webhook(prefect_api, settings, receiver):

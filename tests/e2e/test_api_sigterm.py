@@ -118,7 +118,7 @@ def postgres_log_url() -> Iterator[str]:
 def log_url(request: pytest.FixtureRequest, registry_settings: Settings) -> str:
     """The prediction log's URL: SQLite under the home, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
-        return registry_settings.prediction_log_url
+        return registry_settings.prediction_log.url
     return request.getfixturevalue("postgres_log_url")
 
 
@@ -130,8 +130,8 @@ def test_sigterm_under_load_exits_cleanly_and_loses_no_answered_prediction(
     env = child_environment(
         {
             "CRIMEFLOW_HOME": str(registry_settings.home),
-            "CRIMEFLOW_MLFLOW_TRACKING_URI": registry_settings.mlflow_tracking_uri,
-            "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": registry_settings.mlflow_artifact_root,
+            "CRIMEFLOW_MLFLOW_TRACKING_URI": registry_settings.mlflow.tracking_uri,
+            "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": registry_settings.mlflow.artifact_root,
             "CRIMEFLOW_PREDICTION_LOG_URL": log_url,
             # The clients all come from 127.0.0.1: the limiter must not turn them away.
             "CRIMEFLOW_RATE_LIMIT_PER_MINUTE": "0",

@@ -128,7 +128,7 @@ def loop(private_prefect_server, tmp_path_factory) -> Iterator[Loop]:
 
 def champion_version(settings: Settings) -> str:
     """The registry's champion version now."""
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
 
 
@@ -167,7 +167,7 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
 
         wait_for("a promoted event", lambda: read_events(MODEL_PROMOTED, began), 30)
         assert champion_version(loop.settings) == "2"
-        client = MlflowClient(loop.settings.mlflow_tracking_uri)
+        client = MlflowClient(loop.settings.mlflow.tracking_uri)
         previous = client.get_model_version_by_alias(loop.settings.model_name, PREVIOUS_CHAMPION)
         assert str(previous.version) == "1"
         assert client.get_model_version(loop.settings.model_name, "2").tags["gate"] == "passed"
@@ -202,7 +202,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected(loop: Loop) -> None:
     assert champion_version(loop.settings) == before
     assert served_version(loop.api_url) == before
     tags = (
-        MlflowClient(loop.settings.mlflow_tracking_uri)
+        MlflowClient(loop.settings.mlflow.tracking_uri)
         .get_model_version(loop.settings.model_name, payload["version"])
         .tags
     )

@@ -132,7 +132,7 @@ def test_the_lake_can_live_on_s3(incidents, configure, s3_settings):
         settings = configure(
             socrata_url=server.url,
             lake_url=s3_settings.lake_url,
-            s3_endpoint_url=s3_settings.s3_endpoint_url,
+            s3_endpoint_url=s3_settings.s3.endpoint_url,
             s3_access_key_id="test",
             s3_secret_access_key="test",
         )

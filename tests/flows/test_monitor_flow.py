@@ -105,7 +105,7 @@ def test_a_type_mix_shift_is_drift_with_report_and_events(
     assert "primary_type" in payload["drifted_columns"].split(",")
     assert all(isinstance(v, str | int | float | bool) for v in payload.values() if v is not None)
 
-    store = ReportStore(Lake.from_settings(champion), champion.evidently_workspace)
+    store = ReportStore(Lake.from_settings(champion), champion.evidently.workspace)
     assert store.latest()["id"] == result["report_id"]
     assert b"<html" in store.html(result["report_id"]).lower()
 

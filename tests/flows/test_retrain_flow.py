@@ -41,7 +41,7 @@ def champion(configure):
 
 
 def aliases(settings) -> dict[str, str]:
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     model = client.get_registered_model(settings.model_name)
     return {alias: str(version) for alias, version in model.aliases.items()}
 
@@ -52,7 +52,7 @@ def test_a_better_candidate_is_promoted_and_tagged(champion):
     assert result["promoted"], result["gate"]["reasons"]
     assert aliases(settings) == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS_CHAMPION: "1"}
     tags = (
-        MlflowClient(settings.mlflow_tracking_uri).get_model_version(settings.model_name, "2").tags
+        MlflowClient(settings.mlflow.tracking_uri).get_model_version(settings.model_name, "2").tags
     )
     assert tags["gate"] == "passed"
     assert "2024-05" in tags["gate.staging"]
@@ -86,11 +86,11 @@ def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
     assert first.name == "Completed"
     assert first.result()["promoted"], first.result()["gate"]["reasons"]
     assert second.name == "Skipped" and "debounced" in second.message
-    assert len(MlflowClient(settings.mlflow_tracking_uri).search_model_versions()) == 2
+    assert len(MlflowClient(settings.mlflow.tracking_uri).search_model_versions()) == 2
 
     assert rollback(reason="test") == {"champion": "1", "rolled_back": "2"}
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2", PREVIOUS_CHAMPION: "2"}
     tags = (
-        MlflowClient(settings.mlflow_tracking_uri).get_model_version(settings.model_name, "2").tags
+        MlflowClient(settings.mlflow.tracking_uri).get_model_version(settings.model_name, "2").tags
     )
     assert tags["rolled_back_reason"] == "test"

@@ -38,7 +38,7 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake):
     first = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
     second = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     name = settings.model_name
     assert first["promoted"] and not second["promoted"]
     champion = client.get_model_version_by_alias(name, CHAMPION)
@@ -98,7 +98,7 @@ def test_mlflow_loads_the_champion_in_a_fresh_process(trained_lake, tmp_path):
     rows.to_parquet(tmp_path / "rows.parquet")
     script = f"""
 import mlflow, pandas as pd
-mlflow.set_tracking_uri({trained_lake.mlflow_tracking_uri!r})
+mlflow.set_tracking_uri({trained_lake.mlflow.tracking_uri!r})
 rows = pd.read_parquet({str(tmp_path / "rows.parquet")!r})
 sk = mlflow.sklearn.load_model("models:/chicago-arrest@champion")
 print(sk.predict_proba(rows)[:, 1].round(6).tolist())

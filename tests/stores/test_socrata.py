@@ -12,7 +12,7 @@ import pytest
 
 from crimeflow.contract.months import month_bounds
 from crimeflow.contract.schema import SODA_COLUMNS
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import SocrataSettings
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.files import STATION_COLUMNS, read_incidents_file
 from crimeflow.stores.socrata import (
@@ -63,17 +63,17 @@ False,1651,016,41,76,06,1100658,1934241,2018,2018-04-08T15:00:00.000,41.97629041
 """
 
 
-def _settings(url: str, **overrides: object) -> Settings:
+def _settings(url: str, **overrides: object) -> SocrataSettings:
     values: dict[str, object] = {
-        "socrata_url": url,
-        "socrata_app_token": TOKEN,
-        "socrata_page_size": 3,
-        "socrata_timeout_s": 5.0,
-        "socrata_max_retries": 3,
-        "socrata_backoff_s": 0.001,
+        "url": url,
+        "app_token": TOKEN,
+        "page_size": 3,
+        "timeout_s": 5.0,
+        "max_retries": 3,
+        "backoff_s": 0.001,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return SocrataSettings(**values)  # type: ignore[arg-type]
 
 
 def _many_rows(n: int) -> pd.DataFrame:
@@ -255,7 +255,7 @@ def test_retry_honours_retry_after_on_429(server: StandinServer) -> None:
 def test_retries_a_timed_out_page(server: StandinServer) -> None:
     server.stall_next(1, 0.6)
 
-    frame = SodaSource(_settings(server.url, socrata_timeout_s=0.15)).fetch(CRIMES, None, ["id"])
+    frame = SodaSource(_settings(server.url, timeout_s=0.15)).fetch(CRIMES, None, ["id"])
 
     assert len(frame) == 10
 
@@ -263,7 +263,7 @@ def test_retries_a_timed_out_page(server: StandinServer) -> None:
 def test_gives_up_after_max_retries_naming_dataset_offset_status_and_url(
     server: StandinServer,
 ) -> None:
-    source = SodaSource(_settings(server.url, socrata_max_retries=2))
+    source = SodaSource(_settings(server.url, max_retries=2))
 
     def fail_after_first_page(pages: int, rows: int) -> None:
         if pages == 1:
@@ -283,7 +283,7 @@ def test_gives_up_after_max_retries_naming_dataset_offset_status_and_url(
 def test_connection_refused_is_retried_then_reported() -> None:
     with StandinServer(_many_rows(1)) as server:
         url = server.url
-    source = SodaSource(_settings(url, socrata_max_retries=1))
+    source = SodaSource(_settings(url, max_retries=1))
 
     with pytest.raises(SodaError, match="after 2 attempts; last: ConnectionError"):
         source.fetch(CRIMES, None, ["id"])
@@ -318,7 +318,7 @@ def test_real_2018_march_pull_matches_the_source_file() -> None:
     assert expected == 21_074
 
     with StandinServer(source_rows) as server:
-        settings = _settings(server.url, socrata_page_size=50_000)
+        settings = _settings(server.url, page_size=50_000)
         started = time.perf_counter()
         march = SodaSource(settings).fetch(CRIMES, crimes_in_month_where("2018-03"), SODA_COLUMNS)
         elapsed = time.perf_counter() - started

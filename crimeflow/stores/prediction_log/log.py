@@ -93,9 +93,9 @@ class PredictionLog:
     def from_settings(cls, settings: Settings) -> PredictionLog:
         """The log configured by `CRIMEFLOW_PREDICTION_LOG_*`."""
         return cls(
-            settings.prediction_log_url,
-            batch_rows=settings.prediction_log_batch_rows,
-            batch_wait_ms=settings.prediction_log_batch_wait_ms,
+            settings.prediction_log.url,
+            batch_rows=settings.prediction_log.batch_rows,
+            batch_wait_ms=settings.prediction_log.batch_wait_ms,
         )
 
     # --- engine ---------------------------------------------------------------------------

@@ -1,0 +1,319 @@
+"""The retraining loop's pure parts: which months, which earlier run, the staging set, the
+candidate's serving checks and the gate's outcome as tags, an artifact and an event payload.
+
+Both models are scored on the same staging rows: the candidate's holdout months that the
+champion did not learn from either, plus live traffic whose true outcome came back as feedback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from crimeflow.contract.months import previous_month, shift_month
+from crimeflow.contract.schema import LABEL, SODA_COLUMNS
+from crimeflow.contract.settings import GateSettings
+from crimeflow.domain.behaviour import behavioural_failures
+from crimeflow.domain.evaluate import evaluate
+from crimeflow.domain.features import MODEL_INPUT_COLUMNS
+from crimeflow.domain.gate import GateDecision, decide
+from crimeflow.domain.training_run import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
+
+SKIPPED = "Skipped"
+LATENCY_CALLS = 200
+LATENCY_ROUNDS = 3
+LATENCY_WARMUP_CALLS = 10
+METRICS_SHOWN = ("n", "positive_rate", "roc_auc", "pr_auc", "calibration_gap", "brier", "f1")
+
+
+# --- which months, which runs -------------------------------------------------------------------
+
+
+def missing_months(ingested: list[str], until: str) -> list[str]:
+    """Months after the newest ingested one, up to and including `until`."""
+    months, month = [], shift_month(max(ingested), 1)
+    while month <= until:
+        months.append(month)
+        month = shift_month(month, 1)
+    return months
+
+
+def target_month(until: str | None, today: datetime) -> str:
+    """The newest month to retrain on: `until`, else the last complete month."""
+    return until or previous_month(today.date())
+
+
+def first_earlier_run(runs: Iterable[Any], me: Any, started: datetime) -> str | None:
+    """The first of `runs` (Prefect flow runs) that started before `me` and did work, described.
+
+    Ties on the start time go to the smaller run id, so of a burst exactly one run goes ahead.
+    """
+    for run in runs:
+        if run.id == me.id or run.start_time is None or run.state is None:
+            continue
+        earlier = (run.start_time, str(run.id)) < (started, str(me.id))
+        did_work = run.state.name != SKIPPED and run.state.type.value in ("RUNNING", "COMPLETED")
+        if earlier and did_work:
+            return f"{run.name} ({run.id}, {run.state.name}, started {run.start_time.isoformat()})"
+    return None
+
+
+# --- the staging set -----------------------------------------------------------------------------
+
+
+def _months_tag(version: Any, name: str) -> set[str]:
+    """A comma-joined months tag of a model version as a set (empty when absent)."""
+    if version is None:
+        return set()
+    return {m for m in (version.tags.get(name) or "").split(",") if m}
+
+
+def staging_months(candidate: Any, champion: Any) -> list[str]:
+    """The candidate's holdout months that the champion did not learn from either."""
+    return sorted(
+        _months_tag(candidate, HOLDOUT_MONTHS_TAG) - _months_tag(champion, FIT_MONTHS_TAG)
+    )
+
+
+def labelled_traffic(logged: pd.DataFrame) -> pd.DataFrame:
+    """Logged predictions whose true outcome came back, as labelled incidents."""
+    rows = logged[logged["feedback_arrest"].notna()]
+    # The log stores the API body, which has no `arrest`: the feedback is the label.
+    labelled = rows.reindex(columns=list(SODA_COLUMNS))
+    labelled[LABEL] = rows["feedback_arrest"].astype("boolean")
+    return labelled
+
+
+@dataclass
+class StagingSet:
+    """The rows both models are scored on, and where they came from."""
+
+    frame: pd.DataFrame
+    months: list[str]
+    feedback_rows: int
+
+    def describe(self) -> str:
+        """'2018-09 (22,553 rows) + 0 feedback-labelled predictions'."""
+        months = ", ".join(self.months) or "no lake months"
+        lake_rows = len(self.frame) - self.feedback_rows
+        return f"{months} ({lake_rows:,} rows) + {self.feedback_rows:,} feedback-labelled"
+
+
+def assemble_staging_set(
+    lake_rows: pd.DataFrame | None, months: list[str], feedback: pd.DataFrame, holdout_tag: Any
+) -> StagingSet:
+    """The labelled rows of the staging months plus the feedback-labelled traffic.
+
+    `holdout_tag` (the candidate's holdout months) only explains an empty staging set.
+    """
+    parts = [] if lake_rows is None else [lake_rows]
+    if len(feedback):
+        parts.append(feedback)
+    if not parts:
+        raise ValueError(
+            f"no staging data: the candidate's holdout months ({holdout_tag}) were all "
+            "learnt by the champion, and no prediction has feedback yet"
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame[frame[LABEL].notna()].reset_index(drop=True)
+    return StagingSet(frame, months, len(feedback))
+
+
+# --- the candidate's serving checks and the gate ---------------------------------------------
+
+
+def single_row_p99_ms(
+    model: Any, rows: pd.DataFrame, calls: int = LATENCY_CALLS, rounds: int = LATENCY_ROUNDS
+) -> float:
+    """p99 of `predict_proba` on one canonical row at a time (the API's single-row cost).
+
+    The best of `rounds` rounds: on a shared machine a burst of other work inflates one round's
+    tail, and the question is what the model costs, not what the neighbours did meanwhile.
+    """
+    inputs = rows.reindex(columns=list(MODEL_INPUT_COLUMNS))
+    if inputs.empty:
+        raise ValueError("no rows to time the model on")
+    singles = [inputs.iloc[[i % len(inputs)]] for i in range(calls)]
+    for row in singles[:LATENCY_WARMUP_CALLS]:
+        model.predict_proba(row)
+    p99s = []
+    for _ in range(rounds):
+        times = []
+        for row in singles:
+            start = time.perf_counter()
+            model.predict_proba(row)
+            times.append((time.perf_counter() - start) * 1000)
+        p99s.append(float(np.percentile(times, 99)))
+    return min(p99s)
+
+
+def shadow_failures(model: Any, requests: pd.DataFrame) -> list[str]:
+    """Problems scoring recently logged requests (an exception or invalid probabilities)."""
+    if requests.empty:
+        return []
+    inputs = requests.reindex(columns=list(MODEL_INPUT_COLUMNS))
+    try:
+        proba = np.asarray(model.predict_proba(inputs))[:, 1]
+    except Exception as error:  # any failure on real traffic disqualifies the candidate
+        return [f"scoring {len(inputs):,} logged requests raised {error!r}"]
+    bad = ~(np.isfinite(proba) & (proba >= 0) & (proba <= 1))
+    if bad.any():
+        return [f"{int(bad.sum())} of {len(inputs):,} logged requests got invalid probabilities"]
+    return []
+
+
+@dataclass
+class GateOutcome:
+    """What the gate saw and decided."""
+
+    decision: GateDecision
+    candidate_version: str
+    champion_version: str | None
+    champion_note: str | None
+    candidate_metrics: dict[str, Any]
+    champion_metrics: dict[str, Any] | None
+    p99_ms: float
+    shadow_rows: int
+    staging: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (flow result, event payload source)."""
+        return {
+            **self.decision.to_dict(),
+            "candidate_version": self.candidate_version,
+            "champion_version": self.champion_version,
+            "champion_note": self.champion_note,
+            "candidate_metrics": self.candidate_metrics,
+            "champion_metrics": self.champion_metrics,
+            "p99_ms": self.p99_ms,
+            "shadow_rows": self.shadow_rows,
+            "staging": self.staging,
+        }
+
+
+class ServedModel(Protocol):
+    """A model as the API serves it: the fitted estimator and its registry version."""
+
+    model: Any
+    version: str
+
+
+def judge_candidate(
+    candidate: ServedModel,
+    champion: ServedModel | None,
+    champion_note: str | None,
+    staging: StagingSet,
+    recent: pd.DataFrame,
+    config: GateSettings,
+) -> GateOutcome:
+    """Score both models on the staging set, time and shadow-test the candidate, decide."""
+    candidate_metrics = evaluate(candidate.model, staging.frame)["model"]
+    champion_metrics = None
+    if champion is not None:
+        champion_metrics = evaluate(champion.model, staging.frame)["model"]
+    p99 = single_row_p99_ms(candidate.model, staging.frame)
+    decision = decide(
+        candidate_metrics,
+        champion_metrics,
+        p99_ms=p99,
+        shadow_failures=shadow_failures(candidate.model, recent),
+        behaviour_failures=behavioural_failures(candidate.model, staging.frame),
+        config=config,
+    )
+    return GateOutcome(
+        decision=decision,
+        candidate_version=candidate.version,
+        champion_version=None if champion is None else champion.version,
+        champion_note=champion_note,
+        candidate_metrics=candidate_metrics,
+        champion_metrics=champion_metrics,
+        p99_ms=p99,
+        shadow_rows=len(recent),
+        staging=staging.describe(),
+    )
+
+
+# --- recording the decision ----------------------------------------------------------------------
+
+
+def decision_tags(outcome: GateOutcome, reason: str) -> dict[str, str]:
+    """MLflow version tags: gate=passed|failed, the reasons, both models' staging metrics."""
+    tags = {
+        "gate": "passed" if outcome.decision.passed else "failed",
+        "gate.reasons": "; ".join(outcome.decision.reasons) or "all checks passed",
+        "gate.trigger": reason,
+        "gate.staging": outcome.staging,
+        "gate.champion_version": outcome.champion_version or "none",
+        "gate.decided_at": datetime.now(UTC).isoformat(),
+        "gate.p99_ms": f"{outcome.p99_ms:.2f}",
+    }
+    for who, metrics in (
+        ("candidate", outcome.candidate_metrics),
+        ("champion", outcome.champion_metrics),
+    ):
+        for name in ("roc_auc", "pr_auc", "calibration_gap"):
+            value = None if metrics is None else metrics.get(name)
+            tags[f"gate.{who}.{name}"] = "none" if value is None else f"{value:.4f}"
+    # MLflow caps a tag value at 5,000 characters.
+    return {k: v[:5000] for k, v in tags.items()}
+
+
+def _cell(value: Any) -> str:
+    """A metric in the side-by-side table."""
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4f}"
+
+
+def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool) -> str:
+    """The Prefect artifact: the verdict, the side-by-side table, every check."""
+    verdict = "**Promoted**" if promoted else "**Rejected**"
+    champion = outcome.champion_metrics or {}
+    lines = [
+        f"# Staging gate — candidate v{outcome.candidate_version}: {verdict}",
+        "",
+        f"Trigger: {reason} · champion: v{outcome.champion_version or '–'}"
+        + (f" ({outcome.champion_note})" if outcome.champion_note else "")
+        + f" · staging set: {outcome.staging}",
+        "",
+        f"| metric | candidate v{outcome.candidate_version} "
+        f"| champion v{outcome.champion_version or '–'} |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {_cell(outcome.candidate_metrics.get(name))} | {_cell(champion.get(name))} |"
+        for name in METRICS_SHOWN
+    ]
+    lines += ["", "| check | passed | detail |", "|---|---|---|"]
+    lines += [
+        f"| {c.name} | {'yes' if c.passed else '**no**'} | {c.detail} |"
+        for c in outcome.decision.checks
+    ]
+    return "\n".join(lines)
+
+
+def decision_payload(outcome: GateOutcome, reason: str) -> dict[str, Any]:
+    """The promoted/rejected event's payload."""
+    return {
+        "version": outcome.candidate_version,
+        "previous_version": outcome.champion_version,
+        "reason": reason,
+        "reasons": "; ".join(outcome.decision.reasons),
+        "staging": outcome.staging,
+        "candidate_pr_auc": outcome.candidate_metrics.get("pr_auc"),
+        "champion_pr_auc": (outcome.champion_metrics or {}).get("pr_auc"),
+    }
+
+
+def rollback_markdown(result: dict[str, str], reason: str) -> str:
+    """The rollback artifact: from which version to which, and why."""
+    rolled_back = "–" if result["rolled_back"] == "none" else result["rolled_back"]
+    return f"# Rollback — champion v{rolled_back} → v{result['champion']}\n\nReason: {reason}"

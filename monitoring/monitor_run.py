@@ -1,0 +1,103 @@
+"""The drift monitor run's pure parts: its window, the champion's reference, and what it
+tells the world (the report link, the event payload, the verdict artifact)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from crimeflow.contract.settings import ApiSettings
+from crimeflow.stores.prediction_log import parse_utc
+from monitoring.drift import DriftResult
+
+
+@dataclass
+class Reference:
+    """The champion's reference sample and what the check needs to know about the champion."""
+
+    version: str
+    run_id: str
+    threshold: float
+    frame: pd.DataFrame
+
+
+def resolve_window(
+    window_days: int, since: str | None, until: str | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """[start, end) in UTC: explicit ISO bounds win, else the last `window_days` before `now`."""
+    end = parse_utc(until) if until else now.astimezone(UTC)
+    start = parse_utc(since) if since else end - timedelta(days=window_days)
+    if start >= end:
+        raise ValueError(
+            f"the window is empty: since {start.isoformat()} >= until {end.isoformat()}"
+        )
+    return start, end
+
+
+def report_url(api: ApiSettings, report_id: str) -> str:
+    """Where a person opens the report: the API serves it."""
+    return f"http://{api.host}:{api.port}/reports/{report_id}"
+
+
+def event_payload(result: DriftResult, report_id: str, url: str) -> dict[str, Any]:
+    """The drift event's payload: strings and numbers that survive trigger templating."""
+    return {
+        "report_id": report_id,
+        "report_url": url,
+        "status": result.status,
+        "drift_detected": result.drift_detected,
+        "drift_share": result.drift_share,
+        "drifted_columns": ",".join(result.drifted_columns),
+        "drifted_columns_count": len(result.drifted_columns),
+        "window_start": _iso(result.window_start),
+        "window_end": _iso(result.window_end),
+        "model_version": result.model_version,
+        "current_rows": result.current_rows,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO text of a timestamp (None stays None)."""
+    return None if moment is None else moment.isoformat()
+
+
+def verdict_markdown(result: DriftResult, report_id: str, url: str) -> str:
+    """The Prefect artifact: verdict, the most drifted columns with scores, the report link."""
+    verdict = {
+        "drift": "**Drift detected**",
+        "no_drift": "**No drift**",
+        "insufficient_data": "**Insufficient data** — no decision",
+    }[result.status]
+    share = "–" if result.drift_share is None else f"{result.drift_share:.0%}"
+    lines = [
+        f"# Drift check — model v{result.model_version}",
+        "",
+        f"{verdict}: {share} of monitored columns drifted; {result.current_rows:,} logged "
+        f"predictions vs {result.reference_rows:,} reference rows.",
+        "",
+        f"Window {_iso(result.window_start)} → {_iso(result.window_end)} · "
+        f"[open the report]({url}) · id `{report_id}`",
+    ]
+    if result.reasons:
+        lines += ["", *[f"- {reason}" for reason in result.reasons]]
+    columns = sorted(result.columns, key=lambda c: (not c.drifted, c.name))
+    if columns:
+        lines += [
+            "",
+            "| column | method | score | threshold | drifted |",
+            "|---|---|---:|---:|---|",
+        ]
+        lines += [
+            f"| {c.name} | {c.method} | {_score(c.score)} | {c.threshold:.3g} "
+            f"| {'yes' if c.drifted else 'no'} |"
+            for c in columns[:10]
+        ]
+    return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    """A drift score for a table."""
+    return "–" if value is None else f"{value:.4g}"

@@ -241,7 +241,7 @@ def _record(
         request_id=request_id,
         probability=probability,
         label=label,
-        features=incident,
+        incident=incident,
     )
     out = PredictionOut(
         prediction_id=prediction_id,

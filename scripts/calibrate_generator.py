@@ -1,4 +1,4 @@
-"""Derive `crimeflow/data/generator_profile.json` from the real Chicago files in ../shared.
+"""Derive `crimeflow/standins/data/generator_profile.json` from the real files in ../shared.
 
 Only aggregate statistics leave this script (shares, rates, centres, spreads, fitted
 coefficients); no incident row is copied. The output is deterministic: sorted keys, rounded

@@ -1,6 +1,6 @@
 """Seeded generator of Chicago-shaped incidents, with knobs that make drift on purpose.
 
-The statistics come from `crimeflow/data/generator_profile.json`, which
+The statistics come from `crimeflow/standins/data/generator_profile.json`, which
 `scripts/calibrate_generator.py` derives from real 2018 CPD data (aggregates only). Per row:
 
 - primary type from the 2018 mix (times the drift multipliers); then IUCR code (with its

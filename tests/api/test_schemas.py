@@ -212,7 +212,7 @@ def test_the_canonical_incident_is_what_the_prediction_log_stores() -> None:
         request_id=None,
         probability=0.25,
         label=False,
-        features=incident,
+        incident=incident,
     )
     row = record_to_row(record)
     # The typed values go into the row as they are: nothing is written as text and re-parsed.

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from prefect.testing.fixtures import asserting_events_worker, reset_worker_events  # noqa: F401
 
+from crimeflow.contract.incident import incidents_from_frame
 from crimeflow.standins.generate import Drift, generate_incidents
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.prediction_log import (
     PredictionLog,
     PredictionRecord,
-    features_from_frame,
     new_prediction_id,
 )
 from crimeflow.stores.registry import CHAMPION, load_model
@@ -49,9 +49,9 @@ def log_traffic(settings, incidents: pd.DataFrame, served_at: datetime) -> None:
             request_id=None,
             probability=float(p),
             label=bool(p >= loaded.model.decision_threshold_),
-            features=features,
+            incident=features,
         )
-        for p, features in zip(proba, features_from_frame(incidents), strict=True)
+        for p, features in zip(proba, incidents_from_frame(incidents), strict=True)
     ]
 
     async def write() -> None:

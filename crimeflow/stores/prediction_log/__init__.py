@@ -16,7 +16,6 @@ from crimeflow.stores.prediction_log.table import (
     PREDICTIONS,
     TABLE_NAME,
     PredictionRecord,
-    features_from_frame,
     new_prediction_id,
     record_to_row,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "PredictionRecord",
     "empty_log_frame",
     "export_predictions",
-    "features_from_frame",
     "new_prediction_id",
     "parse_utc",
     "read_predictions",

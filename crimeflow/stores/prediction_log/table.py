@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import pandas as pd
 import sqlalchemy as sa
 
-from crimeflow.contract.incident import CanonicalIncident, incidents_from_frame
+from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.schema import (
     BOOL_COLUMNS,
     DATETIME_COLUMNS,
@@ -48,7 +47,7 @@ LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
 
 
 class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One served prediction; `features` is the validated incident (typed input fields)."""
+    """One served prediction and the validated incident it scored (typed input fields)."""
 
     prediction_id: str
     served_at: datetime
@@ -57,7 +56,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None
     probability: float
     label: bool
-    features: CanonicalIncident
+    incident: CanonicalIncident
 
 
 def new_prediction_id() -> str:
@@ -192,10 +191,10 @@ def record_to_row(record: PredictionRecord) -> dict[str, Any]:
     probability = float(record.probability)
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"probability {probability!r} is not in [0, 1]")
-    if type(record.features) is not CanonicalIncident:
-        raise TypeError(f"features must be a CanonicalIncident, not {type(record.features)}")
+    if type(record.incident) is not CanonicalIncident:
+        raise TypeError(f"incident must be a CanonicalIncident, not {type(record.incident)}")
     # The incident's values already have the columns' types: they are checked, not converted.
-    row: dict[str, Any] = msgspec.structs.asdict(record.features)
+    row: dict[str, Any] = msgspec.structs.asdict(record.incident)
     for name, kinds in _INPUT_KINDS:
         value = row[name]
         if value is not None and type(value) not in kinds:
@@ -217,8 +216,3 @@ def record_to_row(record: PredictionRecord) -> dict[str, Any]:
     row["probability"] = probability
     row["label"] = bool(record.label)
     return row
-
-
-def features_from_frame(frame: pd.DataFrame) -> list[CanonicalIncident]:
-    """Each row of a frame (either header style) as the typed `features` of a record."""
-    return incidents_from_frame(frame)

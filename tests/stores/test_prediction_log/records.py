@@ -68,10 +68,10 @@ FEED_TEXT: dict[str, str] = {
 def record(
     served_at: datetime | None = None,
     prediction_id: str | None = None,
-    features: CanonicalIncident = INCIDENT,
+    incident: CanonicalIncident = INCIDENT,
     **changes: Any,
 ) -> PredictionRecord:
-    """A record of `features` (with changed fields), served at `served_at` (default now)."""
+    """A record of `incident` (with changed fields), served at `served_at` (default now)."""
     return PredictionRecord(
         prediction_id=prediction_id or new_prediction_id(),
         served_at=served_at or datetime.now(UTC),
@@ -80,7 +80,7 @@ def record(
         request_id="req-1",
         probability=0.25,
         label=False,
-        features=msgspec.structs.replace(features, **changes),
+        incident=msgspec.structs.replace(incident, **changes),
     )
 
 

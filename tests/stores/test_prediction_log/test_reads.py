@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from crimeflow.contract.incident import incidents_from_frame
 from crimeflow.contract.schema import LABEL, chicago, empty_canonical, to_canonical
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import (
@@ -17,7 +18,6 @@ from crimeflow.stores.prediction_log import (
     PredictionLog,
     empty_log_frame,
     export_predictions,
-    features_from_frame,
     read_predictions,
 )
 from tests.stores.test_prediction_log.records import (
@@ -90,8 +90,8 @@ async def test_generated_incidents_round_trip_through_the_log(log_url: str) -> N
     log = PredictionLog(log_url, batch_wait_ms=1)
     await log.start()
     try:
-        features = features_from_frame(incidents)
-        await asyncio.gather(*(log.append([record(features=f)]) for f in features))
+        features = incidents_from_frame(incidents)
+        await asyncio.gather(*(log.append([record(incident=f)]) for f in features))
     finally:
         await log.stop()
     stored = log.read_window().sort_values("id", ignore_index=True)
@@ -109,7 +109,7 @@ async def test_real_soda_rows_round_trip_through_the_log(tmp_path: Path) -> None
     log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_wait_ms=1)
     await log.start()
     try:
-        await log.append([record(features=f) for f in features_from_frame(raw)])
+        await log.append([record(incident=f) for f in incidents_from_frame(raw)])
     finally:
         await log.stop()
     stored = log.read_window().sort_values("id", ignore_index=True)

@@ -8,10 +8,10 @@ import msgspec
 import pandas as pd
 import pytest
 
+from crimeflow.contract.incident import incidents_from_frame
 from crimeflow.contract.schema import LABEL
 from crimeflow.stores.prediction_log import (
     PREDICTIONS,
-    features_from_frame,
     record_to_row,
 )
 from tests.stores.test_prediction_log.records import (
@@ -33,8 +33,8 @@ def test_frame_text_becomes_typed_features_and_rows_of_the_column_types() -> Non
         "latitude": "nan",
         "block": "  ",
     }
-    (features,) = features_from_frame(pd.DataFrame([text]))
-    row = record_to_row(record(features=features))
+    (features,) = incidents_from_frame(pd.DataFrame([text]))
+    row = record_to_row(record(incident=features))
     assert row["id"] == 13_000_001 and row["ward"] == 11
     assert row["beat"] == "0614" and row["district"] == "006"
     assert row["domestic"] is False
@@ -64,13 +64,15 @@ def test_typed_values_are_stored_like_their_text_forms() -> None:
     text_frame = pd.DataFrame(
         [{**FEED_TEXT, "latitude": "41.75", "description": None, "beat": "0614"}]
     )
-    (typed,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(typed_frame)]
-    (text,) = [record_to_row(record(**same, features=f)) for f in features_from_frame(text_frame)]
+    (typed,) = [
+        record_to_row(record(**same, incident=f)) for f in incidents_from_frame(typed_frame)
+    ]
+    (text,) = [record_to_row(record(**same, incident=f)) for f in incidents_from_frame(text_frame)]
     assert typed == text
     assert typed["primary_type"] == "BATTERY" and typed["description"] is None
     # The API's incident and the frame's incident of the same record make the same row.
     assert record_to_row(record(**same)) == record_to_row(
-        record(**same, features=features_from_frame(pd.DataFrame([FEED_TEXT]))[0])
+        record(**same, incident=incidents_from_frame(pd.DataFrame([FEED_TEXT]))[0])
     )
     with pytest.raises(ValueError, match="latitude"):
         record_to_row(record(latitude=float("inf")))
@@ -98,4 +100,4 @@ def test_rows_hold_the_typed_values_and_refuse_the_wrong_types() -> None:
         with pytest.raises(ValueError, match=field):
             record_to_row(record(**change))
     with pytest.raises(TypeError, match="CanonicalIncident"):
-        record_to_row(msgspec.structs.replace(record(), features=msgspec.structs.asdict(INCIDENT)))
+        record_to_row(msgspec.structs.replace(record(), incident=msgspec.structs.asdict(INCIDENT)))

@@ -289,7 +289,7 @@ async def main(url: str) -> None:
             rec = PredictionRecord(
                 prediction_id=new_prediction_id(), served_at=datetime.now(UTC),
                 model_name="m", model_version="1", request_id=None, probability=0.5,
-                label=True, features=INCIDENT,
+                label=True, incident=INCIDENT,
             )
             try:
                 await log.append([rec])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Receive, Send
+from redis.asyncio import Redis
 
 from api.controllers import (
     API_KEY_HEADER,
@@ -43,6 +46,8 @@ from api.model_service import (
 from api.observability import (
     ApiMetrics,
     FixedWindowRateLimitMiddleware,
+    RedisFixedWindowRateLimitMiddleware,
+    RedisWindows,
     RequestObserver,
     configure_logging,
 )
@@ -60,6 +65,8 @@ RATE_LIMIT_EXEMPT = [r"^/health$", r"^/ready$", r"^/metrics$", r"^/schema"]
 # and ignored extra fields while still bounding what one request can make us buffer.
 BODY_BYTES_PER_ROW = 3 * 1024
 MIN_BODY_BYTES = 1024 * 1024
+# A rate-limit check waits this long for Redis before the request goes through unlimited.
+REDIS_TIMEOUT_S = 0.25
 
 
 class CrimeflowApp(Litestar):
@@ -217,6 +224,9 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         # then commit and close the log.
         await batcher.stop()
         await prediction_log.stop()
+        windows: RedisWindows | None = state.get(RedisFixedWindowRateLimitMiddleware.STATE_KEY)
+        if windows is not None:
+            await windows.redis.aclose()
         gc.unfreeze()  # the process may go on (tests, an embedding app): make it collectable again
         logger.info("api stopped", extra={"fields": {"event": "shutdown"}})
 
@@ -224,16 +234,40 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
 # --- the app ----------------------------------------------------------------------------------
 
 
+def _redis_url(settings: Settings) -> str | None:
+    """The rate limiter's Redis URL, None when unset or empty (in-process windows)."""
+    url = settings.api.redis_url
+    if url is None or not url.get_secret_value():
+        return None
+    return url.get_secret_value()
+
+
 def _middleware(settings: Settings) -> list[Any]:
-    """Rate limiting per client address, unless turned off (0)."""
+    """Rate limiting per client address, unless turned off (0); in Redis when it is set."""
     if settings.api.rate_limit_per_minute <= 0:
         return []
     config = RateLimitConfig(
         rate_limit=("minute", settings.api.rate_limit_per_minute),
         exclude=RATE_LIMIT_EXEMPT,
-        middleware_class=FixedWindowRateLimitMiddleware,
+        middleware_class=(
+            RedisFixedWindowRateLimitMiddleware
+            if _redis_url(settings)
+            else FixedWindowRateLimitMiddleware
+        ),
     )
     return [config.middleware]
+
+
+def _rate_limit_state(settings: Settings) -> dict[str, Any]:
+    """The Redis windows of the rate limiter, when it counts in Redis (no connection yet)."""
+    url = _redis_url(settings)
+    if url is None or settings.api.rate_limit_per_minute <= 0:
+        return {}
+    # Short timeouts: a hung Redis must not hold requests (the limiter fails open instead).
+    redis = Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+    return {RedisFixedWindowRateLimitMiddleware.STATE_KEY: RedisWindows(redis)}
 
 
 def _openapi() -> OpenAPIConfig:
@@ -283,7 +317,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=_middleware(settings),
         cors_config=cors,
         openapi_config=_openapi(),
-        state=State({"settings": settings, "metrics": metrics}),
+        state=State({"settings": settings, "metrics": metrics, **_rate_limit_state(settings)}),
         request_max_body_size=max(
             MIN_BODY_BYTES, settings.api.predict_batch_max_rows * BODY_BYTES_PER_ROW
         ),
@@ -302,6 +336,8 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     """
     import uvicorn
 
+    if workers > 1:
+        _shared_metrics_dir(get_settings())
     # After a graceful shutdown uvicorn re-raises the signal it caught, under the handler that
     # was installed before it started; with the default one a drained SIGTERM would still end
     # the process as "killed by SIGTERM" (-15), which orchestrators report as a failure.
@@ -317,6 +353,20 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         access_log=False,
         log_level="info",
     )
+
+
+def _shared_metrics_dir(settings: Settings) -> None:
+    """Point the workers' prometheus_client at one fresh folder: multiprocess metrics.
+
+    Set here, before uvicorn starts the workers, because prometheus_client reads it once at
+    import and each spawned worker inherits this environment. Wiped at every start: files of a
+    previous run would add its counts to this one's.
+    """
+    folder = (settings.home / "api-metrics").resolve()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # Written, not read: prometheus_client (not our code) reads it in the workers.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def _exit_after_drain(signum: int, frame: Any) -> None:

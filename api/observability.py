@@ -6,8 +6,12 @@ into every log line of the request and into the prediction log. One JSON line pe
 (method, path, route, status, duration_ms, request_id) goes to stderr.
 
 Metrics live in a per-app `CollectorRegistry` (several apps in one test process must not share
-counters). With several uvicorn workers each process has its own registry, so /metrics shows
-the worker that answered; scrape per worker or run one worker per container.
+counters). With several uvicorn workers `api.app.serve` points prometheus_client's multiprocess
+mode at a fresh folder before the workers start: every worker writes its samples there and any
+worker's /metrics adds them all up. One worker keeps the plain in-memory registry.
+
+The rate limiter counts a fixed window per client in this process, or in Redis when
+`CRIMEFLOW_REDIS_URL` is set, so that the limit holds across workers and replicas.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitMiddleware
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
@@ -40,6 +48,7 @@ __all__ = [
     "ApiMetrics",
     "FixedWindowRateLimitMiddleware",
     "JsonFormatter",
+    "RedisFixedWindowRateLimitMiddleware",
     "RequestObserver",
     "configure_logging",
     "current_request_id",
@@ -177,11 +186,22 @@ def configure_logging(level: int | str = logging.INFO) -> logging.Logger:
     return logger
 
 
+def multiprocess_metrics() -> bool:
+    """Whether prometheus_client runs in multiprocess mode in this process.
+
+    prometheus_client picks its value class once, at import, from PROMETHEUS_MULTIPROC_DIR
+    (which `api.app.serve` sets before the workers start); asking the library which one it
+    picked keeps the env var out of our code and cannot disagree with what it does.
+    """
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue
+
+
 class ApiMetrics:
-    """The API's Prometheus metrics, in their own registry."""
+    """The API's Prometheus metrics, in their own registry (all workers' in multiprocess mode)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.multiprocess = multiprocess_metrics()
         self.request_seconds = Histogram(
             "crimeflow_request_seconds",
             "HTTP request latency by route template, method and status code.",
@@ -200,6 +220,8 @@ class ApiMetrics:
             "Registry version of the model being served (0 when none is loaded).",
             ["model"],
             registry=self.registry,
+            # Across workers: the version the latest swap in any worker set.
+            multiprocess_mode="mostrecent",
         )
         self.microbatch_rows = Histogram(
             "crimeflow_microbatch_rows",
@@ -210,6 +232,11 @@ class ApiMetrics:
         self.model_reloads = Counter(
             "crimeflow_model_reloads",
             "Model swaps (a new champion version was loaded).",
+            registry=self.registry,
+        )
+        self.rate_limit_store_errors = Counter(
+            "crimeflow_rate_limit_store_errors",
+            "Requests let through unlimited because the rate-limit store (Redis) is unreachable.",
             registry=self.registry,
         )
 
@@ -231,8 +258,14 @@ class ApiMetrics:
         self.model_version.labels(model=model.name).set(version)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric (of every worker in multiprocess mode)."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        # The collector reads every worker's files on each scrape; a registry per call keeps it
+        # from being registered twice.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -244,6 +277,8 @@ class RequestObserver:
     def __init__(self, metrics: ApiMetrics, logger: logging.Logger | None = None) -> None:
         self.metrics = metrics
         self.logger = logger or logging.getLogger(ACCESS_LOGGER)
+        # Which worker answered, in every access line (several workers share one stderr).
+        self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGICall) -> None:
         """Run `app` for one HTTP request, observing it."""
@@ -278,6 +313,7 @@ class RequestObserver:
                         "route": route,
                         "status": status,
                         "duration_ms": round(seconds * 1000.0, 3),
+                        "pid": self.pid,
                     }
                 },
             )
@@ -371,3 +407,91 @@ def _prune(windows: dict[str, tuple[int, int]], now: int) -> None:
     """Forget windows that have ended, in place (their clients start afresh anyway)."""
     for key in [key for key, (reset, _) in windows.items() if reset <= now]:
         del windows[key]
+
+
+# One round trip per request: count the request and read how long its window has left. The first
+# request of a window starts it (like the in-process table); a key that somehow lost its expiry
+# (TTL -1) gets one again, so no key outlives its window.
+_WINDOW_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+RATE_LIMIT_KEY_PREFIX = "crimeflow:ratelimit:"
+
+
+class RedisWindows:
+    """Fixed windows per client counted in Redis, shared by every worker and replica."""
+
+    def __init__(self, redis: Redis, prefix: str = RATE_LIMIT_KEY_PREFIX) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._script = redis.register_script(_WINDOW_SCRIPT)
+
+    async def hit(self, client: str, window_s: int) -> tuple[int, int]:
+        """Count one request of `client`: (requests in its window so far, seconds left in it)."""
+        count, ttl = await self._script(keys=[self.prefix + client], args=[window_s])
+        return int(count), int(ttl)
+
+
+class RedisFixedWindowRateLimitMiddleware(FixedWindowRateLimitMiddleware):
+    """The fixed-window limiter with its windows in Redis (`CRIMEFLOW_REDIS_URL`).
+
+    Same limit, headers and 429 body as the in-process table, but a limit of N per minute is N
+    across all workers and replicas. When Redis fails (down, timeout) the request goes through
+    unlimited, with a warning and `crimeflow_rate_limit_store_errors_total`: the limiter guards
+    against runaway clients, and refusing every client because a helper store is down would turn
+    a Redis outage into an API outage. After a failure Redis is left alone for
+    `RETRY_AFTER_S`, so an unreachable Redis costs one timeout per second, not one per request.
+    """
+
+    STATE_KEY = "rate_limit_redis"
+    RETRY_AFTER_S = 1.0
+    WARN_EVERY_S = 60.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request in Redis; 429 once the client's window is full."""
+        app = scope["litestar_app"]
+        request = app.request_class(scope)
+        if await self.should_check_request(request=request):
+            windows: RedisWindows = app.state[self.STATE_KEY]
+            outage: dict[str, float] = app.state.setdefault("rate_limit_outage", {})
+            now = time.monotonic()
+            if now < outage.get("retry_at", 0.0):
+                app.state.metrics.rate_limit_store_errors.inc()  # backing off: let it through
+            else:
+                window_s = DURATION_VALUES[self.unit]
+                try:
+                    count, left = await windows.hit(self.cache_key_from_request(request), window_s)
+                except (RedisError, OSError) as error:
+                    _store_failed(app.state, outage, now, error, self)
+                else:
+                    send = self._limit(count, left, send)
+        await self.app(scope, receive, send)
+
+    def _limit(self, count: int, left: int, send: Send) -> Send:
+        """Raise 429 when the window is over the limit, else `send` with the RateLimit headers."""
+        now = int(time.time())
+        reset, shown = now + left, min(count, self.max_requests)
+        headers = self._headers(reset, shown, now) if self.config.set_rate_limit_headers else None
+        if count > self.max_requests:
+            raise TooManyRequestsException(headers=headers)
+        return self._with_headers(send, headers) if headers else send
+
+
+def _store_failed(
+    state: Any, outage: dict[str, float], now: float, error: Exception, limiter: Any
+) -> None:
+    """Fail open: count it, back off from Redis for a moment, warn at most once a minute."""
+    state.metrics.rate_limit_store_errors.inc()
+    outage["retry_at"] = now + limiter.RETRY_AFTER_S
+    if now >= outage.get("warn_at", 0.0):
+        outage["warn_at"] = now + limiter.WARN_EVERY_S
+        logging.getLogger(API_LOGGER).warning(
+            "rate-limit store unreachable: requests are not limited",
+            extra={"fields": {"error": f"{type(error).__name__}: {error}"}},
+        )

@@ -120,6 +120,7 @@ class ApiSettings(Group):
             "microbatch_wait_ms",
             "rate_limit_per_minute",
             "cors_allow_origins",
+            "redis_url",
         }
     )
 
@@ -143,6 +144,13 @@ class ApiSettings(Group):
     cors_allow_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed by CORS (a JSON list); empty turns CORS off.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Redis (redis://host:port/db) counting the rate-limit windows across workers and "
+            "replicas; unset: each worker counts its own."
+        ),
     )
 
 

@@ -113,6 +113,7 @@ FROZEN_ENV = {
         '["https://a.example","https://b.example"]',
         ["https://a.example", "https://b.example"],
     ),
+    "CRIMEFLOW_REDIS_URL": ("api.redis_url", "redis://h:6379/2", "redis://h:6379/2"),
     "CRIMEFLOW_PREDICTION_LOG_URL": ("prediction_log.url", "postgresql://h/d", "postgresql://h/d"),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_ROWS": ("prediction_log.batch_rows", "14", 14),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_WAIT_MS": ("prediction_log.batch_wait_ms", "5.5", 5.5),
@@ -202,6 +203,7 @@ def test_masked_masks_every_secret_in_every_group(clean_env):
         "s3_access_key_id",
         "s3_secret_access_key",
         "api_key",
+        "redis_url",
         "alert_webhook_url",
     }
     masked = settings.masked()

@@ -29,53 +29,21 @@ from crimeflow.contract.incident import (
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical
 from crimeflow.stores.prediction_log import PredictionRecord, record_to_row
+from tests.incidents import MINIMAL
+from tests.incidents import NUMBERS as FEED_NUMBERS
+from tests.incidents import SODA as FEED
 
 SODA_API_FILE = "crimes_2025-10-18_to_2025-11-03_api_jean-carlos-l.csv"
 
-# A record as the SODA JSON feed sends it: every value a string, plus fields the model ignores.
+# The feed's record plus fields the model ignores, which the API accepts and drops.
 SODA: dict[str, Any] = {
-    "id": "14019926",
-    "case_number": "JJ477750",
-    "date": "2025-11-03T00:00:00.000",
-    "block": "088XX S HERMITAGE AVE",
-    "iucr": "0820",
-    "primary_type": "THEFT",
-    "description": "$500 AND UNDER",
-    "location_description": "OTHER (SPECIFY)",
+    **FEED,
     "arrest": False,
-    "domestic": "false",
-    "beat": "2221",
-    "district": "022",
-    "ward": "18",
-    "community_area": "71",
-    "fbi_code": "06",
-    "x_coordinate": "1166222",
-    "y_coordinate": "1846073",
-    "year": "2025",
-    "updated_on": "2025-11-10T15:44:45.000",
-    "latitude": "41.733197065",
-    "longitude": "-87.666637175",
     "location": {"latitude": "41.733197065", "longitude": "-87.666637175", "human_address": "{}"},
     ":@computed_region_awaf_s7ux": "18",
 }
-# The same incident with JSON numbers and booleans.
-NUMBERS: dict[str, Any] = {
-    **SODA,
-    "id": 14019926,
-    "domestic": False,
-    "beat": 2221,
-    "district": 22,
-    "ward": 18,
-    "community_area": 71,
-    "fbi_code": 6,
-    "iucr": 820,
-    "x_coordinate": 1166222,
-    "y_coordinate": 1846073.0,
-    "year": 2025,
-    "latitude": 41.733197065,
-    "longitude": -87.666637175,
-}
-MINIMAL: dict[str, Any] = {"date": "2024-05-01T14:30:00", "iucr": "0486", "primary_type": "BATTERY"}
+# The same incident with JSON numbers and booleans (an integer x_coordinate, as JSON allows).
+NUMBERS: dict[str, Any] = {**SODA, **FEED_NUMBERS, "x_coordinate": 1166222}
 
 
 def decode(body: Any) -> Incident:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from crimeflow.contract.settings import ApiSettings
 from crimeflow.stores.prediction_log import parse_utc
 from monitoring.drift import DriftResult
 
@@ -37,9 +36,9 @@ def resolve_window(
     return start, end
 
 
-def report_url(api: ApiSettings, report_id: str) -> str:
-    """Where a person opens the report: the API serves it."""
-    return f"http://{api.host}:{api.port}/reports/{report_id}"
+def report_url(api_public_url: str, report_id: str) -> str:
+    """Where a person opens the report: the API (at its public URL) serves it."""
+    return f"{api_public_url}/reports/{report_id}"
 
 
 def event_payload(result: DriftResult, report_id: str, url: str) -> dict[str, Any]:

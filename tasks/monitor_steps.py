@@ -71,7 +71,7 @@ def store_report(settings: Settings, result: DriftResult, snapshot: Any) -> str:
 @step
 def emit_drift_events(settings: Settings, result: DriftResult, report_id: str) -> list[str]:
     """Always `crimeflow.drift.checked`; `crimeflow.drift.detected` too when drift was found."""
-    payload = event_payload(result, report_id, report_url(settings.api, report_id))
+    payload = event_payload(result, report_id, report_url(settings.api.public_url, report_id))
     names = [DRIFT_CHECKED, *([DRIFT_DETECTED] if result.drift_detected else [])]
     for name in names:
         emit(name, settings.model_name, result.model_version, payload)
@@ -83,6 +83,8 @@ def publish_verdict(settings: Settings, result: DriftResult, report_id: str) -> 
     """Publish the verdict as a Prefect markdown artifact."""
     create_markdown_artifact(
         key="drift-check",
-        markdown=verdict_markdown(result, report_id, report_url(settings.api, report_id)),
+        markdown=verdict_markdown(
+            result, report_id, report_url(settings.api.public_url, report_id)
+        ),
         description=f"Drift check: {result.status}",
     )

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from crimeflow.cli.prefect_server import prefect_environment, start_prefect_server
 from crimeflow.cli.processes import ServiceProcess, log_tail, start, stop, wait_http
-from crimeflow.contract.settings import Settings, child_environment
+from crimeflow.contract.settings import Settings, child_environment, local_url
 
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
@@ -107,11 +107,6 @@ def api_command(settings: Settings) -> list[str]:
         "--workers",
         str(settings.api.workers),
     ]
-
-
-def local_url(host: str, port: int) -> str:
-    """The URL of a local service; a wildcard bind is reached through the loopback address."""
-    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
 
 class Stack(AbstractContextManager["Stack"]):

@@ -62,6 +62,14 @@ class S3Settings(Group):
     region: str = Field("us-east-1", description="S3 region.")
     access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
     secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    bucket_block: str = Field(
+        "",
+        description=(
+            "Name of the prefect-aws S3Bucket block that holds the lake's bucket, folder and "
+            "credentials (`crimeflow blocks apply` writes it from the lake URL and the S3 "
+            "settings); set: processes read the lake's location and keys from Prefect."
+        ),
+    )
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -102,7 +110,28 @@ class MlflowSettings(Group):
         "",
         description="Where new experiments store artifacts; default $CRIMEFLOW_HOME/mlartifacts.",
     )
-    port: int = Field(5000, description="Port of the local MLflow UI (crimeflow up).")
+    port: int = Field(5000, description="Port of the MLflow server `crimeflow up` starts.")
+    backend_store_uri: SecretStr | None = Field(
+        None,
+        description=(
+            "Store of the MLflow tracking server `crimeflow up` starts (postgresql+psycopg://...); "
+            "set: clients default to that server, http://127.0.0.1:$CRIMEFLOW_MLFLOW_PORT."
+        ),
+    )
+    artifacts_destination: str = Field(
+        "",
+        description=(
+            "Where that server keeps artifacts (s3://bucket/prefix), served to clients through "
+            "it; default the artifact root."
+        ),
+    )
+    public_url: str = Field(
+        "",
+        description=(
+            "MLflow UI base URL in links; default the tracking URI when it is http(s), else "
+            "http://127.0.0.1:$CRIMEFLOW_MLFLOW_PORT."
+        ),
+    )
     experiment: str = Field("crimeflow", description="MLflow experiment of the runs.")
     reference_sample_rows: int = Field(
         20_000, gt=0, description="Training rows logged as the drift monitor's reference."
@@ -126,6 +155,13 @@ class ApiSettings(Group):
 
     host: str = Field("127.0.0.1", description="Interface the API binds.")
     port: int = Field(8000, description="Port of the prediction API.")
+    public_url: str = Field(
+        "",
+        description=(
+            "API base URL in links (drift reports, events, alerts); default "
+            "http://$CRIMEFLOW_API_HOST:$CRIMEFLOW_API_PORT, a wildcard host as 127.0.0.1."
+        ),
+    )
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
     key: SecretStr | None = Field(None, description="Key for /admin/*; admin is off unset.")
     model_poll_interval_s: float = Field(
@@ -219,6 +255,16 @@ class PrefectSettings(Group):
     alert_webhook_url: SecretStr | None = Field(
         None,
         description="Webhook notified on rejected models and failed flow runs; unset: no alerts.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Database of the Prefect server `crimeflow up` starts (postgresql+asyncpg://...); "
+            "unset: SQLite under $CRIMEFLOW_HOME/prefect."
+        ),
+    )
+    public_url: str = Field(
+        "", description="Prefect UI base URL in links; default the API URL without /api."
     )
 
 
@@ -404,7 +450,12 @@ class Settings(BaseSettings):
         if not self.lake_url:
             self.lake_url = str(self.home / "lake")
         if not self.mlflow.tracking_uri:
-            self.mlflow.tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+            # With a server store configured, every client talks to the server `up` starts.
+            self.mlflow.tracking_uri = (
+                local_url("127.0.0.1", self.mlflow.port)
+                if self.mlflow.backend_store_uri
+                else f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+            )
         if self.evidently.workspace is None:
             self.evidently.workspace = self.home / "evidently"
         if not self.prediction_log.url:
@@ -413,7 +464,24 @@ class Settings(BaseSettings):
             self.prefect.api_url = f"http://127.0.0.1:{self.prefect.port}/api"
         if not self.mlflow.artifact_root:
             self.mlflow.artifact_root = (self.home / "mlartifacts").resolve().as_uri()
+        if not self.mlflow.artifacts_destination:
+            self.mlflow.artifacts_destination = self.mlflow.artifact_root
+        self._derive_public_urls()
         return self
+
+    def _derive_public_urls(self) -> None:
+        """Links people open default to where this machine reaches each service."""
+        if not self.api.public_url:
+            self.api.public_url = local_url(self.api.host, self.api.port)
+        if not self.mlflow.public_url:
+            remote = self.mlflow.tracking_uri.startswith(("http://", "https://"))
+            self.mlflow.public_url = (
+                self.mlflow.tracking_uri if remote else local_url("127.0.0.1", self.mlflow.port)
+            )
+        if not self.prefect.public_url:
+            self.prefect.public_url = self.prefect.api_url.removesuffix("/").removesuffix("/api")
+        for group in (self.api, self.mlflow, self.prefect):
+            group.public_url = group.public_url.rstrip("/")
 
     def flat(self) -> dict[str, Any]:
         """Every setting under its flat name (what `Settings(**...)` takes back)."""
@@ -462,6 +530,11 @@ GROUPS: dict[str, type[Group]] = {
     for name, info in Settings.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, Group)
 }
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL of a local service; a wildcard bind is reached through the loopback address."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
 
 @lru_cache(maxsize=1)

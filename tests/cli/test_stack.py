@@ -12,11 +12,10 @@ from crimeflow.cli.main import app
 from crimeflow.cli.stack import (
     Stack,
     api_command,
-    local_url,
     mlflow_ui_command,
     settings_environment,
 )
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import Settings, local_url
 
 
 def test_settings_environment_round_trips(monkeypatch, tmp_path):

@@ -90,6 +90,7 @@ FROZEN_ENV = {
     "CRIMEFLOW_S3_REGION": ("s3.region", "eu-west-3", "eu-west-3"),
     "CRIMEFLOW_S3_ACCESS_KEY_ID": ("s3.access_key_id", "AKIA", "AKIA"),
     "CRIMEFLOW_S3_SECRET_ACCESS_KEY": ("s3.secret_access_key", "s3cr3t", "s3cr3t"),
+    "CRIMEFLOW_S3_BUCKET_BLOCK": ("s3.bucket_block", "lake-block", "lake-block"),
     "CRIMEFLOW_BACKFILL_MONTHS": ("etl.backfill_months", "3", 3),
     "CRIMEFLOW_TRAINING_WINDOW_MONTHS": ("etl.training_window_months", "4", 4),
     "CRIMEFLOW_MAX_BAD_ROW_SHARE": ("etl.max_bad_row_share", "0.5", 0.5),
@@ -97,10 +98,26 @@ FROZEN_ENV = {
     "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": ("mlflow.artifact_root", "s3://b/art", "s3://b/art"),
     "CRIMEFLOW_MLFLOW_PORT": ("mlflow.port", "5111", 5111),
     "CRIMEFLOW_MLFLOW_EXPERIMENT": ("mlflow.experiment", "exp", "exp"),
+    "CRIMEFLOW_MLFLOW_BACKEND_STORE_URI": (
+        "mlflow.backend_store_uri",
+        "postgresql+psycopg://m:pw@db/mlflow",
+        "postgresql+psycopg://m:pw@db/mlflow",
+    ),
+    "CRIMEFLOW_MLFLOW_ARTIFACTS_DESTINATION": (
+        "mlflow.artifacts_destination",
+        "s3://ml/artifacts",
+        "s3://ml/artifacts",
+    ),
+    "CRIMEFLOW_MLFLOW_PUBLIC_URL": (
+        "mlflow.public_url",
+        "https://ml.example",
+        "https://ml.example",
+    ),
     "CRIMEFLOW_MODEL_NAME": ("model_name", "m1", "m1"),
     "CRIMEFLOW_REFERENCE_SAMPLE_ROWS": ("mlflow.reference_sample_rows", "123", 123),
     "CRIMEFLOW_API_HOST": ("api.host", "0.0.0.0", "0.0.0.0"),
     "CRIMEFLOW_API_PORT": ("api.port", "8111", 8111),
+    "CRIMEFLOW_API_PUBLIC_URL": ("api.public_url", "https://api.example/", "https://api.example"),
     "CRIMEFLOW_API_WORKERS": ("api.workers", "3", 3),
     "CRIMEFLOW_API_KEY": ("api.key", "k3y", "k3y"),
     "CRIMEFLOW_MODEL_POLL_INTERVAL_S": ("api.model_poll_interval_s", "4.5", 4.5),
@@ -130,6 +147,16 @@ FROZEN_ENV = {
     "CRIMEFLOW_PREFECT_PORT": ("prefect.port", "4333", 4333),
     "CRIMEFLOW_PREFECT_API_URL": ("prefect.api_url", "http://pf:4200/api", "http://pf:4200/api"),
     "CRIMEFLOW_ALERT_WEBHOOK_URL": ("prefect.alert_webhook_url", "http://hook", "http://hook"),
+    "CRIMEFLOW_PREFECT_DATABASE_URL": (
+        "prefect.database_url",
+        "postgresql+asyncpg://p:pw@db/prefect",
+        "postgresql+asyncpg://p:pw@db/prefect",
+    ),
+    "CRIMEFLOW_PREFECT_PUBLIC_URL": (
+        "prefect.public_url",
+        "https://pf.example",
+        "https://pf.example",
+    ),
     "CRIMEFLOW_RETRAIN_DEBOUNCE_S": ("retrain.debounce_s", "20.5", 20.5),
     "CRIMEFLOW_RETRAIN_UNTIL": ("retrain.until", "2018-09", "2018-09"),
     "CRIMEFLOW_RETRAIN_HOLDOUT_MONTHS": ("retrain.holdout_months", "2", 2),
@@ -205,6 +232,8 @@ def test_masked_masks_every_secret_in_every_group(clean_env):
         "api_key",
         "redis_url",
         "alert_webhook_url",
+        "prefect_database_url",
+        "mlflow_backend_store_uri",
     }
     masked = settings.masked()
     assert {name: masked[name] for name in secrets} == dict.fromkeys(secrets, "********")
@@ -266,3 +295,41 @@ def test_gate_primary_metric_is_checked_when_read(clean_env):
     clean_env.setenv("CRIMEFLOW_GATE_PRIMARY_METRIC", "accuracy")
     with pytest.raises(ValueError, match="gate primary metric"):
         Settings(_env_file=None)
+
+
+def test_a_server_store_points_every_client_at_the_mlflow_server(tmp_path):
+    embedded = Settings(home=tmp_path, _env_file=None)
+    assert embedded.mlflow.tracking_uri.startswith("sqlite:///")
+    assert embedded.mlflow.artifacts_destination == embedded.mlflow.artifact_root
+    served = Settings(
+        home=tmp_path,
+        mlflow_port=5123,
+        mlflow_backend_store_uri="postgresql+psycopg://postgres@127.0.0.1/mlflow",
+        _env_file=None,
+    )
+    assert served.mlflow.tracking_uri == "http://127.0.0.1:5123"
+    assert served.mlflow.public_url == "http://127.0.0.1:5123"
+    given = Settings(
+        home=tmp_path,
+        mlflow_backend_store_uri="postgresql+psycopg://postgres@127.0.0.1/mlflow",
+        mlflow_tracking_uri="http://mlflow:5000",
+        _env_file=None,
+    )
+    assert given.mlflow.tracking_uri == "http://mlflow:5000"
+
+
+def test_public_urls_default_to_where_this_machine_reaches_each_service(tmp_path):
+    settings = Settings(
+        home=tmp_path, api_host="0.0.0.0", api_port=8123, prefect_port=4321, _env_file=None
+    )
+    assert settings.api.public_url == "http://127.0.0.1:8123"
+    assert settings.prefect.public_url == "http://127.0.0.1:4321"
+    assert settings.mlflow.public_url == "http://127.0.0.1:5000"
+    behind_proxy = Settings(
+        home=tmp_path,
+        prefect_api_url="https://prefect.example.org/api/",
+        mlflow_tracking_uri="https://mlflow.example.org",
+        _env_file=None,
+    )
+    assert behind_proxy.prefect.public_url == "https://prefect.example.org"
+    assert behind_proxy.mlflow.public_url == "https://mlflow.example.org"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crimeflow.contract.settings import ApiSettings
+from crimeflow.contract.settings import Settings
 from monitoring.drift import ColumnDrift, DriftResult
 from monitoring.monitor_run import event_payload, report_url, resolve_window, verdict_markdown
 
@@ -59,9 +59,13 @@ def test_window_defaults_to_the_last_days_and_takes_explicit_bounds():
         resolve_window(7, "2024-05-03", "2024-05-01", NOW)
 
 
-def test_report_url_is_served_by_the_api():
-    api = ApiSettings(host="10.0.0.5", port=8123)
-    assert report_url(api, "r-1") == "http://10.0.0.5:8123/reports/r-1"
+def test_report_url_is_served_by_the_api_at_its_public_url(tmp_path):
+    local = Settings(home=tmp_path, api_host="0.0.0.0", api_port=8123, _env_file=None)
+    assert report_url(local.api.public_url, "r-1") == "http://127.0.0.1:8123/reports/r-1"
+    public = Settings(
+        home=tmp_path, api_public_url="https://crimeflow.example.org/", _env_file=None
+    )
+    assert report_url(public.api.public_url, "r-1") == "https://crimeflow.example.org/reports/r-1"
 
 
 def test_event_payload_holds_only_strings_numbers_and_none():

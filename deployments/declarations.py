@@ -122,7 +122,7 @@ class WorkPool:
 
 @dataclass(frozen=True)
 class DeploymentFile:
-    """One `prefect deploy` file: where the code comes from (build/pull) and the pool."""
+    """One `prefect deploy` file: where the code comes from (build/push/pull) and the pool."""
 
     path: str
     header: str
@@ -130,6 +130,7 @@ class DeploymentFile:
     work_pool: WorkPool
     build: tuple[Step, ...] = ()
     build_note: str = ""
+    push: tuple[Step, ...] = ()
     pull_alternatives: tuple[Alternative, ...] = ()
 
 
@@ -387,4 +388,57 @@ IMAGE_FILE = DeploymentFile(
     ),
 )
 
-DEPLOYMENT_FILES = (PROCESS_FILE, IMAGE_FILE)
+S3_HEADER = """\
+crimeflow's deployments for process workers on other machines, without a checkout: the code
+travels through S3 with prefect-aws's steps. `prefect deploy` uploads this folder (minus
+.prefectignore: no .git, .venv, .env, tests or local state) to s3://crimeflow-lake/code/crimeflow,
+and before every flow run the worker downloads it into its working folder. The keys are those of
+the lake's AwsCredentials block, which `crimeflow blocks apply` writes
+(CRIMEFLOW_S3_BUCKET_BLOCK=crimeflow-lake, as compose sets it); the worker's machine needs the
+crimeflow package installed (`pip install .`) and PREFECT_API_URL, nothing else.
+
+  crimeflow blocks apply                                         # once, and after a key change
+  prefect --no-prompt deploy --all --prefect-file deployments/prefect.s3.yaml   # repository root
+  prefect worker start --pool crimeflow-process                  # on any machine
+
+The five deployments are those of ../prefect.yaml; only where the code comes from differs."""
+
+# The lake's bucket and its credentials block: `crimeflow blocks apply` with
+# CRIMEFLOW_S3_BUCKET_BLOCK=crimeflow-lake. The code goes beside the lake (`lake/`), not in it.
+CODE_BUCKET = "crimeflow-lake"
+CODE_FOLDER = "code/crimeflow"
+S3_CREDENTIALS = "{{ prefect.blocks.aws-credentials.crimeflow-lake-credentials }}"
+
+S3_FILE = DeploymentFile(
+    path="deployments/prefect.s3.yaml",
+    header=S3_HEADER,
+    push=(
+        Step(
+            "prefect_aws.deployments.steps.push_to_s3",
+            {
+                "id": "push_code",
+                "requires": "prefect-aws>=0.7",
+                "bucket": CODE_BUCKET,
+                "folder": CODE_FOLDER,
+                "credentials": S3_CREDENTIALS,
+            },
+            "The repository (as filtered by .prefectignore) to S3, once per `prefect deploy`.",
+        ),
+    ),
+    pull=(
+        Step(
+            "prefect_aws.deployments.steps.pull_from_s3",
+            {
+                "id": "pull_code",
+                "requires": "prefect-aws>=0.7",
+                "bucket": "{{ push_code.bucket }}",
+                "folder": "{{ push_code.folder }}",
+                "credentials": S3_CREDENTIALS,
+            },
+            "Into the flow run's working folder, where flows/*.py then resolve.",
+        ),
+    ),
+    work_pool=PROCESS_FILE.work_pool,
+)
+
+DEPLOYMENT_FILES = (PROCESS_FILE, IMAGE_FILE, S3_FILE)

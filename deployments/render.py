@@ -199,11 +199,12 @@ def source_blocks(file: DeploymentFile) -> list[str]:
         build = ["build:", *comment(file.build_note, 2), *steps_block(file.build, 2)]
     else:
         build = [*comment(file.build_note, 0), "build: null"]
+    push = ["push:", *steps_block(file.push, 2)] if file.push else ["push: null"]
     pull = ["pull:", *steps_block(file.pull, 2)]
     for alternative in file.pull_alternatives:
         pull += comment(alternative.note, 2)
         pull += [f"  # {line[2:]}" for line in steps_block(alternative.steps, 2)]
-    return [*build, *([""] if file.build else []), "push: null", "", *pull]
+    return [*build, *([""] if file.build else []), *push, "", *pull]
 
 
 def definitions_block(file: DeploymentFile) -> list[str]:

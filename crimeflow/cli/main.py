@@ -17,6 +17,8 @@ app.add_typer(config_app, name="config")
 reports_app = typer.Typer(help="Drift reports.")
 app.add_typer(soda_app, name="soda")
 app.add_typer(reports_app, name="reports")
+blocks_app = typer.Typer(help="The Prefect blocks crimeflow keeps on the server.")
+app.add_typer(blocks_app, name="blocks")
 
 
 @config_app.command("show")
@@ -253,11 +255,45 @@ def api(
 
 
 @app.command()
-def up() -> None:
-    """Run the stack in the foreground: Prefect server, serve process, MLflow UI and API."""
+def up(
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Deploy prefect.yaml onto the crimeflow-process pool and run a Prefect worker "
+            "instead of the serve process (the production form).",
+        ),
+    ] = False,
+) -> None:
+    """Run the stack in the foreground: Prefect server, MLflow, serve process or worker, API."""
     from crimeflow.cli.stack import run_until_stopped
 
-    raise typer.Exit(run_until_stopped(get_settings(), echo=typer.echo))
+    raise typer.Exit(run_until_stopped(get_settings(), echo=typer.echo, worker=worker))
+
+
+@blocks_app.command("apply")
+def blocks_apply() -> None:
+    """Create or update the lake's S3Bucket and AwsCredentials blocks from the S3 settings."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from crimeflow.stores.lake_blocks import LakeBlockError, apply_lake_blocks
+
+    settings = get_settings()
+    api_url = settings.prefect.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            written = apply_lake_blocks(settings.s3.bucket_block, settings.lake_url, settings.s3)
+    except LakeBlockError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except httpx.HTTPError as error:
+        typer.echo(f"error: cannot write blocks to the Prefect API at {api_url}: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"S3Bucket block {written.bucket_block!r} -> {written.url} "
+        f"(keys in AwsCredentials block {written.credentials_block!r}) on {api_url}"
+    )
 
 
 @app.command()

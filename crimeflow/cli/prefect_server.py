@@ -1,4 +1,7 @@
-"""A local Prefect server (SQLite under CRIMEFLOW_HOME) for the stack, the demo and e2e tests.
+"""A local Prefect server for the stack, the demo and e2e tests.
+
+Its database is SQLite under CRIMEFLOW_HOME, or CRIMEFLOW_PREFECT_DATABASE_URL (PostgreSQL via
+asyncpg) in the production form; the server creates its tables on start either way.
 
 Events and automations (the drift trigger) need a real server: the ephemeral API that Prefect
 starts inside a process does not evaluate triggers. Everything crimeflow starts talks to the
@@ -35,6 +38,12 @@ def prefect_environment(settings: Settings, api_url: str | None = None) -> dict[
     }
 
 
+def database_environment(settings: Settings) -> dict[str, str]:
+    """The server's database setting when one is configured (else Prefect's SQLite default)."""
+    url = settings.prefect.database_url
+    return {} if url is None else {"PREFECT_API_DATABASE_CONNECTION_URL": url.get_secret_value()}
+
+
 def server_command(host: str, port: int) -> list[str]:
     """`prefect server start` from this interpreter's environment."""
     prefect = Path(sys.executable).with_name("prefect")
@@ -53,6 +62,7 @@ def start_prefect_server(
             # The server itself must not try to talk to another API.
             "PREFECT_API_URL": "",
             "PREFECT_UI_API_URL": api_url,
+            **database_environment(settings),
         }
     )
     # Prefect creates its database file but not the folders above it.

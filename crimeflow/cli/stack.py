@@ -1,6 +1,6 @@
-"""The long-running pieces of crimeflow on one machine: Prefect server, serve, MLflow UI, API.
+"""The long-running pieces of crimeflow on one machine: Prefect server, MLflow, serve, API.
 
-`crimeflow up` is `Stack.run_until_stopped()`; the demo (and tests) can start only the pieces
+`crimeflow up` is `run_until_stopped()`; the demo (and tests) can start only the pieces
 they need:
 
     with Stack(settings) as stack:
@@ -13,31 +13,50 @@ $CRIMEFLOW_HOME/logs/<name>.log), and leaving the block stops them in reverse st
 serve process and the API finish while the Prefect server is still there to hear about it.
 Children get the stack's settings as CRIMEFLOW_* variables, so a Stack built from a Settings
 object with overrides starts children that agree with it, and one PREFECT_API_URL.
+
+Two forms, chosen by settings (docs/operations.md, "The production form"):
+- embedded (defaults): Prefect on SQLite, `deployments/serve.py` running the flows, the MLflow
+  UI over the SQLite store the flows write directly, the lake in a folder;
+- production (`crimeflow up --worker` with the server settings): Prefect on PostgreSQL
+  (CRIMEFLOW_PREFECT_DATABASE_URL), `prefect deploy --all` onto the `crimeflow-process` pool and
+  a Prefect worker, an MLflow tracking server on CRIMEFLOW_MLFLOW_BACKEND_STORE_URI that every
+  client reaches over HTTP and that keeps artifacts at CRIMEFLOW_MLFLOW_ARTIFACTS_DESTINATION,
+  and the lake on S3 through the prefect-aws blocks named by CRIMEFLOW_S3_BUCKET_BLOCK (written
+  by the stack; its children get no S3 keys).
+The stack starts what it owns (processes) and connects to what it is given (databases, buckets,
+Redis): it never creates a database or a bucket.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from pydantic import SecretStr
 
+import deployments
 from crimeflow.cli.prefect_server import prefect_environment, start_prefect_server
-from crimeflow.cli.processes import ServiceProcess, log_tail, start, stop, wait_http
+from crimeflow.cli.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
 from crimeflow.contract.settings import Settings, child_environment, local_url
 
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.5
+DEPLOY_TIMEOUT_S = 300.0
 # The serve process is ready once the server knows this deployment (it registers all five).
 SERVE_READY_DEPLOYMENT = "retrain/retrain"
+# Where prefect.yaml is: the checkout (or the image's /app) the package is installed from.
+PROJECT_ROOT = Path(deployments.__file__).resolve().parent.parent
+# S3 keys a child never gets when the lake's blocks hold them.
+S3_KEY_VARIABLES = ("CRIMEFLOW_S3_ACCESS_KEY_ID", "CRIMEFLOW_S3_SECRET_ACCESS_KEY")
 
 
 class StackError(RuntimeError):
@@ -75,23 +94,54 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def mlflow_ui_command(settings: Settings, host: str = "127.0.0.1") -> list[str]:
-    """`mlflow server` on the embedded store, artifacts where the training flow writes them."""
+    """`mlflow server`: a tracking server on the server store, else a UI on the embedded one."""
     mlflow = Path(sys.executable).with_name("mlflow")
+    common = [str(mlflow), "server", "--host", host, "--port", str(settings.mlflow.port)]
+    if settings.mlflow.backend_store_uri:
+        # The store URI (with its password) goes in MLFLOW_BACKEND_STORE_URI, not argv, which
+        # every user of the machine can read. Clients get mlflow-artifacts:/ URIs and reach
+        # the artifacts through this server, so none of them needs the bucket's keys.
+        return [
+            *common,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            settings.mlflow.artifacts_destination,
+            "--workers",
+            "2",
+        ]
     return [
-        str(mlflow),
-        "server",
+        *common,
         "--backend-store-uri",
         settings.mlflow.tracking_uri,
         "--default-artifact-root",
         settings.mlflow.artifact_root,
-        "--host",
-        host,
-        "--port",
-        str(settings.mlflow.port),
         # One worker is plenty for a person browsing runs, and starts faster than the default.
         "--workers",
         "1",
     ]
+
+
+def mlflow_server_environment(settings: Settings) -> dict[str, str]:
+    """What only the MLflow server process gets: its store URI and the artifact bucket's keys."""
+    env: dict[str, str] = {}
+    if settings.mlflow.backend_store_uri:
+        env["MLFLOW_BACKEND_STORE_URI"] = settings.mlflow.backend_store_uri.get_secret_value()
+    s3 = settings.s3
+    if settings.mlflow.artifacts_destination.startswith("s3://"):
+        env["AWS_DEFAULT_REGION"] = s3.region
+        if s3.endpoint_url:
+            env["MLFLOW_S3_ENDPOINT_URL"] = s3.endpoint_url
+        if s3.access_key_id and s3.secret_access_key:
+            env["AWS_ACCESS_KEY_ID"] = s3.access_key_id.get_secret_value()
+            env["AWS_SECRET_ACCESS_KEY"] = s3.secret_access_key.get_secret_value()
+    return env
+
+
+def worker_command(pool: str) -> list[str]:
+    """`prefect worker start` on a process pool, with its health endpoint on."""
+    prefect = Path(sys.executable).with_name("prefect")
+    pool_args = ["--pool", pool, "--type", "process"]
+    return [str(prefect), "worker", "start", *pool_args, "--with-healthcheck"]
 
 
 def api_command(settings: Settings) -> list[str]:
@@ -112,9 +162,16 @@ def api_command(settings: Settings) -> list[str]:
 class Stack(AbstractContextManager["Stack"]):
     """Starts crimeflow's service processes and stops them all, in reverse order, on exit."""
 
-    def __init__(self, settings: Settings, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        worker: bool = False,
+    ) -> None:
         self.settings = settings
         self.startup_timeout_s = startup_timeout_s
+        # True: flows run by a Prefect worker from `prefect deploy`; False: by the serve process.
+        self.worker = worker
         self.services: list[Service] = []
         self.urls: dict[str, str] = {}
         self.prefect_api_url = settings.prefect.api_url
@@ -140,9 +197,28 @@ class Stack(AbstractContextManager["Stack"]):
         self._add(Service("serve", process, None))
         return process
 
+    def apply_lake_blocks(self) -> str:
+        """Write the lake's S3Bucket/AwsCredentials blocks to the stack's server; the lake URL."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from crimeflow.stores.lake_blocks import LakeBlockError, apply_lake_blocks
+
+        settings = self.settings
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: self.prefect_api_url}):
+                written = apply_lake_blocks(
+                    settings.s3.bucket_block, settings.lake_url, settings.s3
+                )
+        except LakeBlockError as error:
+            raise StackError(str(error)) from error
+        self.urls["lake"] = f"{written.url} (block {written.bucket_block})"
+        return written.url
+
     def start_mlflow_ui(self) -> str:
-        """The MLflow UI over the embedded tracking store, on CRIMEFLOW_MLFLOW_PORT."""
-        process = self._start("mlflow-ui", mlflow_ui_command(self.settings))
+        """The MLflow server (or UI over the embedded store) on CRIMEFLOW_MLFLOW_PORT."""
+        process = self._start(
+            "mlflow-ui", mlflow_ui_command(self.settings), mlflow_server_environment(self.settings)
+        )
         url = local_url("127.0.0.1", self.settings.mlflow.port)
         self._wait(f"{url}/health", process)
         self._add(Service("mlflow-ui", process, url), mlflow_ui=url)
@@ -156,30 +232,98 @@ class Stack(AbstractContextManager["Stack"]):
         self._add(Service("api", process, url), api=url, api_docs=f"{url}/schema")
         return url
 
+    def start_worker(self) -> ServiceProcess:
+        """`prefect deploy --all` onto the process pool, then a worker polling it."""
+        from deployments.declarations import PROCESS_FILE
+
+        pool = PROCESS_FILE.work_pool.name
+        self._ensure_process_pool(pool)
+        self._deploy()
+        port = free_port()
+        health = {
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+        }
+        # Started in the checkout, like the deploy: a relative path in a flow run means the same.
+        process = self._start("prefect-worker", worker_command(pool), health, cwd=PROJECT_ROOT)
+        # /health answers 200 once the worker polls its pool (503 when it stopped polling).
+        self._wait(f"{local_url('127.0.0.1', port)}/health", process)
+        self._add(Service("prefect-worker", process, None), work_pool=pool)
+        return process
+
+    def _ensure_process_pool(self, pool: str) -> None:
+        """Create the process work pool unless the server has it (kept as the operator left it)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.prefect_api_url}),
+            get_client(sync_client=True) as client,
+            suppress(ObjectAlreadyExists),
+        ):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+
+    def _deploy(self) -> None:
+        """`prefect --no-prompt deploy --all` from the checkout, as a person runs it."""
+        if not (PROJECT_ROOT / "prefect.yaml").is_file():
+            raise StackError(f"--worker deploys prefect.yaml, which is not in {PROJECT_ROOT}")
+        prefect = Path(sys.executable).with_name("prefect")
+        log = self.log_dir / "prefect-deploy.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as sink:
+            result = subprocess.run(
+                [str(prefect), "--no-prompt", "deploy", "--all"],
+                cwd=PROJECT_ROOT,
+                env=self._child_env(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=DEPLOY_TIMEOUT_S,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise StackError(f"prefect deploy --all failed; log {log}:\n{log_tail(log)}")
+
     def steps(self) -> list[Callable[[], object]]:
         """Everything `crimeflow up` runs, in start order."""
+        blocks = [self.apply_lake_blocks] if self.settings.s3.bucket_block else []
+        runner = self.start_worker if self.worker else self.start_serve
         # MLflow before the API and the flows: the first process to open a new SQLite store
         # migrates it, and two migrating one file at once fail (alembic version mismatch).
-        return [self.start_prefect, self.start_mlflow_ui, self.start_serve, self.start_api]
+        return [self.start_prefect, *blocks, self.start_mlflow_ui, runner, self.start_api]
 
     def start_all(self) -> None:
         """Start every piece, in order."""
         for step in self.steps():
             step()
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of every child: the settings, then one Prefect API for all."""
-        return child_environment(
+        env = child_environment(
             {
                 **settings_environment(self.settings),
                 "CRIMEFLOW_PREFECT_API_URL": self.prefect_api_url,
                 **prefect_environment(self.settings, self.prefect_api_url),
+                **(extra or {}),
             }
         )
+        if self.settings.s3.bucket_block:
+            # The lake's keys are in its Prefect blocks; no child holds a copy.
+            for name in S3_KEY_VARIABLES:
+                env.pop(name, None)
+        return env
 
-    def _start(self, name: str, args: list[str]) -> ServiceProcess:
+    def _start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> ServiceProcess:
         """Start one child with the stack's environment and its own log file."""
-        return start(name, args, self._child_env(), self.log_dir / f"{name}.log")
+        env = self._child_env(extra_env)
+        return start(name, args, env, self.log_dir / f"{name}.log", cwd=cwd)
 
     def _wait(self, url: str, process: ServiceProcess) -> None:
         """Wait until `url` answers; on failure stop the half-started process and raise."""
@@ -232,7 +376,9 @@ class StopRequested(BaseException):
     """SIGINT/SIGTERM arrived while the stack was still starting."""
 
 
-def run_until_stopped(settings: Settings, echo: Callable[[str], object] = print) -> int:
+def run_until_stopped(
+    settings: Settings, echo: Callable[[str], object] = print, worker: bool = False
+) -> int:
     """`crimeflow up`: start everything, print the URLs, stop on SIGINT/SIGTERM; exit code."""
     stop_requested = threading.Event()
     starting = True
@@ -247,12 +393,13 @@ def run_until_stopped(settings: Settings, echo: Callable[[str], object] = print)
     # Handlers first: a signal during start-up must still stop whatever already runs.
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Stack(settings) as stack:
+        with Stack(settings, worker=worker) as stack:
             try:
                 for step in stack.steps():
+                    running = len(stack.services)
                     step()
-                    service = stack.services[-1]
-                    echo(f"started {service.name} (log {service.process.log_file})")
+                    for service in stack.services[running:]:
+                        echo(f"started {service.name} (log {service.process.log_file})")
                 starting = False
                 echo(_banner(stack))
                 stack.wait(stop_requested)
@@ -277,6 +424,8 @@ def _banner(stack: Stack) -> str:
         ("Prefect UI", stack.urls.get("prefect_ui")),
         ("Prefect API", stack.urls.get("prefect_api")),
         ("MLflow UI", stack.urls.get("mlflow_ui")),
+        ("Work pool", stack.urls.get("work_pool")),
+        ("Lake", stack.urls.get("lake")),
         ("API", stack.urls.get("api")),
         ("API docs", stack.urls.get("api_docs")),
     ]

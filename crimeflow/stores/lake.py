@@ -226,7 +226,11 @@ class Lake:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Lake:
-        """The lake at `settings.lake_url`, with the S3 options when it is an s3:// URL."""
+        """The lake of the settings: the S3Bucket block when one is named, else the lake URL."""
+        if settings.s3.bucket_block:
+            from crimeflow.stores.lake_blocks import lake_location
+
+            return cls(*lake_location(settings.s3.bucket_block))
         url = settings.lake_url
         remote = fsspec.utils.get_protocol(url) in {"s3", "s3a"}
         return cls(url, settings.s3.storage_options if remote else None)

@@ -12,6 +12,7 @@ from crimeflow.cli.main import app
 from crimeflow.cli.stack import (
     Stack,
     api_command,
+    mlflow_server_environment,
     mlflow_ui_command,
     settings_environment,
 )
@@ -45,6 +46,82 @@ def test_mlflow_ui_uses_the_embedded_store_and_artifact_root(tmp_path):
     assert command[command.index("--default-artifact-root") + 1] == settings.mlflow.artifact_root
     assert command[command.index("--port") + 1] == "5123"
     assert Path(command[0]).name == "mlflow"
+
+
+PRODUCTION = {
+    "mlflow_port": 5123,
+    "mlflow_backend_store_uri": "postgresql+psycopg://mlflow:pw@db:5432/mlflow",
+    "mlflow_artifacts_destination": "s3://crimeflow-mlflow/artifacts",
+    "lake_url": "s3://crimeflow-lake/lake",
+    "s3_bucket_block": "crimeflow-lake",
+    "s3_endpoint_url": "http://s3:8333",
+    "s3_access_key_id": "AKID",
+    "s3_secret_access_key": "s3cr3t",
+    "prefect_database_url": "postgresql+asyncpg://prefect:pw@db:5432/prefect",
+}
+
+
+def test_the_mlflow_server_keeps_its_store_password_off_the_command_line(tmp_path):
+    settings = Settings(home=tmp_path, **PRODUCTION, _env_file=None)
+    command = mlflow_ui_command(settings)
+    assert "--backend-store-uri" not in command
+    assert not any("pw@" in arg for arg in command)
+    assert "--serve-artifacts" in command
+    assert command[command.index("--artifacts-destination") + 1] == (
+        "s3://crimeflow-mlflow/artifacts"
+    )
+    env = mlflow_server_environment(settings)
+    assert env == {
+        "MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg://mlflow:pw@db:5432/mlflow",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": "http://s3:8333",
+        "AWS_ACCESS_KEY_ID": "AKID",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+    }
+    # Clients talk to that server.
+    assert settings.mlflow.tracking_uri == "http://127.0.0.1:5123"
+    assert mlflow_server_environment(Settings(home=tmp_path, _env_file=None)) == {}
+
+
+def test_with_lake_blocks_no_child_gets_the_s3_keys(tmp_path, monkeypatch):
+    # Even keys the user exported for `crimeflow up` (to write the blocks) stay with it.
+    monkeypatch.setenv("CRIMEFLOW_S3_SECRET_ACCESS_KEY", "s3cr3t")
+    stack = Stack(Settings(home=tmp_path, **PRODUCTION, _env_file=None), worker=True)
+    env = stack._child_env()
+    assert "CRIMEFLOW_S3_ACCESS_KEY_ID" not in env
+    assert "CRIMEFLOW_S3_SECRET_ACCESS_KEY" not in env
+    assert env["CRIMEFLOW_S3_BUCKET_BLOCK"] == "crimeflow-lake"
+    assert env["CRIMEFLOW_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5123"
+    embedded = Stack(Settings(home=tmp_path, s3_access_key_id="AKID", _env_file=None))
+    assert embedded._child_env()["CRIMEFLOW_S3_ACCESS_KEY_ID"] == "AKID"
+
+
+def test_up_steps_of_each_form(tmp_path):
+    embedded = Stack(Settings(home=tmp_path, _env_file=None))
+    assert [step.__name__ for step in embedded.steps()] == [
+        "start_prefect",
+        "start_mlflow_ui",
+        "start_serve",
+        "start_api",
+    ]
+    production = Stack(Settings(home=tmp_path, **PRODUCTION, _env_file=None), worker=True)
+    assert [step.__name__ for step in production.steps()] == [
+        "start_prefect",
+        "apply_lake_blocks",
+        "start_mlflow_ui",
+        "start_worker",
+        "start_api",
+    ]
+
+
+def test_the_prefect_server_gets_its_database_only_when_one_is_set(tmp_path):
+    from crimeflow.cli.prefect_server import database_environment
+
+    assert database_environment(Settings(home=tmp_path, _env_file=None)) == {}
+    production = Settings(home=tmp_path, **PRODUCTION, _env_file=None)
+    assert database_environment(production) == {
+        "PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://prefect:pw@db:5432/prefect"
+    }
 
 
 def test_api_command_and_urls(tmp_path):

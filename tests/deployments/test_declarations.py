@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,8 +86,8 @@ def test_settings_reach_the_trigger_and_the_drift_window():
     assert "other-model" in declared["train"].description
 
 
-def test_the_two_files_differ_only_in_code_source_and_pool():
-    process, image = DEPLOYMENT_FILES
+def test_the_files_differ_only_in_code_source_and_pool():
+    process, image, s3 = DEPLOYMENT_FILES
     assert (process.path, image.path) == ("prefect.yaml", "deployments/prefect.image.yaml")
     assert (process.work_pool.name, image.work_pool.name) == (
         "crimeflow-process",
@@ -100,3 +101,41 @@ def test_the_two_files_differ_only_in_code_source_and_pool():
     assert image.build == ()
     (pull,) = image.pull
     assert pull.arguments == {"directory": "/app"}
+    # The S3 variant: the same pool; the code goes up with push_to_s3 and comes down with
+    # pull_from_s3 from where the push put it, both with the lake's credentials block.
+    assert s3.path == "deployments/prefect.s3.yaml"
+    assert s3.work_pool == process.work_pool
+    ((push,), (pull,)) = s3.push, s3.pull
+    assert push.function == "prefect_aws.deployments.steps.push_to_s3"
+    assert pull.function == "prefect_aws.deployments.steps.pull_from_s3"
+    push_id = push.arguments["id"]
+    assert pull.arguments["bucket"] == "{{ " + push_id + ".bucket }}"
+    assert pull.arguments["folder"] == "{{ " + push_id + ".folder }}"
+    assert push.arguments["credentials"] == pull.arguments["credentials"]
+    assert "crimeflow-lake-credentials" in push.arguments["credentials"]
+
+
+def test_prefectignore_keeps_state_secrets_and_the_environment_out_of_s3(tmp_path):
+    from prefect.utilities.filesystem import filter_files
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = (root / ".prefectignore").read_text().splitlines()
+    for name in (
+        "flows/etl.py",
+        "tasks/etl_steps.py",
+        "pyproject.toml",
+        ".env",
+        ".env.local",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/test_x.py",
+        ".crimeflow/lake/x.parquet",
+        "api/__pycache__/app.cpython-311.pyc",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    # push_to_s3 uploads the files filter_files lists (a folder's own name may be listed too).
+    included = {
+        path for path in filter_files(str(tmp_path), patterns) if (tmp_path / path).is_file()
+    }
+    assert included == {"flows/etl.py", "tasks/etl_steps.py", "pyproject.toml"}

@@ -16,6 +16,7 @@ from deployments.render import folded, main, render, rendered_files, scalar
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "prefect.yaml"
 IMAGE_YAML = ROOT / "deployments" / "prefect.image.yaml"
+S3_YAML = ROOT / "deployments" / "prefect.s3.yaml"
 NAMES = ["monthly-etl", "train", "drift-monitor", "retrain", "rollback"]
 # What may differ between the checkout and the image variant: where code and runs live.
 INFRA_KEYS = {"work_pool", "pull", "build", "push"}
@@ -37,7 +38,7 @@ def deployments() -> dict[str, dict[str, Any]]:
 
 def test_committed_files_are_the_rendered_declarations():
     texts = rendered_files(ROOT)
-    assert set(texts) == {PREFECT_YAML, IMAGE_YAML}
+    assert set(texts) == {PREFECT_YAML, IMAGE_YAML, S3_YAML}
     for path, text in texts.items():
         where = path.relative_to(ROOT)
         assert path.read_text(encoding="utf-8") == text, f"{where} is stale: run `make deployments`"

@@ -363,7 +363,7 @@ def run_demo(
             summary.urls = {**stack.urls, "soda": soda.url}
             echo(f"Prefect UI {stack.urls['prefect_ui']} · MLflow UI {stack.urls['mlflow_ui']}")
             with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
-                _loop(stack, plan, summary, echo)
+                run_loop(stack, plan, summary, echo)
             summary.timings_s["total"] = round(time.perf_counter() - started, 1)
             summary.versions = registry_versions(settings)
             summary_path.write_text(json.dumps(asdict(summary), indent=2, default=str))
@@ -379,7 +379,7 @@ def run_demo(
     return summary
 
 
-def _loop(
+def run_loop(
     stack: Any,
     plan: DemoPlan,
     summary: DemoSummary,

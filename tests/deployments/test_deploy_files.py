@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import typer.main
 import yaml
@@ -447,6 +448,62 @@ def k8s_secret_errors(docs: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+# Validated against the oldest and the newest Kubernetes minor still supported upstream.
+K8S_VERSIONS = ("1.35.0", "1.37.0")
+
+
+def k8s_manifests(folder: Path = K8S) -> list[tuple[str, dict[str, Any]]]:
+    """Every API object under the folder, by file: the kustomization's and the secret template."""
+    return [
+        (path.name, doc)
+        for path in sorted(folder.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in load_yaml_documents(path)
+    ]
+
+
+def schema_errors(manifests: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Objects that the Kubernetes JSON schemas reject (strict: unknown fields too), offline."""
+    errors = []
+    for where, doc in manifests:
+        name = f"{where}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(part) for part in error.path) or "(root)"
+                errors.append(f"{name} (Kubernetes {error.version}): {path}: {error.message}")
+            except kubernetes_validate.SchemaNotFoundError as error:
+                errors.append(f"{name}: {error.message}")
+    return errors
+
+
+def pdb_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """A PodDisruptionBudget covers the API's pods and still lets a drain evict one of them."""
+    deployment = api_deployment(docs)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budgets = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+        and d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ]
+    if len(budgets) != 1:
+        return [f"{len(budgets)} PodDisruptionBudgets select the API's pods, not 1"]
+    spec = budgets[0]["spec"]
+    if spec.get("minAvailable") != 1:
+        return [f"API budget: minAvailable {spec.get('minAvailable')!r}, not 1"]
+    fewest = [deployment["spec"].get("replicas", 1)]
+    fewest += [
+        h["spec"].get("minReplicas", 1)
+        for h in docs
+        if h["kind"] == "HorizontalPodAutoscaler"
+        and h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    ]
+    # With no more pods than minAvailable, no pod may ever be evicted: node drains hang.
+    return [f"API budget: {n} replicas leave no pod evictable" for n in fewest if n <= 1]
+
+
 # --- tests: compose -------------------------------------------------------------------------
 
 
@@ -736,6 +793,7 @@ def test_k8s_manifests_parse_and_are_named() -> None:
     docs = k8s_documents()
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert "PodDisruptionBudget" in kinds
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["name"], doc
     for path in K8S.glob("*.yaml"):
@@ -842,6 +900,46 @@ def test_k8s_worker_polls_the_process_pool() -> None:
     argv = argv_of(workers[0]["command"])
     assert argv[argv.index("--pool") + 1] == WORK_POOL
     assert workers[0]["livenessProbe"]["httpGet"]["port"] in container_ports(workers[0])
+
+
+def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
+    manifests = k8s_manifests()
+    files = {where for where, _ in manifests}
+    # Every file, the secret template included (it is applied by hand, so it must be valid).
+    assert files == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert "secret.template.yaml" in files
+    assert schema_errors(manifests) == []
+
+
+def test_schema_checker_rejects_broken_manifests() -> None:
+    deployment = copy.deepcopy(api_deployment(k8s_documents()))
+    del deployment["spec"]["selector"]
+    mistyped = copy.deepcopy(api_deployment(k8s_documents()))
+    mistyped["spec"]["replicas"] = "two"
+    misspelt = copy.deepcopy(api_deployment(k8s_documents()))
+    misspelt["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    retired = {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {}}
+    errors = schema_errors([("a", deployment), ("b", mistyped), ("c", misspelt), ("d", retired)])
+    assert any(e.startswith("a: ") and "'selector' is a required property" in e for e in errors)
+    assert any(e.startswith("b: ") and "spec.replicas: 'two' is not of type" in e for e in errors)
+    assert any(e.startswith("c: ") and "'resource' was unexpected" in e for e in errors)
+    assert any(e.startswith("d: ") and "policy/v1beta1" in e for e in errors), errors
+
+
+def test_k8s_api_has_a_disruption_budget() -> None:
+    docs = k8s_documents()
+    assert pdb_errors(docs) == []
+
+
+def test_pdb_checker_rejects_a_wrong_selector_or_no_room_to_evict() -> None:
+    docs = copy.deepcopy(k8s_documents())
+    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    budget["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "crimeflow-apy"}
+    assert pdb_errors(docs) == ["0 PodDisruptionBudgets select the API's pods, not 1"]
+    budget["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "crimeflow-api"}
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    hpa["spec"]["minReplicas"] = 1
+    assert pdb_errors(docs) == ["API budget: 1 replicas leave no pod evictable"]
 
 
 # --- tests: CI and hosts ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import copy
 import json
 import re
 import shlex
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -948,6 +949,34 @@ def test_seaweedfs_gives_crimeflow_its_buckets_and_no_admin() -> None:
     identities = seaweedfs_identities(compose["services"]["seaweedfs"])
     assert set(identities) == {"admin", "crimeflow"}
     assert identity_errors(compose) == []
+
+
+def test_seaweedfs_start_script_writes_the_identities_its_server_reads(tmp_path: Path) -> None:
+    # Run the service's script as its container would (compose turns $$ into $), with the
+    # config written under tmp_path and the image's entrypoint replaced by an echo.
+    service = compose_file()["services"]["seaweedfs"]
+    assert service["entrypoint"][0] == "/bin/sh"
+    config = tmp_path / "s3.json"
+    script = argv_of(service["command"])[0].replace("$$", "$")
+    script = script.replace("/etc/seaweedfs/s3.json", str(config))
+    script = script.replace("exec /entrypoint.sh", "echo /entrypoint.sh")
+    keys = {name: f"value-of-{name.lower()}" for name in environment_of(service)}
+    done = subprocess.run(
+        [*service["entrypoint"], script],
+        env={"PATH": "/usr/bin:/bin", **keys},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    identities = {
+        i["name"]: i for i in json.loads(config.read_text(encoding="utf-8"))["identities"]
+    }
+    assert identities["crimeflow"]["credentials"] == [
+        {"accessKey": keys["S3_CRIMEFLOW_ACCESS_KEY"], "secretKey": keys["S3_CRIMEFLOW_SECRET_KEY"]}
+    ]
+    assert identities["admin"]["credentials"][0]["accessKey"] == keys["S3_ADMIN_ACCESS_KEY"]
+    assert f"-s3.config={config}" in done.stdout.split()
+    assert done.stdout.split()[:2] == ["/entrypoint.sh", "server"]
 
 
 def test_identity_checker_rejects_admin_rights_and_missing_buckets() -> None:

@@ -11,10 +11,12 @@ import copy
 import json
 import re
 import shlex
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import typer.main
 import yaml
@@ -236,6 +238,226 @@ def required_variables(compose: Mapping[str, Any]) -> set[str]:
     }
 
 
+# --- compose: S3 server, keys, Redis, public URLs, images ------------------------------------
+
+
+def interpolated(value: str) -> set[str]:
+    """The .env variables a compose value interpolates (`${VAR...}`)."""
+    return {m["name"] for m in INTERPOLATION.finditer(value)}
+
+
+def s3_key_holders(compose: Mapping[str, Any]) -> dict[str, set[str]]:
+    """For every .env variable holding an S3 key (S3_*_KEY), the services whose env gets it."""
+    holders: dict[str, set[str]] = {}
+    for name, service in (compose.get("services") or {}).items():
+        for value in environment_of(service).values():
+            for variable in interpolated(value):
+                if variable.startswith("S3_") and variable.endswith("_KEY"):
+                    holders.setdefault(variable, set()).add(name)
+    return holders
+
+
+def s3_key_errors(compose: Mapping[str, Any], allowed: Mapping[str, set[str]]) -> list[str]:
+    """Services that get an S3 key variable they are not meant to hold."""
+    return [
+        f"{service}: gets {variable}"
+        for variable, services in sorted(s3_key_holders(compose).items())
+        for service in sorted(services - allowed.get(variable, set()))
+    ]
+
+
+def s3_init_buckets(compose: Mapping[str, Any]) -> list[str]:
+    """The buckets the s3-init job creates, read with the job's own argument parser."""
+    from deployments.s3_buckets import argument_parser
+
+    argv = argv_of(compose["services"]["s3-init"]["command"])
+    assert argv[:3] == ["python", "-m", "deployments.s3_buckets"], argv
+    return argument_parser().parse_args(argv[3:]).buckets
+
+
+HEREDOC = re.compile(r"<<'?(?P<tag>[A-Z]+)'?\n(?P<body>.*?)\n(?P=tag)\n", re.DOTALL)
+
+
+def seaweedfs_identities(service: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The S3 identities the seaweedfs service writes at start, by name.
+
+    Keys appear as the variable names the container's shell expands (`$$VAR` -> `VAR`).
+    """
+    script = "\n".join(argv_of(service.get("command")))
+    match = HEREDOC.search(script)
+    if match is None:
+        return {}
+    body = re.sub(r"\$\$\{?(\w+)\}?", r"\1", match["body"])
+    return {identity["name"]: identity for identity in json.loads(body)["identities"]}
+
+
+# The S3 clients of the stack and the env names of their access key and secret.
+S3_CLIENTS = {
+    "s3-init": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "blocks": ("CRIMEFLOW_S3_ACCESS_KEY_ID", "CRIMEFLOW_S3_SECRET_ACCESS_KEY"),
+    "mlflow": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+}
+
+
+def identity_errors(compose: Mapping[str, Any]) -> list[str]:
+    """Each S3 client's key pair is one seaweedfs identity; crimeflow's has no admin rights."""
+    services = compose["services"]
+    source = {  # (service, env name) -> the .env variable its value comes from
+        (name, key): next(iter(interpolated(value)), "")
+        for name, service in services.items()
+        for key, value in environment_of(service).items()
+    }
+    # The script names container variables of seaweedfs; map them to .env variables too.
+    identities = {
+        tuple(source.get(("seaweedfs", c[k]), "") for k in ("accessKey", "secretKey")): identity
+        for identity in seaweedfs_identities(services["seaweedfs"]).values()
+        for c in identity["credentials"][:1]
+    }
+    used = {
+        client: identities.get((source[(client, key)], source[(client, secret)]))
+        for client, (key, secret) in S3_CLIENTS.items()
+    }
+    errors = [
+        f"{client}: its key pair is no seaweedfs identity" for client in used if not used[client]
+    ]
+    if used["s3-init"] and "Admin" not in used["s3-init"]["actions"]:
+        errors.append("s3-init: its identity cannot create buckets (no Admin)")
+    if used["mlflow"] is not used["blocks"]:
+        errors.append("mlflow: uses another S3 identity than the blocks")
+    if not used["blocks"]:
+        return errors
+    actions = set(used["blocks"]["actions"])
+    errors += [f"crimeflow identity: unscoped action {a}" for a in sorted(actions) if ":" not in a]
+    buckets = s3_init_buckets(compose)
+    errors += [
+        f"crimeflow identity: no {action}:{bucket}"
+        for bucket in buckets
+        for action in ("Read", "Write", "List")
+        if f"{action}:{bucket}" not in actions
+    ]
+    errors += [
+        f"crimeflow identity: {a} is not a bucket s3-init creates"
+        for a in sorted(actions)
+        if ":" in a and a.split(":", 1)[1].split("/")[0] not in buckets
+    ]
+    return errors
+
+
+def redis_errors(compose: Mapping[str, Any]) -> list[str]:
+    """The API's Redis URL points at a healthy redis service, with the password it requires."""
+    services = compose["services"]
+    url = environment_of(services["api"]).get("CRIMEFLOW_REDIS_URL", "")
+    match = re.fullmatch(r"redis://(?:[^:@/]*:(?P<password>[^@]+)@)?(?P<host>[\w-]+):6379/\d+", url)
+    if match is None:
+        return [f"api: CRIMEFLOW_REDIS_URL {url!r} is not redis://[user:password@]host:6379/db"]
+    host, errors = match["host"], []
+    if host not in services:
+        return [f"api: Redis host {host!r} is no service"]
+    if depends_on(services["api"]).get(host) != "service_healthy":
+        errors.append(f"api: does not wait for {host} to be healthy")
+    required = interpolated(environment_of(services[host]).get("REDIS_PASSWORD", ""))
+    if not match["password"] or interpolated(match["password"]) != required:
+        errors.append(f"api: the URL's password is not {host}'s REDIS_PASSWORD")
+    if "--requirepass" not in " ".join(argv_of(services[host].get("command"))):
+        errors.append(f"{host}: requires no password")
+    return errors
+
+
+# The setting, the service whose published port it defaults to.
+PUBLIC_URLS = {
+    "CRIMEFLOW_API_PUBLIC_URL": "api",
+    "CRIMEFLOW_MLFLOW_PUBLIC_URL": "mlflow",
+    "CRIMEFLOW_PREFECT_PUBLIC_URL": "prefect-server",
+}
+
+
+def published_ports(service: Mapping[str, Any]) -> set[int]:
+    """The host ports a service publishes (`[ip:]host:container` strings)."""
+    return {int(str(port).split(":")[-2]) for port in service.get("ports") or [] if ":" in port}
+
+
+def public_url_errors(compose: Mapping[str, Any], services: Iterable[str]) -> list[str]:
+    """Each public URL set from a STACK_* variable, defaulting to the port compose publishes."""
+    errors = []
+    for name in services:
+        env = environment_of(compose["services"][name])
+        for setting, target in PUBLIC_URLS.items():
+            value = env.get(setting, "")
+            match = INTERPOLATION.fullmatch(value)
+            if match is None or not match["name"].startswith("STACK_") or match["op"] != ":-":
+                errors.append(f"{name}: {setting} is not ${{STACK_...:-default}}: {value!r}")
+                continue
+            port = re.fullmatch(r"http://localhost:(\d+)", match["arg"])
+            if port is None or int(port[1]) not in published_ports(compose["services"][target]):
+                errors.append(f"{name}: {setting} defaults to {match['arg']!r}, not {target}'s")
+    return errors
+
+
+def image_errors(compose: Mapping[str, Any]) -> list[str]:
+    """Images of other projects pinned to a version tag; no MinIO (its images stopped)."""
+    errors = []
+    for name, service in (compose.get("services") or {}).items():
+        if "build" in service:
+            continue
+        image = str(service.get("image", ""))
+        repository, _, tag = image.partition(":")
+        if not re.search(r"\d", tag) or tag.startswith("latest"):
+            errors.append(f"{name}: image {image!r} is not pinned to a version")
+        if "minio" in repository:
+            errors.append(f"{name}: {image} (MinIO's community images are discontinued)")
+    return errors
+
+
+# --- docs agree with compose -----------------------------------------------------------------
+
+DOCS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "deployments" / "WORK_POOLS.md",
+    ENV_EXAMPLE,
+]
+DOC_URL = re.compile(
+    r"(?:https?|postgresql(?:\+\w+)?|redis)://(?:[^\s/@`'\"]+@)?(?P<host>[A-Za-z0-9_.<>-]+)"
+)
+# Host names the docs use as placeholders, not as compose services.
+PLACEHOLDER_HOSTS = {"localhost", "host"}
+
+
+def compose_networks(compose: Mapping[str, Any]) -> set[str]:
+    """The Docker network names compose creates (a project's default is <project>_default)."""
+    networks = dict(compose.get("networks") or {})
+    networks.setdefault("default", None)
+    return {
+        (spec or {}).get("name") or f"{compose['name']}_{key}" for key, spec in networks.items()
+    }
+
+
+def doc_errors(text: str, where: str, compose: Mapping[str, Any]) -> list[str]:
+    """Compose host names and networks a doc mentions that compose does not have."""
+    services = set(compose["services"])
+    errors = [
+        f"{where}: {m.group(0)} names no compose service"
+        for m in DOC_URL.finditer(text)
+        if "." not in m["host"]
+        and not m["host"].startswith("<")
+        and m["host"] not in PLACEHOLDER_HOSTS
+        and m["host"] not in services
+    ]
+    for listed in re.findall(r"networks:\s*\[([^\]]*)\]", text):
+        errors += [
+            f"{where}: network {network} is not compose's"
+            for network in (n.strip() for n in listed.split(","))
+            if network and network not in compose_networks(compose)
+        ]
+    return errors
+
+
+def compose_table_services(text: str) -> set[str]:
+    """The services the Compose section's table of docs/operations.md lists."""
+    section = text.split("### Compose", 1)[1].split("\n### ", 1)[0]
+    return set(re.findall(r"^\| `([\w-]+)` \|", section, re.MULTILINE))
+
+
 # --- commands: crimeflow subcommands exist in the typer app -------------------------------------
 
 
@@ -447,14 +669,70 @@ def k8s_secret_errors(docs: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+# Validated against the oldest and the newest Kubernetes minor still supported upstream.
+K8S_VERSIONS = ("1.35.0", "1.37.0")
+
+
+def k8s_manifests(folder: Path = K8S) -> list[tuple[str, dict[str, Any]]]:
+    """Every API object under the folder, by file: the kustomization's and the secret template."""
+    return [
+        (path.name, doc)
+        for path in sorted(folder.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in load_yaml_documents(path)
+    ]
+
+
+def schema_errors(manifests: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Objects that the Kubernetes JSON schemas reject (strict: unknown fields too), offline."""
+    errors = []
+    for where, doc in manifests:
+        name = f"{where}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(part) for part in error.path) or "(root)"
+                errors.append(f"{name} (Kubernetes {error.version}): {path}: {error.message}")
+            except kubernetes_validate.SchemaNotFoundError as error:
+                errors.append(f"{name}: {error.message}")
+    return errors
+
+
+def pdb_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """A PodDisruptionBudget covers the API's pods and still lets a drain evict one of them."""
+    deployment = api_deployment(docs)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budgets = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+        and d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ]
+    if len(budgets) != 1:
+        return [f"{len(budgets)} PodDisruptionBudgets select the API's pods, not 1"]
+    spec = budgets[0]["spec"]
+    if spec.get("minAvailable") != 1:
+        return [f"API budget: minAvailable {spec.get('minAvailable')!r}, not 1"]
+    fewest = [deployment["spec"].get("replicas", 1)]
+    fewest += [
+        h["spec"].get("minReplicas", 1)
+        for h in docs
+        if h["kind"] == "HorizontalPodAutoscaler"
+        and h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    ]
+    # With no more pods than minAvailable, no pod may ever be evicted: node drains hang.
+    return [f"API budget: {n} replicas leave no pod evictable" for n in fewest if n <= 1]
+
+
 # --- tests: compose -------------------------------------------------------------------------
 
 
 def test_compose_has_the_stack_services() -> None:
     services = compose_file()["services"]
-    expected = {"postgres", "minio", "minio-init", "prefect-server", "prefect-worker", "mlflow"}
-    assert expected | {"api", "deploy"} <= set(services)
-    assert {n for n, s in services.items() if is_one_shot(s)} == {"minio-init", "deploy"}
+    expected = {"postgres", "seaweedfs", "redis", "prefect-server", "prefect-worker", "mlflow"}
+    assert expected | {"api", "s3-init", "blocks", "deploy"} <= set(services)
+    assert {n for n, s in services.items() if is_one_shot(s)} == {"s3-init", "blocks", "deploy"}
 
 
 def test_compose_service_graph_is_sound() -> None:
@@ -470,7 +748,7 @@ def _disabled_healthcheck(compose: dict[str, Any]) -> None:
 
 
 def _unknown_target(compose: dict[str, Any]) -> None:
-    compose["services"]["api"]["depends_on"]["redis"] = {"condition": "service_started"}
+    compose["services"]["api"]["depends_on"]["minio"] = {"condition": "service_started"}
 
 
 def _healthy_on_one_shot(compose: dict[str, Any]) -> None:
@@ -492,7 +770,7 @@ def _cycle(compose: dict[str, Any]) -> None:
     [
         (_without_healthcheck, "mlflow: long-running service without a healthcheck"),
         (_disabled_healthcheck, "api: long-running service without a healthcheck"),
-        (_unknown_target, "unknown service 'redis'"),
+        (_unknown_target, "unknown service 'minio'"),
         (_healthy_on_one_shot, "waits for deploy to be healthy"),
         (_completed_on_long_running, "waits for mlflow to complete"),
         (_cycle, "dependency cycle: postgres -> api -> postgres"),
@@ -561,7 +839,7 @@ def test_secret_checker_rejects_literals() -> None:
 
 def test_every_required_compose_variable_is_in_env_example() -> None:
     required = required_variables(compose_file())
-    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"} <= required
+    assert {"POSTGRES_PASSWORD", "S3_ADMIN_SECRET_KEY", "REDIS_PASSWORD"} <= required
     assert required <= set(dotenv_names(ENV_EXAMPLE.read_text(encoding="utf-8")))
 
 
@@ -595,16 +873,20 @@ def test_postgres_init_creates_the_roles_and_databases_compose_connects_to() -> 
 
 
 def test_compose_buckets_exist_for_the_lake_and_mlflow() -> None:
-    services = compose_file()["services"]
-    script = " ".join(argv_of(services["minio-init"]["command"]))
-    created = set(re.findall(r"stack/([a-z0-9.-]+)", script))
-    lake = environment_of(services["api"])["CRIMEFLOW_LAKE_URL"]
+    compose = compose_file()
+    services = compose["services"]
+    created = s3_init_buckets(compose)
+    lake = environment_of(services["blocks"])["CRIMEFLOW_LAKE_URL"]
     artifacts = environment_of(services["mlflow"])["MLFLOW_ARTIFACTS_DESTINATION"]
     for url in (lake, artifacts):
         assert url.startswith("s3://") and url[5:].split("/")[0] in created, url
+    # Created with the admin key, once the server answers; everything S3 waits for the job.
+    assert depends_on(services["s3-init"]) == {"seaweedfs": "service_healthy"}
+    for name in ("mlflow", "blocks"):
+        assert depends_on(services[name])["s3-init"] == "service_completed_successfully"
 
 
-def test_compose_servers_use_postgres_and_minio() -> None:
+def test_compose_servers_use_postgres_and_seaweedfs() -> None:
     services = compose_file()["services"]
     prefect = environment_of(services["prefect-server"])
     assert prefect["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
@@ -612,12 +894,215 @@ def test_compose_servers_use_postgres_and_minio() -> None:
     assert argv_of(mlflow["command"])[:2] == ["mlflow", "server"]
     assert "--serve-artifacts" in argv_of(mlflow["command"])
     assert environment_of(mlflow)["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
-    assert environment_of(mlflow)["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    # One S3 endpoint, the S3 gateway's port on the seaweedfs service.
+    script = " ".join(argv_of(services["seaweedfs"]["command"]))
+    port = re.search(r"-s3\.port=(\d+)", script)
+    assert port is not None and "-s3 " in script
+    endpoint = f"http://seaweedfs:{port[1]}"
+    assert environment_of(mlflow)["MLFLOW_S3_ENDPOINT_URL"] == endpoint
+    assert environment_of(services["blocks"])["CRIMEFLOW_S3_ENDPOINT_URL"] == endpoint
+    assert f"--endpoint-url {endpoint}" in " ".join(argv_of(services["s3-init"]["command"]))
+    assert f"{port[1]}/healthz" in " ".join(services["seaweedfs"]["healthcheck"]["test"])
     for name in ("api", "prefect-worker"):
         env = environment_of(services[name])
         assert env["CRIMEFLOW_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         assert env["CRIMEFLOW_PREDICTION_LOG_URL"].startswith("postgresql+psycopg://")
-        assert env["CRIMEFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+
+
+# Who may hold which S3 key: the admin key only the server and the bucket job; crimeflow's key
+# only the server, the blocks job and the MLflow server (artifacts are proxied through it).
+S3_KEY_HOLDERS = {
+    "S3_ADMIN_ACCESS_KEY": {"seaweedfs", "s3-init"},
+    "S3_ADMIN_SECRET_KEY": {"seaweedfs", "s3-init"},
+    "S3_CRIMEFLOW_ACCESS_KEY": {"seaweedfs", "blocks", "mlflow"},
+    "S3_CRIMEFLOW_SECRET_KEY": {"seaweedfs", "blocks", "mlflow"},
+}
+
+
+def test_s3_keys_live_only_in_the_jobs_and_servers_that_need_them() -> None:
+    compose = compose_file()
+    assert s3_key_holders(compose) == S3_KEY_HOLDERS
+    services = compose["services"]
+    block = environment_of(services["blocks"])["CRIMEFLOW_S3_BUCKET_BLOCK"]
+    assert block
+    for name in ("api", "prefect-worker"):
+        env = environment_of(services[name])
+        # The worker and the API find the lake's location and key in the Prefect block.
+        assert env["CRIMEFLOW_S3_BUCKET_BLOCK"] == block
+        assert not {k for k in env if k.startswith(("CRIMEFLOW_S3_", "AWS_")) and "KEY" in k}
+        assert depends_on(services[name])["blocks"] == "service_completed_successfully"
+
+
+def test_s3_key_checker_rejects_a_key_in_the_api() -> None:
+    broken = copy.deepcopy(compose_file())
+    api = broken["services"]["api"]["environment"]
+    api["CRIMEFLOW_S3_SECRET_ACCESS_KEY"] = "${S3_CRIMEFLOW_SECRET_KEY:?set it}"
+    broken["services"]["deploy"]["environment"]["AWS_ACCESS_KEY_ID"] = "${S3_ADMIN_ACCESS_KEY}"
+    assert s3_key_errors(broken, S3_KEY_HOLDERS) == [
+        "deploy: gets S3_ADMIN_ACCESS_KEY",
+        "api: gets S3_CRIMEFLOW_SECRET_KEY",
+    ]
+
+
+def test_seaweedfs_gives_crimeflow_its_buckets_and_no_admin() -> None:
+    compose = compose_file()
+    identities = seaweedfs_identities(compose["services"]["seaweedfs"])
+    assert set(identities) == {"admin", "crimeflow"}
+    assert identity_errors(compose) == []
+
+
+def test_seaweedfs_start_script_writes_the_identities_its_server_reads(tmp_path: Path) -> None:
+    # Run the service's script as its container would (compose turns $$ into $), with the
+    # config written under tmp_path and the image's entrypoint replaced by an echo.
+    service = compose_file()["services"]["seaweedfs"]
+    assert service["entrypoint"][0] == "/bin/sh"
+    config = tmp_path / "s3.json"
+    script = argv_of(service["command"])[0].replace("$$", "$")
+    script = script.replace("/etc/seaweedfs/s3.json", str(config))
+    script = script.replace("exec /entrypoint.sh", "echo /entrypoint.sh")
+    keys = {name: f"value-of-{name.lower()}" for name in environment_of(service)}
+    done = subprocess.run(
+        [*service["entrypoint"], script],
+        env={"PATH": "/usr/bin:/bin", **keys},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    identities = {
+        i["name"]: i for i in json.loads(config.read_text(encoding="utf-8"))["identities"]
+    }
+    assert identities["crimeflow"]["credentials"] == [
+        {"accessKey": keys["S3_CRIMEFLOW_ACCESS_KEY"], "secretKey": keys["S3_CRIMEFLOW_SECRET_KEY"]}
+    ]
+    assert identities["admin"]["credentials"][0]["accessKey"] == keys["S3_ADMIN_ACCESS_KEY"]
+    assert f"-s3.config={config}" in done.stdout.split()
+    assert done.stdout.split()[:2] == ["/entrypoint.sh", "server"]
+
+
+def test_identity_checker_rejects_admin_rights_and_missing_buckets() -> None:
+    broken = copy.deepcopy(compose_file())
+    seaweedfs = broken["services"]["seaweedfs"]
+    script = seaweedfs["command"][0]
+    script = script.replace('"Write:crimeflow-lake", ', "")
+    script = script.replace('"Read:crimeflow-mlflow", ', '"Admin", "Read:other-bucket", ')
+    seaweedfs["command"] = [script]
+    broken["services"]["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] = "${S3_ADMIN_ACCESS_KEY}"
+    errors = identity_errors(broken)
+    assert "mlflow: its key pair is no seaweedfs identity" in errors
+    assert "mlflow: uses another S3 identity than the blocks" in errors
+    assert "crimeflow identity: unscoped action Admin" in errors
+    assert "crimeflow identity: no Write:crimeflow-lake" in errors
+    assert "crimeflow identity: no Read:crimeflow-mlflow" in errors
+    assert "crimeflow identity: Read:other-bucket is not a bucket s3-init creates" in errors
+
+
+def test_identity_checker_rejects_a_bucket_job_without_admin() -> None:
+    broken = copy.deepcopy(compose_file())
+    env = broken["services"]["s3-init"]["environment"]
+    env["AWS_ACCESS_KEY_ID"] = "${S3_CRIMEFLOW_ACCESS_KEY:?x}"
+    env["AWS_SECRET_ACCESS_KEY"] = "${S3_CRIMEFLOW_SECRET_KEY:?x}"
+    assert identity_errors(broken) == ["s3-init: its identity cannot create buckets (no Admin)"]
+
+
+def test_the_api_shares_its_rate_limits_through_redis() -> None:
+    compose = compose_file()
+    assert redis_errors(compose) == []
+    api = argv_of(compose["services"]["api"]["command"])
+    # 2 workers by default: the case shared limits exist for.
+    assert api[api.index("--workers") + 1] == "${STACK_API_WORKERS:-2}"
+
+
+def test_redis_checker_rejects_a_wrong_host_password_or_order() -> None:
+    broken = copy.deepcopy(compose_file())
+    del broken["services"]["api"]["depends_on"]["redis"]
+    env = broken["services"]["api"]["environment"]
+    env["CRIMEFLOW_REDIS_URL"] = "redis://default:${OTHER:?x}@redis:6379/0"
+    errors = redis_errors(broken)
+    assert "api: does not wait for redis to be healthy" in errors
+    assert "api: the URL's password is not redis's REDIS_PASSWORD" in errors
+    env["CRIMEFLOW_REDIS_URL"] = "redis://cache:6379/0"
+    assert redis_errors(broken) == ["api: Redis host 'cache' is no service"]
+
+
+def test_blocks_job_writes_the_lake_blocks_before_anything_uses_them() -> None:
+    services = compose_file()["services"]
+    blocks = services["blocks"]
+    assert argv_of(blocks["command"]) == ["crimeflow", "blocks", "apply"]
+    assert depends_on(blocks) == {
+        "prefect-server": "service_healthy",
+        "s3-init": "service_completed_successfully",
+    }
+    env = environment_of(blocks)
+    assert env["CRIMEFLOW_LAKE_URL"].startswith("s3://")
+    assert env["PREFECT_API_URL"] == environment_of(services["api"])["PREFECT_API_URL"]
+    for name in ("prefect-worker", "api", "deploy"):
+        assert depends_on(services[name])["blocks"] == "service_completed_successfully"
+
+
+def test_public_urls_come_from_stack_variables_with_localhost_defaults() -> None:
+    compose = compose_file()
+    crimeflow = ("api", "prefect-worker", "blocks", "deploy")
+    assert public_url_errors(compose, crimeflow) == []
+    prefect = environment_of(compose["services"]["prefect-server"])
+    assert prefect["PREFECT_UI_API_URL"] == "${STACK_PREFECT_PUBLIC_URL:-http://localhost:4200}/api"
+
+
+def test_public_url_checker_rejects_literals_and_wrong_defaults() -> None:
+    broken = copy.deepcopy(compose_file())
+    env = broken["services"]["api"]["environment"]
+    env["CRIMEFLOW_API_PUBLIC_URL"] = "http://0.0.0.0:8000"
+    env["CRIMEFLOW_MLFLOW_PUBLIC_URL"] = "${STACK_MLFLOW_PUBLIC_URL:-http://localhost:5001}"
+    del env["CRIMEFLOW_PREFECT_PUBLIC_URL"]
+    errors = public_url_errors(broken, ["api"])
+    assert len(errors) == 3, errors
+    assert "CRIMEFLOW_API_PUBLIC_URL is not ${STACK_" in errors[0]
+    assert "defaults to 'http://localhost:5001', not mlflow's" in errors[1]
+    assert "CRIMEFLOW_PREFECT_PUBLIC_URL is not ${STACK_" in errors[2]
+
+
+def test_compose_images_are_pinned_and_still_published() -> None:
+    assert image_errors(compose_file()) == []
+
+
+def test_image_checker_rejects_floating_tags_and_minio() -> None:
+    broken = copy.deepcopy(compose_file())
+    broken["services"]["seaweedfs"]["image"] = "chrislusf/seaweedfs:latest"
+    broken["services"]["redis"]["image"] = "redis"
+    broken["services"]["s3"] = {"image": "minio/minio:RELEASE.2025-04-22T22-12-26Z"}
+    assert image_errors(broken) == [
+        "seaweedfs: image 'chrislusf/seaweedfs:latest' is not pinned to a version",
+        "redis: image 'redis' is not pinned to a version",
+        "s3: minio/minio:RELEASE.2025-04-22T22-12-26Z (MinIO's community images are discontinued)",
+    ]
+
+
+def test_docs_name_only_compose_services_and_networks() -> None:
+    compose = compose_file()
+    errors = [
+        e for path in DOCS for e in doc_errors(path.read_text(encoding="utf-8"), path.name, compose)
+    ]
+    assert errors == []
+    assert "crimeflow" in compose_networks(compose)
+
+
+def test_doc_checker_rejects_stale_hosts_and_networks() -> None:
+    compose = compose_file()
+    text = (
+        "CRIMEFLOW_S3_ENDPOINT_URL: http://minio:9000\n"
+        "postgresql+psycopg://u@postgres/db and http://localhost:8000, https://data.example.org\n"
+        "networks: [crimeflow_default]\n"
+    )
+    assert doc_errors(text, "x.md", compose) == [
+        "x.md: http://minio names no compose service",
+        "x.md: network crimeflow_default is not compose's",
+    ]
+    assert compose_networks({"name": "p", "services": {}}) == {"p_default"}
+
+
+def test_operations_doc_lists_every_compose_service() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert compose_table_services(text) == set(compose_file()["services"])
+    assert compose_table_services("### Compose\n| `api` | x |\n### Next\n| `b` | y |") == {"api"}
 
 
 def test_compose_worker_api_and_deploy_commands() -> None:
@@ -736,6 +1221,7 @@ def test_k8s_manifests_parse_and_are_named() -> None:
     docs = k8s_documents()
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert "PodDisruptionBudget" in kinds
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["name"], doc
     for path in K8S.glob("*.yaml"):
@@ -844,6 +1330,46 @@ def test_k8s_worker_polls_the_process_pool() -> None:
     assert workers[0]["livenessProbe"]["httpGet"]["port"] in container_ports(workers[0])
 
 
+def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
+    manifests = k8s_manifests()
+    files = {where for where, _ in manifests}
+    # Every file, the secret template included (it is applied by hand, so it must be valid).
+    assert files == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert "secret.template.yaml" in files
+    assert schema_errors(manifests) == []
+
+
+def test_schema_checker_rejects_broken_manifests() -> None:
+    deployment = copy.deepcopy(api_deployment(k8s_documents()))
+    del deployment["spec"]["selector"]
+    mistyped = copy.deepcopy(api_deployment(k8s_documents()))
+    mistyped["spec"]["replicas"] = "two"
+    misspelt = copy.deepcopy(api_deployment(k8s_documents()))
+    misspelt["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    retired = {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {}}
+    errors = schema_errors([("a", deployment), ("b", mistyped), ("c", misspelt), ("d", retired)])
+    assert any(e.startswith("a: ") and "'selector' is a required property" in e for e in errors)
+    assert any(e.startswith("b: ") and "spec.replicas: 'two' is not of type" in e for e in errors)
+    assert any(e.startswith("c: ") and "'resource' was unexpected" in e for e in errors)
+    assert any(e.startswith("d: ") and "policy/v1beta1" in e for e in errors), errors
+
+
+def test_k8s_api_has_a_disruption_budget() -> None:
+    docs = k8s_documents()
+    assert pdb_errors(docs) == []
+
+
+def test_pdb_checker_rejects_a_wrong_selector_or_no_room_to_evict() -> None:
+    docs = copy.deepcopy(k8s_documents())
+    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    budget["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "crimeflow-apy"}
+    assert pdb_errors(docs) == ["0 PodDisruptionBudgets select the API's pods, not 1"]
+    budget["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "crimeflow-api"}
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    hpa["spec"]["minReplicas"] = 1
+    assert pdb_errors(docs) == ["API budget: 1 replicas leave no pod evictable"]
+
+
 # --- tests: CI and hosts ------------------------------------------------------------------------
 
 
@@ -865,6 +1391,7 @@ def test_ci_runs_ci_run_with_postgres_and_builds_the_image() -> None:
 
 def test_no_file_points_an_installer_at_a_package_index() -> None:
     files = [COMPOSE, DOCKERFILE, DOCKERIGNORE, CI, ENV_EXAMPLE, POSTGRES_INIT, *K8S.glob("*")]
+    files += [ROOT / name for name in ("requirements.txt", "requirements-dev.txt", "Makefile")]
     found = [
         f"{path.relative_to(ROOT)}: {option}"
         for path in files

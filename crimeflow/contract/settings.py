@@ -58,7 +58,9 @@ class SocrataSettings(Group):
 class S3Settings(Group):
     """S3 access, only used when the lake URL is s3://."""
 
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (SeaweedFS in compose, moto in tests)."
+    )
     region: str = Field("us-east-1", description="S3 region.")
     access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
     secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")

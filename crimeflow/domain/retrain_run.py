@@ -293,8 +293,9 @@ def decision_tags(outcome: GateOutcome, reason: str, urls: Urls | None = None) -
             value = None if metrics is None else metrics.get(name)
             tags[f"gate.{who}.{name}"] = "none" if value is None else f"{value:.4f}"
     for key in ("flow_run_url", "report_url"):
-        if (urls or {}).get(key):
-            tags[f"gate.{key}"] = str((urls or {})[key])
+        url = (urls or {}).get(key)
+        if url:
+            tags[f"gate.{key}"] = url
     # MLflow caps a tag value at 5,000 characters.
     return {k: v[:5000] for k, v in tags.items()}
 

@@ -58,6 +58,7 @@ from api.schemas import (
     decode_error,
 )
 from crimeflow.contract.incident import CanonicalIncident
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
 from crimeflow.stores.serving import ServingModel, score_rows
@@ -413,8 +414,9 @@ class OperationsController(Controller):
         responses={503: ResponseSpec(ErrorBody, description="No model is loaded")},
     )
     async def model(self, services: Services) -> ModelInfo:
-        """Name, version, alias, run id, load time, decision threshold and holdout metrics."""
+        """Name, version, alias, run id, load time, threshold, holdout metrics, MLflow links."""
         model = services.holder.require()
+        links = Links.from_settings(services.settings)
         return ModelInfo(
             name=model.name,
             version=model.version,
@@ -423,6 +425,8 @@ class OperationsController(Controller):
             loaded_at=model.loaded_at,
             threshold=model.threshold,
             metrics=dict(model.metrics),
+            mlflow_url=links.model_version(model.name, model.version),
+            run_url=links.optional_run(model.experiment_id, model.run_id),
         )
 
     @get("/metrics", include_in_schema=False)

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 
+from crimeflow.contract.links import Links
 from crimeflow.stores.lake import Lake
 from monitoring.report_store import ReportStore
 
@@ -29,9 +30,12 @@ class ReportsController(Controller):
     }
 
     @get("/", sync_to_thread=True, summary="Drift checks, newest first")
-    def list_reports(self, store: ReportStore) -> list[dict[str, Any]]:
-        """Every drift check: id, created_at, window, model version, verdict, drift share."""
-        return store.list()
+    def list_reports(self, store: ReportStore, state: State) -> list[dict[str, Any]]:
+        """Every drift check: id, created_at, window, model version, verdict, drift share, and
+        `url`, its report's page at the API's public URL."""
+        links = Links.from_settings(state.settings)
+        # The stored index has no URLs (the public URL may change): add them per answer.
+        return [{**entry, "url": links.report(entry["id"])} for entry in store.list()]
 
     @get("/latest", sync_to_thread=True, media_type=MediaType.HTML, summary="Newest report")
     def latest_report(self, store: ReportStore) -> Response[bytes]:

@@ -11,6 +11,9 @@ the Prefect server in PREFECT_API_URL, found again by name, so running it twice 
 The serve script calls it at start-up; after `prefect deploy`, run `python -m deployments.alerts`
 once. The webhook receives a JSON POST: `{"text", "subject", "body", "source"}`; `text` is
 subject and body together, which Slack-, Mattermost- and Teams-style incoming webhooks display.
+Each body links the pages to open next, at the public URLs (`crimeflow.contract.links`): the
+rejected candidate in MLflow, the drift report and the retrain's Prefect run (carried by the
+event's payload), or the failed flow run's page in the Prefect UI.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from crimeflow.contract.events import MODEL_REJECTED, model_resource
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -42,14 +46,25 @@ the champion stays {% if event.payload.previous_version %}v{{ event.payload.prev
 Reasons: {{ event.payload.reasons or '-' }}
 Trigger: {{ event.payload.reason }}
 PR-AUC: candidate {{ event.payload.candidate_pr_auc }}, champion {{ event.payload.champion_pr_auc }}
-Event {{ event.id }} at {{ event.occurred }}"""
+{% if event.payload.mlflow_url %}Candidate in MLflow: {{ event.payload.mlflow_url }}
+{% endif %}{% if event.payload.report_url %}Drift report: {{ event.payload.report_url }}
+{% endif %}{% if event.payload.flow_run_url %}Retrain run: {{ event.payload.flow_run_url }}
+{% endif %}Event {{ event.id }} at {{ event.occurred }}"""
 FAILED_SUBJECT = "crimeflow: flow run {{ flow_run.name }} ({{ flow.name }}) failed"
+# `{url}` is the Prefect UI's page of the run, filled in when the automation is built.
 FAILED_BODY = """\
 Flow run {{ flow_run.name }} of flow {{ flow.name }} \
 {% if deployment %}(deployment {{ deployment.name }}) {% endif %}failed.
 State: {{ flow_run.state.name }}: {{ flow_run.state.message }}
 Flow run id: {{ flow_run.id }}
+Open it: {url}
 Event {{ event.id }} at {{ event.occurred }}"""
+
+
+def failed_body(links: Links) -> str:
+    """The failed-run alert's body, linking the run's page at the Prefect UI's public URL."""
+    # str.replace, not str.format: the Jinja braces must reach the Prefect server untouched.
+    return FAILED_BODY.replace("{url}", links.flow_run("{{ flow_run.id }}"))
 
 
 def webhook_block(url: str) -> CustomWebhookNotificationBlock:
@@ -108,7 +123,7 @@ def alert_automations(settings: Settings, block_document_id: UUID) -> list[Autom
                 threshold=1,
                 within=timedelta(0),
             ),
-            actions=[notify(FAILED_SUBJECT, FAILED_BODY)],
+            actions=[notify(FAILED_SUBJECT, failed_body(Links.from_settings(settings)))],
         ),
     ]
 

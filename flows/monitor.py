@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import get_settings
 from monitoring.drift import DriftConfig
 from monitoring.monitor_run import resolve_window
@@ -33,7 +34,8 @@ def drift_monitor(window_days: int = 7, since: str | None = None, until: str | N
     report_id = store_report(settings, result, snapshot)
     publish_verdict(settings, result, report_id)
     events = emit_drift_events(settings, result, report_id)
-    return {**result.to_dict(), "report_id": report_id, "events": events}
+    report_url = Links.from_settings(settings).report(report_id)
+    return {**result.to_dict(), "report_id": report_id, "report_url": report_url, "events": events}
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def train(
         "holdout": report["model"],
         "baseline": report["baseline"],
         "run_url": registered.run_url,
+        "version_url": registered.version_url,
     }
 
 

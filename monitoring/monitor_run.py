@@ -1,5 +1,5 @@
 """The drift monitor run's pure parts: its window, the champion's reference, and what it
-tells the world (the report link, the event payload, the verdict artifact)."""
+tells the world (the links, the event payload, the verdict artifact)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from crimeflow.contract.links import Links
 from crimeflow.stores.prediction_log import parse_utc
 from monitoring.drift import DriftResult
 
@@ -36,16 +37,29 @@ def resolve_window(
     return start, end
 
 
-def report_url(api_public_url: str, report_id: str) -> str:
-    """Where a person opens the report: the API (at its public URL) serves it."""
-    return f"{api_public_url}/reports/{report_id}"
+def check_urls(
+    links: Links,
+    model_name: str,
+    model_version: str | None,
+    report_id: str,
+    flow_run_id: str | None,
+) -> dict[str, str | None]:
+    """A check's links by payload key: its report (the API serves it), the monitored model
+    version in MLflow, and the Prefect flow run (None where there is none)."""
+    return {
+        "report_url": links.report(report_id),
+        "mlflow_url": links.model_version(model_name, model_version) if model_version else None,
+        "flow_run_url": links.optional_flow_run(flow_run_id),
+    }
 
 
-def event_payload(result: DriftResult, report_id: str, url: str) -> dict[str, Any]:
+def event_payload(
+    result: DriftResult, report_id: str, urls: dict[str, str | None]
+) -> dict[str, Any]:
     """The drift event's payload: strings and numbers that survive trigger templating."""
     return {
         "report_id": report_id,
-        "report_url": url,
+        **urls,
         "status": result.status,
         "drift_detected": result.drift_detected,
         "drift_share": result.drift_share,
@@ -63,22 +77,24 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def verdict_markdown(result: DriftResult, report_id: str, url: str) -> str:
-    """The Prefect artifact: verdict, the most drifted columns with scores, the report link."""
+def verdict_markdown(result: DriftResult, report_id: str, urls: dict[str, str | None]) -> str:
+    """The Prefect artifact: verdict, the most drifted columns with scores, the links."""
     verdict = {
         "drift": "**Drift detected**",
         "no_drift": "**No drift**",
         "insufficient_data": "**Insufficient data** — no decision",
     }[result.status]
     share = "–" if result.drift_share is None else f"{result.drift_share:.0%}"
+    model = f"model v{result.model_version}"
     lines = [
-        f"# Drift check — model v{result.model_version}",
+        f"# Drift check — {model}",
         "",
         f"{verdict}: {share} of monitored columns drifted; {result.current_rows:,} logged "
         f"predictions vs {result.reference_rows:,} reference rows.",
         "",
         f"Window {_iso(result.window_start)} → {_iso(result.window_end)} · "
-        f"[open the report]({url}) · id `{report_id}`",
+        f"[open the report]({urls['report_url']}) · id `{report_id}`"
+        + (f" · [{model} in MLflow]({urls['mlflow_url']})" if urls.get("mlflow_url") else ""),
     ]
     if result.reasons:
         lines += ["", *[f"- {reason}" for reason in result.reasons]]

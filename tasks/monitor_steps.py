@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger
+from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.events import DRIFT_CHECKED, DRIFT_DETECTED, emit
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.lake import Lake
 from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from monitoring.drift import DriftConfig, DriftResult, compute_drift
-from monitoring.monitor_run import Reference, event_payload, report_url, verdict_markdown
+from monitoring.monitor_run import Reference, check_urls, event_payload, verdict_markdown
 from monitoring.report_store import ReportStore
 from tasks import step
 
@@ -68,10 +69,21 @@ def store_report(settings: Settings, result: DriftResult, snapshot: Any) -> str:
     return store.save(result, snapshot)
 
 
+def _check_urls(settings: Settings, result: DriftResult, report_id: str) -> dict[str, str | None]:
+    """The check's links at the public URLs, with the flow run this task belongs to."""
+    return check_urls(
+        Links.from_settings(settings),
+        settings.model_name,
+        result.model_version,
+        report_id,
+        runtime.flow_run.id,
+    )
+
+
 @step
 def emit_drift_events(settings: Settings, result: DriftResult, report_id: str) -> list[str]:
     """Always `crimeflow.drift.checked`; `crimeflow.drift.detected` too when drift was found."""
-    payload = event_payload(result, report_id, report_url(settings.api.public_url, report_id))
+    payload = event_payload(result, report_id, _check_urls(settings, result, report_id))
     names = [DRIFT_CHECKED, *([DRIFT_DETECTED] if result.drift_detected else [])]
     for name in names:
         emit(name, settings.model_name, result.model_version, payload)
@@ -83,8 +95,6 @@ def publish_verdict(settings: Settings, result: DriftResult, report_id: str) -> 
     """Publish the verdict as a Prefect markdown artifact."""
     create_markdown_artifact(
         key="drift-check",
-        markdown=verdict_markdown(
-            result, report_id, report_url(settings.api.public_url, report_id)
-        ),
+        markdown=verdict_markdown(result, report_id, _check_urls(settings, result, report_id)),
         description=f"Drift check: {result.status}",
     )

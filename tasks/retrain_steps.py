@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from prefect import get_run_logger
+from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.retrain_run import (
     GateOutcome,
@@ -22,9 +23,11 @@ from crimeflow.domain.retrain_run import (
     decision_markdown,
     decision_payload,
     first_earlier_run,
+    gate_urls,
     judge_candidate,
     labelled_traffic,
     rollback_markdown,
+    rollback_urls,
     staging_months,
 )
 from crimeflow.domain.training_run import HOLDOUT_MONTHS_TAG
@@ -121,16 +124,23 @@ def run_gate(
 
 
 @step
-def record_and_act(settings: Settings, outcome: GateOutcome, reason: str) -> bool:
-    """Tag the candidate, promote it if the gate passed, publish the artifact, emit the event."""
+def record_and_act(
+    settings: Settings, outcome: GateOutcome, reason: str, report_id: str | None = None
+) -> bool:
+    """Tag the candidate, promote it if the gate passed, publish the artifact, emit the event.
+
+    `report_id` is the drift report that triggered the retrain, linked from all three.
+    """
     name, version = settings.model_name, outcome.candidate_version
-    passed = record_decision(mlflow_client(settings), name, outcome, reason)
+    links = Links.from_settings(settings)
+    urls = gate_urls(links, name, outcome, runtime.flow_run.id, report_id)
+    passed = record_decision(mlflow_client(settings), name, outcome, reason, urls)
     create_markdown_artifact(
         key="staging-gate",
-        markdown=decision_markdown(outcome, reason, passed),
+        markdown=decision_markdown(outcome, reason, passed, urls),
         description=f"Staging gate: v{version} {'promoted' if passed else 'rejected'}",
     )
-    payload = decision_payload(outcome, reason)
+    payload = decision_payload(outcome, reason, urls)
     emit(MODEL_PROMOTED if passed else MODEL_REJECTED, name, version, payload)
     get_run_logger().info(
         "v%s %s: %s",
@@ -145,10 +155,12 @@ def record_and_act(settings: Settings, outcome: GateOutcome, reason: str) -> boo
 def roll_back(settings: Settings, reason: str) -> dict[str, str]:
     """Point `champion` back at `previous-champion` (and `previous-champion` at the one left)."""
     result = roll_back_champion(mlflow_client(settings), settings.model_name, reason)
-    emit(MODEL_ROLLED_BACK, settings.model_name, result["champion"], {**result, "reason": reason})
+    urls = rollback_urls(Links.from_settings(settings), settings.model_name, result)
+    payload = {**result, "reason": reason, **urls}
+    emit(MODEL_ROLLED_BACK, settings.model_name, result["champion"], payload)
     create_markdown_artifact(
         key="rollback",
-        markdown=rollback_markdown(result, reason),
+        markdown=rollback_markdown(result, reason, urls),
         description="Champion rolled back",
     )
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger
+from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.settings import Settings
@@ -81,7 +81,9 @@ def log_and_register(
     promote_if_none: bool,
 ) -> RegisteredModel:
     """Log the run to MLflow and register its model as the challenger."""
-    registered = log_training_run(settings, window, splits, trained, report, promote_if_none)
+    registered = log_training_run(
+        settings, window, splits, trained, report, promote_if_none, runtime.flow_run.id
+    )
     get_run_logger().info("registered version %s (%s)", registered.version, registered.run_url)
     return registered
 

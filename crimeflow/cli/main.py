@@ -85,6 +85,7 @@ def train(
     if result["promoted"]:
         typer.echo("promoted to champion (there was none)")
     typer.echo(f"MLflow run: {result['run_url']}")
+    typer.echo(f"MLflow model version: {result['version_url']}")
 
 
 def _num(value: float | None) -> str:
@@ -118,7 +119,7 @@ def monitor(
         f"{verdict[result['drift_detected']]}: drift share {result['drift_share']}, "
         f"{result['current_rows']:,} rows; drifted: {', '.join(result['drifted_columns']) or '-'}"
     )
-    typer.echo(f"report {result['report_id']}")
+    typer.echo(f"report {result['report_id']}: {result['report_url']}")
 
 
 @app.command()

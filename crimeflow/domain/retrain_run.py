@@ -1,5 +1,6 @@
 """The retraining loop's pure parts: which months, which earlier run, the staging set, the
-candidate's serving checks and the gate's outcome as tags, an artifact and an event payload.
+candidate's serving checks and the gate's outcome as tags, an artifact and an event payload,
+each with links to the candidate in MLflow, the Prefect run and the drift report behind it.
 
 Both models are scored on the same staging rows: the candidate's holdout months that the
 champion did not learn from either, plus live traffic whose true outcome came back as feedback.
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.months import previous_month, shift_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.contract.settings import GateSettings
@@ -181,6 +183,8 @@ class GateOutcome:
     p99_ms: float
     shadow_rows: int
     staging: str
+    candidate_run_id: str | None = None
+    candidate_experiment_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (flow result, event payload source)."""
@@ -198,10 +202,12 @@ class GateOutcome:
 
 
 class ServedModel(Protocol):
-    """A model as the API serves it: the fitted estimator and its registry version."""
+    """A model as the API serves it: the fitted estimator, its registry version and run."""
 
     model: Any
     version: str
+    run_id: str | None
+    experiment_id: str | None
 
 
 def judge_candidate(
@@ -236,14 +242,40 @@ def judge_candidate(
         p99_ms=p99,
         shadow_rows=len(recent),
         staging=staging.describe(),
+        candidate_run_id=candidate.run_id,
+        candidate_experiment_id=candidate.experiment_id,
     )
 
 
 # --- recording the decision ----------------------------------------------------------------------
 
+Urls = dict[str, str | None]
 
-def decision_tags(outcome: GateOutcome, reason: str) -> dict[str, str]:
-    """MLflow version tags: gate=passed|failed, the reasons, both models' staging metrics."""
+
+def gate_urls(
+    links: Links,
+    model_name: str,
+    outcome: GateOutcome,
+    flow_run_id: str | None,
+    report_id: str | None,
+) -> Urls:
+    """The decision's links by payload key: the candidate's version and run and the champion's
+    version in MLflow, the retrain's Prefect flow run, the drift report that triggered it."""
+    champion = outcome.champion_version
+    return {
+        "mlflow_url": links.model_version(model_name, outcome.candidate_version),
+        "mlflow_run_url": links.optional_run(
+            outcome.candidate_experiment_id, outcome.candidate_run_id
+        ),
+        "previous_mlflow_url": links.model_version(model_name, champion) if champion else None,
+        "flow_run_url": links.optional_flow_run(flow_run_id),
+        "report_url": links.report(report_id) if report_id else None,
+    }
+
+
+def decision_tags(outcome: GateOutcome, reason: str, urls: Urls | None = None) -> dict[str, str]:
+    """MLflow version tags: gate=passed|failed, the reasons, both models' staging metrics, and
+    links back to the retrain's flow run and drift report."""
     tags = {
         "gate": "passed" if outcome.decision.passed else "failed",
         "gate.reasons": "; ".join(outcome.decision.reasons) or "all checks passed",
@@ -260,6 +292,10 @@ def decision_tags(outcome: GateOutcome, reason: str) -> dict[str, str]:
         for name in ("roc_auc", "pr_auc", "calibration_gap"):
             value = None if metrics is None else metrics.get(name)
             tags[f"gate.{who}.{name}"] = "none" if value is None else f"{value:.4f}"
+    for key in ("flow_run_url", "report_url"):
+        url = (urls or {}).get(key)
+        if url:
+            tags[f"gate.{key}"] = url
     # MLflow caps a tag value at 5,000 characters.
     return {k: v[:5000] for k, v in tags.items()}
 
@@ -273,8 +309,20 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}"
 
 
-def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool) -> str:
-    """The Prefect artifact: the verdict, the side-by-side table, every check."""
+def _link_line(outcome: GateOutcome, urls: Urls) -> str:
+    """'[candidate v2 in MLflow](...) · [its run](...) · ...' for the links that exist."""
+    labels = {
+        "mlflow_url": f"candidate v{outcome.candidate_version} in MLflow",
+        "mlflow_run_url": "its training run",
+        "previous_mlflow_url": f"champion v{outcome.champion_version}",
+        "report_url": "drift report",
+        "flow_run_url": "this Prefect run",
+    }
+    return " · ".join(f"[{label}]({urls[key]})" for key, label in labels.items() if urls.get(key))
+
+
+def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool, urls: Urls) -> str:
+    """The Prefect artifact: the verdict, the links, the side-by-side table, every check."""
     verdict = "**Promoted**" if promoted else "**Rejected**"
     champion = outcome.champion_metrics or {}
     lines = [
@@ -283,6 +331,8 @@ def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool) -> str:
         f"Trigger: {reason} · champion: v{outcome.champion_version or '–'}"
         + (f" ({outcome.champion_note})" if outcome.champion_note else "")
         + f" · staging set: {outcome.staging}",
+        "",
+        _link_line(outcome, urls),
         "",
         f"| metric | candidate v{outcome.candidate_version} "
         f"| champion v{outcome.champion_version or '–'} |",
@@ -300,8 +350,8 @@ def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool) -> str:
     return "\n".join(lines)
 
 
-def decision_payload(outcome: GateOutcome, reason: str) -> dict[str, Any]:
-    """The promoted/rejected event's payload."""
+def decision_payload(outcome: GateOutcome, reason: str, urls: Urls) -> dict[str, Any]:
+    """The promoted/rejected event's payload, links included (`mlflow_url`: the candidate)."""
     return {
         "version": outcome.candidate_version,
         "previous_version": outcome.champion_version,
@@ -310,10 +360,26 @@ def decision_payload(outcome: GateOutcome, reason: str) -> dict[str, Any]:
         "staging": outcome.staging,
         "candidate_pr_auc": outcome.candidate_metrics.get("pr_auc"),
         "champion_pr_auc": (outcome.champion_metrics or {}).get("pr_auc"),
+        **urls,
     }
 
 
-def rollback_markdown(result: dict[str, str], reason: str) -> str:
-    """The rollback artifact: from which version to which, and why."""
+def rollback_urls(links: Links, model_name: str, result: dict[str, str]) -> Urls:
+    """The rollback's links: the champion now and the version rolled back, in MLflow."""
+    rolled_back = result["rolled_back"]
+    return {
+        "mlflow_url": links.model_version(model_name, result["champion"]),
+        "rolled_back_mlflow_url": (
+            None if rolled_back == "none" else links.model_version(model_name, rolled_back)
+        ),
+    }
+
+
+def rollback_markdown(result: dict[str, str], reason: str, urls: Urls) -> str:
+    """The rollback artifact: from which version to which (linked to MLflow), and why."""
     rolled_back = "–" if result["rolled_back"] == "none" else result["rolled_back"]
-    return f"# Rollback — champion v{rolled_back} → v{result['champion']}\n\nReason: {reason}"
+    text = f"# Rollback — champion v{rolled_back} → v{result['champion']}\n\nReason: {reason}"
+    links = [f"[champion v{result['champion']} in MLflow]({urls['mlflow_url']})"]
+    if urls.get("rolled_back_mlflow_url"):
+        links.append(f"[v{rolled_back}]({urls['rolled_back_mlflow_url']})")
+    return text + "\n\n" + " · ".join(links)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
-from crimeflow.contract.settings import MlflowSettings
 from crimeflow.domain.evaluate import flatten_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.model import TrainedModel
@@ -48,6 +48,7 @@ class RegisteredModel:
     model_uri: str
     promoted: bool
     run_url: str
+    version_url: str
 
 
 def newest_months(available: list[str], until: str | None, count: int) -> list[str]:
@@ -144,12 +145,13 @@ def version_tags(
     }
 
 
-def run_url(mlflow: MlflowSettings, experiment_id: str, run_id: str) -> str:
-    """Where a person opens the run in the MLflow UI."""
-    base = mlflow.tracking_uri
-    if not base.startswith(("http://", "https://")):
-        base = f"http://127.0.0.1:{mlflow.port}"
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+FLOW_RUN_URL_TAG = "prefect.flow_run_url"
+
+
+def flow_run_tags(links: Links, flow_run_id: str | None) -> dict[str, str]:
+    """The Prefect flow run that trained the model, as an MLflow tag ({} outside a flow run)."""
+    url = links.optional_flow_run(flow_run_id)
+    return {} if url is None else {FLOW_RUN_URL_TAG: url}
 
 
 def summary_markdown(
@@ -161,7 +163,8 @@ def summary_markdown(
     lines = [
         f"# Training — {trained.classifier}, registered as version {registered.version}",
         "",
-        f"[MLflow run]({registered.run_url}) · alias `challenger`"
+        f"[MLflow run]({registered.run_url}) · "
+        f"[model version {registered.version}]({registered.version_url}) · alias `challenger`"
         + (" and `champion` (first model)" if registered.promoted else ""),
         "",
         f"Holdout: {model['n']:,} incidents, observed arrest rate {model['positive_rate']:.3f}, "

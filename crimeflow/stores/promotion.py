@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from mlflow.tracking import MlflowClient
 
-from crimeflow.domain.retrain_run import GateOutcome, decision_tags
+from crimeflow.domain.retrain_run import GateOutcome, Urls, decision_tags
 from crimeflow.stores.registry import CHAMPION, PREVIOUS_CHAMPION, set_alias, version_by_alias
 
 
@@ -32,10 +32,12 @@ def promote(client: MlflowClient, name: str, version: str, champion: str | None)
         raise
 
 
-def record_decision(client: MlflowClient, name: str, outcome: GateOutcome, reason: str) -> bool:
-    """Tag the candidate with the gate's decision and promote it if the gate passed."""
+def record_decision(
+    client: MlflowClient, name: str, outcome: GateOutcome, reason: str, urls: Urls | None = None
+) -> bool:
+    """Tag the candidate with the gate's decision (and its `urls`); promote it if it passed."""
     version = outcome.candidate_version
-    for key, value in decision_tags(outcome, reason).items():
+    for key, value in decision_tags(outcome, reason, urls).items():
         client.set_model_version_tag(name, version, key, value)
     passed = outcome.decision.passed
     if passed:

@@ -56,10 +56,14 @@ WARM_UP_ROWS = (
 
 @dataclass
 class ServingModel(LoadedModel):
-    """A loaded registry model plus what serving needs: the decision threshold, holdout metrics."""
+    """A loaded registry model plus what serving needs: the decision threshold, holdout metrics.
+
+    `experiment_id` (of its training run) is what a link to the run's MLflow page needs.
+    """
 
     threshold: float = DEFAULT_THRESHOLD
     metrics: dict[str, float] = field(default_factory=dict)
+    experiment_id: str | None = None
 
 
 def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.ndarray:
@@ -71,22 +75,27 @@ def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.nda
     return proba
 
 
-def holdout_metrics(settings: Settings, run_id: str | None) -> dict[str, float]:
-    """The run's `holdout.model.*` metrics, prefix stripped ({} when the run has none)."""
+def training_run_facts(
+    settings: Settings, run_id: str | None
+) -> tuple[str | None, dict[str, float]]:
+    """The run's experiment id and `holdout.model.*` metrics, prefix stripped (None, {} without
+    a run)."""
     if run_id is None:
-        return {}
+        return None, {}
     run = mlflow_client(settings).get_run(run_id)
-    return {
+    metrics = {
         name.removeprefix(HOLDOUT_METRIC_PREFIX): float(value)
         for name, value in sorted(run.data.metrics.items())
         if name.startswith(HOLDOUT_METRIC_PREFIX)
     }
+    return run.info.experiment_id, metrics
 
 
 def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingModel:
     """Load `models:/<name>@<alias>`, read its threshold and holdout metrics, and warm it up."""
     loaded = load_model(settings, alias)
     threshold = float(getattr(loaded.model, "decision_threshold_", DEFAULT_THRESHOLD))
+    experiment_id, metrics = training_run_facts(settings, loaded.run_id)
     serving = ServingModel(
         model=loaded.model,
         name=loaded.name,
@@ -95,7 +104,8 @@ def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingMode
         run_id=loaded.run_id,
         loaded_at=loaded.loaded_at,
         threshold=threshold,
-        metrics=holdout_metrics(settings, loaded.run_id),
+        metrics=metrics,
+        experiment_id=experiment_id,
     )
     score_rows(serving, WARM_UP_ROWS)
     return serving

@@ -14,6 +14,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
@@ -22,10 +23,10 @@ from crimeflow.domain.training_run import (
     RegisteredModel,
     TrainingWindow,
     evaluation_figures,
+    flow_run_tags,
     reference_sample,
     run_metrics,
     run_params,
-    run_url,
     span,
     version_tags,
 )
@@ -63,9 +64,15 @@ def log_training_run(
     trained: TrainedModel,
     report: dict[str, Any],
     promote_if_none: bool,
+    flow_run_id: str | None = None,
 ) -> RegisteredModel:
-    """Log params, metrics, lineage, plots, the reference sample and the model; register it."""
+    """Log params, metrics, lineage, plots, the reference sample and the model; register it.
+
+    `flow_run_id` is the Prefect flow run training it: the run and the version link back to it.
+    """
     client = mlflow_client(settings)
+    links = Links.from_settings(settings)
+    provenance = flow_run_tags(links, flow_run_id)
     experiment_id = ensure_experiment(client, settings)
     train_and_valid = pd.concat([splits["train"], splits["validation"]], ignore_index=True)
     reference = reference_sample(
@@ -81,6 +88,7 @@ def log_training_run(
     ):
         signature = infer_signature(example, trained.estimator.predict_proba(example))
         mlflow.log_params(run_params(trained, splits))
+        mlflow.set_tags(provenance)
         mlflow.log_metrics(run_metrics(trained, report))
         for context, frame in splits.items():
             mlflow.log_input(_dataset(frame, f"{context}-{span(frame)}", window.lineage), context)
@@ -105,7 +113,8 @@ def log_training_run(
         )
     version = str(info.registered_model_version)
     set_alias(client, settings.model_name, CHALLENGER, version)
-    for key, value in version_tags(trained, report, window, splits).items():
+    tags = version_tags(trained, report, window, splits) | provenance
+    for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     promoted = promote_if_none and promote_if_no_champion(client, settings.model_name, version)
     return RegisteredModel(
@@ -113,5 +122,6 @@ def log_training_run(
         version,
         f"models:/{settings.model_name}/{version}",
         promoted,
-        run_url(settings.mlflow, experiment_id, run.info.run_id),
+        run_url=links.mlflow_run(experiment_id, run.info.run_id),
+        version_url=links.model_version(settings.model_name, version),
     )

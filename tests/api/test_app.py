@@ -94,6 +94,8 @@ def copy_home(source: Path, target: Path) -> Settings:
         prediction_log_url=f"sqlite:///{(target / 'predictions.db').resolve()}",
         api_key=API_KEY,
         model_poll_interval_s=3600,
+        # Links in answers: the MLflow UI as a person outside the machine reaches it.
+        mlflow_public_url="https://mlflow.example.org/",
         _env_file=None,
     )
 
@@ -318,6 +320,11 @@ def test_health_ready_and_model(client: TestClient[Any]) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", info["run_id"])
     assert 0.0 < info["threshold"] < 1.0 and set(info["metrics"]) == {"roc_auc"}
     assert info["loaded_at"].endswith("Z")
+    mlflow = "https://mlflow.example.org/#"
+    assert info["mlflow_url"] == f"{mlflow}/models/chicago-arrest/versions/1"
+    assert re.fullmatch(
+        rf"{re.escape(mlflow)}/experiments/[0-9]+/runs/{info['run_id']}", info["run_url"]
+    )
 
 
 def test_metrics_expose_latency_predictions_and_model_version(client: TestClient[Any]) -> None:

@@ -27,7 +27,8 @@ def store_check(settings: Settings, drift: Drift | None, seed: int) -> str:
 
 
 def test_reports_are_listed_newest_first_and_served_as_html(tmp_path: Any) -> None:
-    settings = Settings(home=tmp_path / "home", _env_file=None)
+    public = "https://crimeflow.example.org/"
+    settings = Settings(home=tmp_path / "home", api_public_url=public, _env_file=None)
     with TestClient(create_app(settings)) as client:
         assert client.get("/reports").json() == []
         assert client.get("/reports/latest").status_code == 404
@@ -40,6 +41,7 @@ def test_reports_are_listed_newest_first_and_served_as_html(tmp_path: Any) -> No
         keys = {"id", "created_at", "window_start", "window_end", "model_version"}
         assert keys | {"drift_detected", "drift_share"} <= set(listed[0])
         assert listed[0]["drift_detected"] is True
+        assert [r["url"] for r in listed] == [f"{public}reports/{i}" for i in (second, first)]
 
         page = client.get(f"/reports/{first}")
         assert page.status_code == 200

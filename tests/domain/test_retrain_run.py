@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.domain.gate import Check, GateDecision
 from crimeflow.domain.retrain_run import (
@@ -19,9 +20,11 @@ from crimeflow.domain.retrain_run import (
     decision_payload,
     decision_tags,
     first_earlier_run,
+    gate_urls,
     labelled_traffic,
     missing_months,
     rollback_markdown,
+    rollback_urls,
     shadow_failures,
     single_row_p99_ms,
     staging_months,
@@ -146,7 +149,8 @@ def test_decision_tags_payload_and_markdown():
     assert decision_tags(outcome(champion=None), "manual")["gate.champion_version"] == "none"
     long = decision_tags(outcome(staging="x" * 6000), "manual")["gate.staging"]
     assert len(long) == 5000  # MLflow's cap on a tag value
-    assert decision_payload(rejected, "drift") == {
+    urls = {"mlflow_url": "http://m/v2", "flow_run_url": None}
+    assert decision_payload(rejected, "drift", urls) == {
         "version": "2",
         "previous_version": "1",
         "reason": "drift",
@@ -154,13 +158,72 @@ def test_decision_tags_payload_and_markdown():
         "staging": rejected.staging,
         "candidate_pr_auc": 0.52,
         "champion_pr_auc": 0.5,
+        "mlflow_url": "http://m/v2",
+        "flow_run_url": None,
     }
-    text = decision_markdown(outcome(), "manual", promoted=True)
+    text = decision_markdown(outcome(), "manual", True, urls)
     assert text.startswith("# Staging gate — candidate v2: **Promoted**")
     assert "| n | 1,200 | – |" in text and "| latency.p99 | yes | p99 80 ms |" in text
+    assert "[candidate v2 in MLflow](http://m/v2)" in text and "Prefect run" not in text
+
+
+PUBLIC_LINKS = Links(
+    "https://crimeflow.example.org/",
+    "https://mlflow.example.org",
+    "https://prefect.example.org",
+)
+
+
+def test_the_gate_links_candidate_champion_run_and_report_at_the_public_urls():
+    gated = outcome(passed=False, candidate_run_id="abc", candidate_experiment_id="7")
+    urls = gate_urls(PUBLIC_LINKS, "chicago-arrest", gated, "f-1", "r-9")
+    assert urls == {
+        "mlflow_url": "https://mlflow.example.org/#/models/chicago-arrest/versions/2",
+        "mlflow_run_url": "https://mlflow.example.org/#/experiments/7/runs/abc",
+        "previous_mlflow_url": "https://mlflow.example.org/#/models/chicago-arrest/versions/1",
+        "flow_run_url": "https://prefect.example.org/runs/flow-run/f-1",
+        "report_url": "https://crimeflow.example.org/reports/r-9",
+    }
+    # The rejected event and the artifact carry them (the alert reads the payload).
+    payload = decision_payload(gated, "drift (report r-9)", urls)
+    assert payload["mlflow_url"] == urls["mlflow_url"]
+    assert payload["flow_run_url"] == "https://prefect.example.org/runs/flow-run/f-1"
+    text = decision_markdown(gated, "drift (report r-9)", False, urls)
+    assert f"[candidate v2 in MLflow]({urls['mlflow_url']})" in text
+    assert f"[its training run]({urls['mlflow_run_url']})" in text
+    assert f"[champion v1]({urls['previous_mlflow_url']})" in text
+    assert "[drift report](https://crimeflow.example.org/reports/r-9)" in text
+    assert "[this Prefect run](https://prefect.example.org/runs/flow-run/f-1)" in text
+    tags = decision_tags(gated, "drift", urls)
+    assert tags["gate.flow_run_url"] == urls["flow_run_url"]
+    assert tags["gate.report_url"] == urls["report_url"]
+
+
+def test_gate_links_without_a_run_report_or_champion_are_none():
+    urls = gate_urls(PUBLIC_LINKS, "m", outcome(champion=None), None, None)
+    assert urls["mlflow_url"] == "https://mlflow.example.org/#/models/m/versions/2"
+    assert [k for k, v in urls.items() if v is None] == [
+        "mlflow_run_url",
+        "previous_mlflow_url",
+        "flow_run_url",
+        "report_url",
+    ]
+    text = decision_markdown(outcome(champion=None), "manual", True, urls)
+    assert "[candidate v2 in MLflow]" in text and "champion v" not in text.split("\n")[4]
+    assert "gate.flow_run_url" not in decision_tags(outcome(), "manual", urls)
 
 
 def test_rollback_markdown():
-    text = rollback_markdown({"champion": "1", "rolled_back": "2"}, "bad model")
-    assert text == "# Rollback — champion v2 → v1\n\nReason: bad model"
-    assert "champion v– → v1" in rollback_markdown({"champion": "1", "rolled_back": "none"}, "x")
+    result = {"champion": "1", "rolled_back": "2"}
+    urls = rollback_urls(PUBLIC_LINKS, "m", result)
+    assert urls == {
+        "mlflow_url": "https://mlflow.example.org/#/models/m/versions/1",
+        "rolled_back_mlflow_url": "https://mlflow.example.org/#/models/m/versions/2",
+    }
+    text = rollback_markdown(result, "bad model", urls)
+    assert text.startswith("# Rollback — champion v2 → v1\n\nReason: bad model\n\n")
+    assert f"[champion v1 in MLflow]({urls['mlflow_url']}) · [v2]" in text
+    first = {"champion": "1", "rolled_back": "none"}
+    first_urls = rollback_urls(PUBLIC_LINKS, "m", first)
+    assert first_urls["rolled_back_mlflow_url"] is None
+    assert "champion v– → v1" in rollback_markdown(first, "x", first_urls)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.schema import SODA_COLUMNS
-from crimeflow.contract.settings import MlflowSettings
+from crimeflow.contract.settings import Settings
 from crimeflow.domain.training_run import (
+    FLOW_RUN_URL_TAG,
     PROBABILITY,
+    RegisteredModel,
+    flow_run_tags,
     month_list,
     newest_months,
     reference_sample,
-    run_url,
     span,
+    summary_markdown,
 )
 from crimeflow.standins.generate import generate_incidents
 
@@ -49,8 +55,33 @@ def test_span_and_month_list(incidents):
     assert month_list(incidents) == "2018-01,2018-02,2018-03,2018-04"
 
 
-def test_run_url_points_at_the_ui_of_the_store():
-    embedded = MlflowSettings(tracking_uri="sqlite:///x.db", port=5123)
-    assert run_url(embedded, "7", "abc") == "http://127.0.0.1:5123/#/experiments/7/runs/abc"
-    server = MlflowSettings(tracking_uri="http://mlflow:5000/")
-    assert run_url(server, "7", "abc") == "http://mlflow:5000/#/experiments/7/runs/abc"
+def test_flow_run_tag_links_the_prefect_run_only_inside_one():
+    links = Links("http://api", "http://mlflow", "https://prefect.example.org/")
+    assert flow_run_tags(links, "f-1") == {
+        FLOW_RUN_URL_TAG: "https://prefect.example.org/runs/flow-run/f-1"
+    }
+    assert flow_run_tags(links, None) == {}
+
+
+def test_summary_markdown_links_the_run_and_version_at_the_public_mlflow_url(tmp_path):
+    settings = Settings(
+        home=tmp_path, mlflow_public_url="https://mlflow.example.org/", _env_file=None
+    )
+    links = Links.from_settings(settings)
+    registered = RegisteredModel(
+        run_id="abc",
+        version="4",
+        model_uri="models:/chicago-arrest/4",
+        promoted=False,
+        run_url=links.mlflow_run("7", "abc"),
+        version_url=links.model_version("chicago-arrest", "4"),
+    )
+    metrics = {n: 0.5 for n in ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall")}
+    metrics |= {"brier": 0.1, "log_loss": 0.4, "n": 10, "positive_rate": 0.2}
+    report = {"model": {**metrics, "mean_predicted": 0.2}, "baseline": metrics, "threshold": 0.3}
+    trained = SimpleNamespace(classifier="logistic_regression", candidates={})
+    text = summary_markdown(trained, report, registered)  # type: ignore[arg-type]
+    assert "[MLflow run](https://mlflow.example.org/#/experiments/7/runs/abc)" in text
+    assert "[model version 4](https://mlflow.example.org/#/models/chicago-arrest/versions/4)" in (
+        text
+    )

@@ -84,10 +84,16 @@ def test_fresh_traffic_from_the_reference_distribution_is_no_drift(
     assert checked.payload["drift_detected"] is False
 
 
+PUBLIC_API = "https://crimeflow.example.org"
+PUBLIC_PREFECT = "https://prefect.example.org"
+
+
 def test_a_type_mix_shift_is_drift_with_report_and_events(
     champion,
+    configure,
     asserting_events_worker,  # noqa: F811
 ):
+    configure(api_public_url=f"{PUBLIC_API}/", prefect_public_url=PUBLIC_PREFECT)
     drift = Drift.parse("type_mix=NARCOTICS:6,THEFT:0.3;location_vocabulary=modern")
     incidents = generate_incidents("2024-05", "2024-05", rows_per_month=1200, seed=7, drift=drift)
     log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=2))
@@ -102,6 +108,11 @@ def test_a_type_mix_shift_is_drift_with_report_and_events(
     assert detected.related[0].id == "crimeflow.model-version.chicago-arrest.1"
     payload = detected.payload
     assert payload["report_id"] == result["report_id"]
+    # The links a person opens, at the public URLs (never the API's bind address).
+    assert payload["report_url"] == result["report_url"]
+    assert payload["report_url"] == f"{PUBLIC_API}/reports/{result['report_id']}"
+    assert payload["flow_run_url"].startswith(f"{PUBLIC_PREFECT}/runs/flow-run/")
+    assert payload["mlflow_url"] == "http://127.0.0.1:5000/#/models/chicago-arrest/versions/1"
     assert "primary_type" in payload["drifted_columns"].split(",")
     assert all(isinstance(v, str | int | float | bool) for v in payload.values() if v is not None)
 
@@ -131,7 +142,7 @@ def test_an_explicit_window_excludes_older_traffic(champion):
     assert outside["current_rows"] == 0
 
 
-def test_cli_monitor_json_and_the_verdict_artifact(champion):
+def test_cli_monitor_json_and_the_verdict_artifact(champion, configure):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from typer.testing import CliRunner
@@ -140,6 +151,7 @@ def test_cli_monitor_json_and_the_verdict_artifact(champion):
 
     incidents = generate_incidents("2024-05", "2024-05", rows_per_month=400, seed=8)
     log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=1))
+    configure(api_host="0.0.0.0", api_public_url=PUBLIC_API)
     done = CliRunner().invoke(app, ["monitor", "--window-days", "1", "--json"])
     assert done.exit_code == 0, done.output
     result = json.loads(done.output[done.output.index("{") :])
@@ -151,4 +163,6 @@ def test_cli_monitor_json_and_the_verdict_artifact(champion):
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-check"]))
         )
-    assert any(result["report_id"] in a.data for a in artifacts)
+    [verdict] = [a for a in artifacts if result["report_id"] in a.data]
+    assert f"[open the report]({PUBLIC_API}/reports/{result['report_id']})" in verdict.data
+    assert "0.0.0.0" not in verdict.data

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.testing.fixtures import asserting_events_worker, reset_worker_events  # noqa: F401
 
 from crimeflow.standins.generate import Drift, generate_incidents
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
@@ -14,6 +15,12 @@ from flows.retrain import retrain, rollback
 from flows.train import train
 
 pytestmark = pytest.mark.slow
+
+PUBLIC = {
+    "api_public_url": "https://crimeflow.example.org",
+    "mlflow_public_url": "https://mlflow.example.org",
+    "prefect_public_url": "https://prefect.example.org",
+}
 
 
 def write_months(settings, first: str, last: str, seed: int, drift: Drift | None = None) -> None:
@@ -58,12 +65,25 @@ def test_a_better_candidate_is_promoted_and_tagged(champion):
     assert "2024-05" in tags["gate.staging"]
 
 
-def test_a_candidate_below_the_floor_is_rejected_and_the_champion_stays(champion):
-    settings = champion(gate_min_roc_auc=0.999)
+def test_a_candidate_below_the_floor_is_rejected_and_the_champion_stays(
+    champion,
+    asserting_events_worker,  # noqa: F811
+):
+    settings = champion(gate_min_roc_auc=0.999, **PUBLIC)
     result = retrain(reason="manual", refresh=False, until="2024-05")
     assert not result["promoted"]
     assert any(r.startswith("floor.roc_auc") for r in result["gate"]["reasons"])
     assert aliases(settings)[CHAMPION] == "1"
+    asserting_events_worker.drain()
+    [rejected] = [
+        e for e in asserting_events_worker._client.events if e.event == "crimeflow.model.rejected"
+    ]
+    # What the rejected-model alert links: the candidate in MLflow and the retrain's run.
+    payload = rejected.payload
+    assert payload["mlflow_url"] == "https://mlflow.example.org/#/models/chicago-arrest/versions/2"
+    assert payload["mlflow_run_url"].startswith("https://mlflow.example.org/#/experiments/")
+    assert payload["flow_run_url"].startswith("https://prefect.example.org/runs/flow-run/")
+    assert payload["report_url"] is None  # a manual retrain has no drift report
 
 
 def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
@@ -72,7 +92,9 @@ def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
 
     def drift_retrain(report_id: str):
         # The harness is shared by the session: debounce over this test's own runs only.
-        configure(gate_min_improvement=-1.0, retrain_debounce_s=time.monotonic() - started)
+        configure(
+            gate_min_improvement=-1.0, retrain_debounce_s=time.monotonic() - started, **PUBLIC
+        )
         return retrain(
             reason="drift",
             drift_report_id=report_id,
@@ -94,3 +116,6 @@ def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
         MlflowClient(settings.mlflow.tracking_uri).get_model_version(settings.model_name, "2").tags
     )
     assert tags["rolled_back_reason"] == "test"
+    # The gate's tags link back to the drift report and the retrain's Prefect run.
+    assert tags["gate.report_url"] == "https://crimeflow.example.org/reports/r1"
+    assert tags["gate.flow_run_url"].startswith("https://prefect.example.org/runs/flow-run/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from crimeflow.stores.registry import CHALLENGER, CHAMPION, UntrustedModelError,
 from flows.train import train
 
 MONTHS = ("2024-01", "2024-04")
+MLFLOW_UI = "https://mlflow.example.org"
+PREFECT_UI = "https://prefect.example.org"
 
 
 @pytest.fixture
@@ -33,8 +36,8 @@ def trained_lake(configure):
     return settings
 
 
-def test_training_registers_a_challenger_with_everything_logged(trained_lake):
-    settings = trained_lake
+def test_training_registers_a_challenger_with_everything_logged(trained_lake, configure):
+    settings = configure(mlflow_public_url=f"{MLFLOW_UI}/", prefect_public_url=PREFECT_UI)
     first = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
     second = train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
 
@@ -47,6 +50,15 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake):
     assert str(challenger.version) == second["version"] == "2"
 
     run = client.get_run(first["run_id"])
+    # Links at the public URLs: the run and version pages, and back to the Prefect flow run.
+    assert (
+        first["run_url"]
+        == f"{MLFLOW_UI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    )
+    assert first["version_url"] == f"{MLFLOW_UI}/#/models/{name}/versions/1"
+    flow_run_url = run.data.tags["prefect.flow_run_url"]
+    assert re.fullmatch(rf"{PREFECT_UI}/runs/flow-run/[0-9a-f-]{{36}}", flow_run_url)
+    assert champion.tags["prefect.flow_run_url"] == flow_run_url
     assert run.data.params["split.holdout"] == "2024-04..2024-04"
     assert run.data.params["split.validation"] == "2024-03..2024-03"
     assert 0.5 < run.data.metrics["holdout.model.roc_auc"] <= 1

@@ -12,6 +12,7 @@ import pytest
 
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.features import is_canonical
+from crimeflow.stores.registry import mlflow_client
 from crimeflow.stores.serving import (
     WARM_UP_ROWS,
     ServingModel,
@@ -76,6 +77,9 @@ def test_load_serving_model_reads_threshold_and_holdout_metrics(
     model = load_serving_model(registry_settings)
     assert (model.name, model.version, model.alias) == ("chicago-arrest", "1", "champion")
     assert model.run_id and model.threshold == model.model.decision_threshold_
+    # Its training run's experiment: what a link to the run's MLflow page needs.
+    experiment = mlflow_client(registry_settings).get_experiment_by_name("crimeflow")
+    assert experiment is not None and model.experiment_id == experiment.experiment_id
     assert set(model.metrics) == {"roc_auc"} and 0.5 < model.metrics["roc_auc"] <= 1.0
     rows = [msgspec.structs.replace(WARM_UP_ROWS[0], ward=w) for w in (1, 20, 42)]
     proba = score_rows(model, rows)

@@ -70,6 +70,11 @@ def k8s_documents() -> list[dict[str, Any]]:
     return [doc for name in kustomization["resources"] for doc in load_yaml_documents(K8S / name)]
 
 
+def k8s_secret_templates() -> list[dict[str, Any]]:
+    """The Secrets of secret.template.yaml (applied by hand, not by the kustomization)."""
+    return load_yaml_documents(K8S / "secret.template.yaml")
+
+
 # --- compose: the service graph ---------------------------------------------------------------
 
 
@@ -669,6 +674,151 @@ def k8s_secret_errors(docs: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+# The env names of an S3 key pair: crimeflow's settings and the AWS SDK's own.
+S3_KEY_ENV = frozenset(
+    {
+        "CRIMEFLOW_S3_ACCESS_KEY_ID",
+        "CRIMEFLOW_S3_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+)
+# What `crimeflow blocks apply` needs to write the lake's blocks (besides the Prefect API URL).
+BLOCKS_JOB_ENV = frozenset(
+    {
+        "CRIMEFLOW_LAKE_URL",
+        "CRIMEFLOW_S3_BUCKET_BLOCK",
+        "CRIMEFLOW_S3_ACCESS_KEY_ID",
+        "CRIMEFLOW_S3_SECRET_ACCESS_KEY",
+    }
+)
+
+
+def pod_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A workload's pod template spec."""
+    return doc["spec"]["template"]["spec"]
+
+
+def all_containers(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A workload's containers and init containers (none for other kinds)."""
+    if not pod_containers(doc):
+        return []
+    return [*pod_containers(doc), *(pod_spec(doc).get("initContainers") or [])]
+
+
+def referenced_secrets(doc: Mapping[str, Any]) -> set[str]:
+    """Every Secret a workload's pods read: envFrom, env secretKeyRef, secret volumes."""
+    names: set[str] = set()
+    for container in all_containers(doc):
+        sources = container.get("envFrom") or []
+        names |= {s["secretRef"]["name"] for s in sources if "secretRef" in s}
+        names |= {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container.get("env") or []
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        }
+    if pod_containers(doc):
+        for volume in pod_spec(doc).get("volumes") or []:
+            if "secret" in volume:
+                names.add(volume["secret"]["secretName"])
+            for source in (volume.get("projected") or {}).get("sources") or []:
+                if "secret" in source:
+                    names.add(source["secret"]["name"])
+    return names
+
+
+def pod_env_names(doc: Mapping[str, Any], docs: list[dict[str, Any]]) -> set[str]:
+    """The env names a workload's containers get: `env` and every key of envFrom sources."""
+    keys = {
+        (d["kind"], d["metadata"]["name"]): {
+            *(d.get("data") or {}),
+            *(d.get("stringData") or {}),
+        }
+        for d in docs
+        if d["kind"] in ("ConfigMap", "Secret")
+    }
+    names: set[str] = set()
+    for container in all_containers(doc):
+        names |= {e["name"] for e in container.get("env") or []}
+        for source in container.get("envFrom") or []:
+            for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if ref in source:
+                    found = keys.get((kind, source[ref]["name"]), set())
+                    names |= {source.get("prefix", "") + key for key in found}
+    return names
+
+
+def is_blocks_job(doc: Mapping[str, Any]) -> bool:
+    """A Job whose pod runs `crimeflow blocks apply`."""
+    return doc.get("kind") == "Job" and any(
+        call[1:3] == ["blocks", "apply"]
+        for c in pod_containers(doc)
+        for call in crimeflow_invocations(argv_of(c.get("command")) + argv_of(c.get("args")))
+    )
+
+
+def s3_key_secret_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """Only the blocks Job gets an S3 key; every other pod gets the block name instead.
+
+    `docs` are the kustomization's objects plus the secret template's Secrets.
+    """
+    key_secrets = {
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "Secret"
+        and S3_KEY_ENV & {*(d.get("stringData") or {}), *(d.get("data") or {})}
+    }
+    jobs = [d for d in docs if is_blocks_job(d)]
+    errors = [] if len(jobs) == 1 else [f"{len(jobs)} Jobs run `crimeflow blocks apply`, not 1"]
+    for doc in (d for d in docs if pod_containers(d)):
+        name = f"{doc['kind']} {doc['metadata']['name']}"
+        env = pod_env_names(doc, docs)
+        if is_blocks_job(doc):
+            errors += [f"{name}: gets no {n}" for n in sorted(BLOCKS_JOB_ENV - env)]
+            continue
+        errors += [
+            f"{name}: references Secret {s}, which holds an S3 key"
+            for s in sorted(referenced_secrets(doc) & key_secrets)
+        ]
+        errors += [f"{name}: gets {n}" for n in sorted(env & S3_KEY_ENV)]
+        if "CRIMEFLOW_S3_BUCKET_BLOCK" not in env:
+            errors.append(f"{name}: gets no CRIMEFLOW_S3_BUCKET_BLOCK, so no way to the lake")
+    return errors
+
+
+def blocks_job_errors(docs: list[dict[str, Any]]) -> list[str]:
+    """The blocks Job: bounded retries, cleaned up, run like the API (image, user, limits)."""
+    jobs = [d for d in docs if is_blocks_job(d)]
+    if not jobs:
+        return ["no Job runs `crimeflow blocks apply`"]
+    api = api_deployment(docs)
+    api_container = pod_containers(api)[0]
+    errors = []
+    for job in jobs:
+        name, spec = job["metadata"]["name"], job["spec"]
+        for field in ("backoffLimit", "ttlSecondsAfterFinished"):
+            if not isinstance(spec.get(field), int) or spec[field] <= 0:
+                errors.append(f"{name}: {field} is {spec.get(field)!r}, not a positive number")
+        if pod_spec(job).get("restartPolicy") not in ("Never", "OnFailure"):
+            errors.append(f"{name}: restartPolicy {pod_spec(job).get('restartPolicy')!r}")
+        if pod_spec(job).get("securityContext") != pod_spec(api).get("securityContext"):
+            errors.append(f"{name}: pod securityContext differs from the API's")
+        for container in pod_containers(job):
+            where = f"{name}/{container['name']}"
+            if container.get("image") != api_container["image"]:
+                errors.append(f"{where}: image {container.get('image')!r}, not the API's")
+            if container.get("securityContext") != api_container.get("securityContext"):
+                errors.append(f"{where}: securityContext differs from the API's")
+            resources = container.get("resources") or {}
+            errors += [
+                f"{where}: no {kind}.{what}"
+                for kind in ("requests", "limits")
+                for what in ("cpu", "memory")
+                if what not in (resources.get(kind) or {})
+            ]
+    return errors
+
+
 # Validated against the oldest and the newest Kubernetes minor still supported upstream.
 K8S_VERSIONS = ("1.35.0", "1.37.0")
 
@@ -1221,7 +1371,7 @@ def test_k8s_manifests_parse_and_are_named() -> None:
     docs = k8s_documents()
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
-    assert "PodDisruptionBudget" in kinds
+    assert {"PodDisruptionBudget", "Job"} <= kinds
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["name"], doc
     for path in K8S.glob("*.yaml"):
@@ -1284,15 +1434,23 @@ def test_k8s_configmap_is_settings_and_strings() -> None:
     configmap = next(d for d in k8s_documents() if d["kind"] == "ConfigMap")
     assert unknown_crimeflow_names(configmap["data"]) == []
     assert all(isinstance(v, str) for v in configmap["data"].values()), configmap["data"]
+    # The same lake and block as compose, so the docs' block names hold for both.
+    compose_blocks = environment_of(compose_file()["services"]["blocks"])
+    for name in ("CRIMEFLOW_LAKE_URL", "CRIMEFLOW_S3_BUCKET_BLOCK"):
+        assert configmap["data"][name] == compose_blocks[name], name
+    assert configmap["data"]["PREFECT_API_URL"] == configmap["data"]["CRIMEFLOW_PREFECT_API_URL"]
 
 
 def test_k8s_secrets_are_placeholders_and_references() -> None:
-    template = load_yaml_documents(K8S / "secret.template.yaml")
+    template = k8s_secret_templates()
+    assert {d["kind"] for d in template} == {"Secret"}
+    assert {d["metadata"]["name"] for d in template} == {"crimeflow-secrets", "crimeflow-s3-keys"}
     docs = k8s_documents() + template
     assert k8s_secret_errors(docs) == []
     secret_names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
     config_names = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
-    assert unknown_crimeflow_names(template[0]["stringData"]) == []
+    for secret in template:
+        assert unknown_crimeflow_names(secret["stringData"]) == []
     for doc in docs:
         for container in pod_containers(doc):
             for source in container.get("envFrom") or []:
@@ -1303,8 +1461,10 @@ def test_k8s_secrets_are_placeholders_and_references() -> None:
 
 
 def test_k8s_secret_checker_rejects_real_values() -> None:
-    docs = copy.deepcopy(load_yaml_documents(K8S / "secret.template.yaml"))
-    docs[0]["stringData"]["CRIMEFLOW_API_KEY"] = "hunter2"
+    docs = copy.deepcopy(k8s_secret_templates())
+    by_name = {d["metadata"]["name"]: d for d in docs}
+    by_name["crimeflow-secrets"]["stringData"]["CRIMEFLOW_API_KEY"] = "hunter2"
+    by_name["crimeflow-s3-keys"]["stringData"]["CRIMEFLOW_S3_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI"
     docs.append(
         {
             "kind": "ConfigMap",
@@ -1314,7 +1474,171 @@ def test_k8s_secret_checker_rejects_real_values() -> None:
     )
     errors = k8s_secret_errors(docs)
     assert any("CRIMEFLOW_API_KEY is not a <placeholder>" in e for e in errors), errors
+    assert any("CRIMEFLOW_S3_SECRET_ACCESS_KEY is not a <placeholder>" in e for e in errors), errors
     assert any("literal password" in e for e in errors), errors
+
+
+def test_k8s_only_the_blocks_job_gets_s3_keys() -> None:
+    docs = k8s_documents() + k8s_secret_templates()
+    assert s3_key_secret_errors(docs) == []
+    job = next(d for d in docs if is_blocks_job(d))
+    assert referenced_secrets(job) == {"crimeflow-s3-keys"}
+    # The API and the worker still read the other secrets (log URL, API key, Socrata token).
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            assert referenced_secrets(doc) == {"crimeflow-secrets"}, doc["metadata"]["name"]
+    # The Job gets what compose's blocks service gets, the public links aside.
+    compose_env = set(environment_of(compose_file()["services"]["blocks"]))
+    needed = {n for n in compose_env if not n.endswith("_PUBLIC_URL")}
+    assert needed - pod_env_names(job, docs) == set()
+
+
+def _api_reads_the_key_secret(docs: list[dict[str, Any]]) -> None:
+    envs = pod_containers(api_deployment(docs))[0]["envFrom"]
+    envs.append({"secretRef": {"name": "crimeflow-s3-keys"}})
+
+
+def _worker_reads_one_key(docs: list[dict[str, Any]]) -> None:
+    worker = next(d for d in docs if d["metadata"]["name"] == "crimeflow-prefect-worker")
+    reference = {"name": "crimeflow-s3-keys", "key": "CRIMEFLOW_S3_SECRET_ACCESS_KEY"}
+    pod_containers(worker)[0]["env"].append(
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": reference}}
+    )
+
+
+def _key_back_in_the_shared_secret(docs: list[dict[str, Any]]) -> None:
+    shared = next(d for d in docs if d["metadata"]["name"] == "crimeflow-secrets")
+    shared["stringData"]["CRIMEFLOW_S3_ACCESS_KEY_ID"] = "<s3-access-key-id>"
+
+
+def _job_without_keys(docs: list[dict[str, Any]]) -> None:
+    job = next(d for d in docs if is_blocks_job(d))
+    pod_containers(job)[0]["envFrom"] = [{"configMapRef": {"name": "crimeflow-config"}}]
+
+
+def _no_block_name(docs: list[dict[str, Any]]) -> None:
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    del configmap["data"]["CRIMEFLOW_S3_BUCKET_BLOCK"]
+
+
+def _no_blocks_job(docs: list[dict[str, Any]]) -> None:
+    docs[:] = [d for d in docs if not is_blocks_job(d)]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            _api_reads_the_key_secret,
+            "Deployment crimeflow-api: references Secret crimeflow-s3-keys, which holds an S3 key",
+        ),
+        (_api_reads_the_key_secret, "Deployment crimeflow-api: gets CRIMEFLOW_S3_ACCESS_KEY_ID"),
+        (
+            _worker_reads_one_key,
+            "Deployment crimeflow-prefect-worker: references Secret crimeflow-s3-keys",
+        ),
+        (_worker_reads_one_key, "Deployment crimeflow-prefect-worker: gets AWS_SECRET_ACCESS_KEY"),
+        (
+            _key_back_in_the_shared_secret,
+            "Deployment crimeflow-api: references Secret crimeflow-secrets, which holds an S3 key",
+        ),
+        (_job_without_keys, "Job crimeflow-blocks: gets no CRIMEFLOW_S3_SECRET_ACCESS_KEY"),
+        (_no_block_name, "Deployment crimeflow-prefect-worker: gets no CRIMEFLOW_S3_BUCKET_BLOCK"),
+        (_no_block_name, "Job crimeflow-blocks: gets no CRIMEFLOW_S3_BUCKET_BLOCK"),
+        (_no_blocks_job, "0 Jobs run `crimeflow blocks apply`, not 1"),
+    ],
+)
+def test_s3_key_checker_rejects_broken_copies(break_it: Any, message: str) -> None:
+    docs = copy.deepcopy(k8s_documents() + k8s_secret_templates())
+    break_it(docs)
+    errors = s3_key_secret_errors(docs)
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_k8s_blocks_job_is_bounded_and_runs_like_the_api() -> None:
+    assert blocks_job_errors(k8s_documents()) == []
+
+
+def test_blocks_job_checker_rejects_a_broken_job() -> None:
+    docs = copy.deepcopy(k8s_documents())
+    job = next(d for d in docs if is_blocks_job(d))
+    del job["spec"]["ttlSecondsAfterFinished"]
+    job["spec"]["backoffLimit"] = 0
+    pod_spec(job)["securityContext"]["runAsNonRoot"] = False
+    container = pod_containers(job)[0]
+    container["image"] = "python:3.11-slim"
+    del container["resources"]["limits"]
+    errors = blocks_job_errors(docs)
+    assert errors == [
+        "crimeflow-blocks: backoffLimit is 0, not a positive number",
+        "crimeflow-blocks: ttlSecondsAfterFinished is None, not a positive number",
+        "crimeflow-blocks: pod securityContext differs from the API's",
+        "crimeflow-blocks/blocks: image 'python:3.11-slim', not the API's",
+        "crimeflow-blocks/blocks: no limits.cpu",
+        "crimeflow-blocks/blocks: no limits.memory",
+    ]
+    docs.remove(job)
+    assert blocks_job_errors(docs) == ["no Job runs `crimeflow blocks apply`"]
+
+
+def test_k8s_blocks_job_rerun_commands_name_real_objects() -> None:
+    """The re-run recipe in the Job's comment names this Job, namespace and API Deployment."""
+    text = (K8S / "blocks-job.yaml").read_text(encoding="utf-8")
+    docs = k8s_documents()
+    job = next(d for d in docs if is_blocks_job(d))
+    namespace = load_yaml(K8S / "kustomization.yaml")["namespace"]
+    job_name, api_name = job["metadata"]["name"], api_deployment(docs)["metadata"]["name"]
+    recipe = [line.strip("# ").strip() for line in text.splitlines() if "  kubectl " in line]
+    assert recipe == [
+        f"kubectl -n {namespace} delete job {job_name} --ignore-not-found",
+        f"kubectl apply -k {K8S.relative_to(ROOT)}",
+        f"kubectl -n {namespace} wait --for=condition=complete job/{job_name} --timeout=10m",
+        f"kubectl -n {namespace} rollout restart deployment/{api_name}",
+    ]
+
+
+def invoke_blocks_apply() -> Any:
+    """`crimeflow blocks apply` in-process, with settings read afresh from the environment."""
+    from typer.testing import CliRunner
+
+    from crimeflow.contract.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, ["blocks", "apply"])
+    finally:
+        get_settings.cache_clear()
+
+
+def test_blocks_job_fails_fast_on_a_bad_setting_and_retries_an_unreachable_prefect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Job's FailJob exit codes are the CLI's bad-setting code, not its unreachable-API one."""
+    docs = k8s_documents()
+    job = next(d for d in docs if is_blocks_job(d))
+    fail_now = {
+        code
+        for rule in job["spec"]["podFailurePolicy"]["rules"]
+        if rule["action"] == "FailJob"
+        for code in rule["onExitCodes"]["values"]
+    }
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    for name, value in configmap["data"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CRIMEFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("CRIMEFLOW_S3_ACCESS_KEY_ID", "placeholder-id")
+    monkeypatch.setenv("CRIMEFLOW_S3_SECRET_ACCESS_KEY", "placeholder-secret")
+    # Nothing listens on port 9 (discard) here: the Prefect server is not up yet.
+    for name in ("PREFECT_API_URL", "CRIMEFLOW_PREFECT_API_URL"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/api")
+    unreachable = invoke_blocks_apply()
+    assert unreachable.exit_code not in {0, *fail_now}, unreachable.output
+    assert "cannot write blocks to the Prefect API" in unreachable.output
+
+    monkeypatch.setenv("CRIMEFLOW_LAKE_URL", str(tmp_path / "lake"))  # not s3://: a bad setting
+    bad_setting = invoke_blocks_apply()
+    assert bad_setting.exit_code in fail_now, bad_setting.output
+    assert "must be s3://" in bad_setting.output
 
 
 def test_k8s_worker_polls_the_process_pool() -> None:

@@ -49,6 +49,10 @@ class Links:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def model(self, model_name: str) -> str:
+        """A registered model's page in the MLflow UI (all its versions and aliases)."""
+        return f"{self.mlflow}/#/models/{quote(model_name, safe='')}"
+
     def model_version(self, model_name: str, version: str) -> str:
         """A registered model version's page in the MLflow UI."""
         return f"{self.mlflow}/#/models/{quote(model_name, safe='')}/versions/{version}"

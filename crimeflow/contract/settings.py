@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -244,7 +244,18 @@ class EvidentlySettings(Group):
 class PrefectSettings(Group):
     """The orchestrator the flows report to, and where its alerts go."""
 
-    unprefixed = frozenset({"alert_webhook_url"})
+    unprefixed = frozenset(
+        {
+            "alert_webhook_url",
+            "alert_email_host",
+            "alert_email_port",
+            "alert_email_from",
+            "alert_email_to",
+            "alert_email_username",
+            "alert_email_password",
+            "alert_email_tls",
+        }
+    )
 
     port: int = Field(4200, description="Port of the local Prefect server (crimeflow up).")
     api_url: str = Field(
@@ -256,7 +267,26 @@ class PrefectSettings(Group):
     )
     alert_webhook_url: SecretStr | None = Field(
         None,
-        description="Webhook notified on rejected models and failed flow runs; unset: no alerts.",
+        description=(
+            "Webhook notified of every loop decision (drift, promoted, rejected, rolled back) "
+            "and failed crimeflow flow runs; unset: no webhook alerts."
+        ),
+    )
+    alert_email_host: str = Field(
+        "", description="SMTP server the alert emails go through; unset: no email alerts."
+    )
+    alert_email_port: int = Field(587, gt=0, description="SMTP port (465 for tls=ssl).")
+    alert_email_from: str = Field(
+        "", description="Sender of the alert emails; default the username, else crimeflow@HOST."
+    )
+    alert_email_to: str = Field(
+        "", description="Recipients of the alert emails, comma-separated; unset: no email alerts."
+    )
+    alert_email_username: str = Field("", description="SMTP login; unset: no authentication.")
+    alert_email_password: SecretStr | None = Field(None, description="SMTP password.")
+    alert_email_tls: Literal["starttls", "ssl", "none"] = Field(
+        "starttls",
+        description="SMTP encryption: starttls (port 587), ssl (implicit TLS, 465) or none.",
     )
     database_url: SecretStr | None = Field(
         None,

@@ -66,6 +66,7 @@ def test_model_names_are_escaped_ids_are_not(tmp_path: Path) -> None:
     assert links.model_version("arrest model/v2", "4") == (
         "http://m/#/models/arrest%20model%2Fv2/versions/4"
     )
+    assert links.model("arrest model/v2") == "http://m/#/models/arrest%20model%2Fv2"
     # An automation template's placeholder survives: the Prefect server fills it in.
     assert links.flow_run("{{ flow_run.id }}") == "http://p/runs/flow-run/{{ flow_run.id }}"
 

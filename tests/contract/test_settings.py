@@ -147,6 +147,17 @@ FROZEN_ENV = {
     "CRIMEFLOW_PREFECT_PORT": ("prefect.port", "4333", 4333),
     "CRIMEFLOW_PREFECT_API_URL": ("prefect.api_url", "http://pf:4200/api", "http://pf:4200/api"),
     "CRIMEFLOW_ALERT_WEBHOOK_URL": ("prefect.alert_webhook_url", "http://hook", "http://hook"),
+    "CRIMEFLOW_ALERT_EMAIL_HOST": ("prefect.alert_email_host", "smtp.example", "smtp.example"),
+    "CRIMEFLOW_ALERT_EMAIL_PORT": ("prefect.alert_email_port", "2525", 2525),
+    "CRIMEFLOW_ALERT_EMAIL_FROM": ("prefect.alert_email_from", "cf@x.example", "cf@x.example"),
+    "CRIMEFLOW_ALERT_EMAIL_TO": (
+        "prefect.alert_email_to",
+        "a@x.example,b@x.example",
+        "a@x.example,b@x.example",
+    ),
+    "CRIMEFLOW_ALERT_EMAIL_USERNAME": ("prefect.alert_email_username", "smtpuser", "smtpuser"),
+    "CRIMEFLOW_ALERT_EMAIL_PASSWORD": ("prefect.alert_email_password", "smtp-pw", "smtp-pw"),
+    "CRIMEFLOW_ALERT_EMAIL_TLS": ("prefect.alert_email_tls", "ssl", "ssl"),
     "CRIMEFLOW_PREFECT_DATABASE_URL": (
         "prefect.database_url",
         "postgresql+asyncpg://p:pw@db/prefect",
@@ -232,6 +243,7 @@ def test_masked_masks_every_secret_in_every_group(clean_env):
         "api_key",
         "redis_url",
         "alert_webhook_url",
+        "alert_email_password",
         "prefect_database_url",
         "mlflow_backend_store_uri",
     }

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,12 @@ def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
         prometheus = f"http://127.0.0.1:{ports['prometheus']}"
         if with_prometheus:
             wait_http(f"{prometheus}/-/ready", timeout_s=STARTUP_TIMEOUT_S, process=up)
-            assert prometheus_targets(prometheus) == {("crimeflow-api", f"{api}/metrics")}
+            # Ready comes before the scrape manager has its targets: poll (bounded).
+            expected = {("crimeflow-api", f"{api}/metrics")}
+            deadline = time.monotonic() + 30
+            while prometheus_targets(prometheus) != expected and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert prometheus_targets(prometheus) == expected
         # The banner comes after the last service answered; wait for it the same bounded way.
         wait_until_logged(up, "crimeflow is up", timeout_s=60)
         out = (tmp_path / "up.log").read_text()
@@ -134,8 +140,6 @@ def prometheus_targets(url: str) -> set[tuple[str, str]]:
 
 def wait_until_logged(process, text: str, timeout_s: float) -> None:
     """Poll the process's log for `text` (bounded); fail with the log if it never shows."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if text in process.log_file.read_text():

@@ -45,6 +45,14 @@ from pydantic import SecretStr
 import deployments
 from crimeflow.cli.prefect_server import prefect_environment, start_prefect_server
 from crimeflow.cli.processes import ServiceProcess, free_port, log_tail, start, stop, wait_http
+from crimeflow.cli.prometheus import (
+    ScrapeJob,
+    prometheus_binary,
+    prometheus_command,
+    prometheus_config,
+    rule_files,
+    write_prometheus_config,
+)
 from crimeflow.contract.settings import Settings, child_environment, local_url
 
 STARTUP_TIMEOUT_S = 120.0
@@ -232,6 +240,23 @@ class Stack(AbstractContextManager["Stack"]):
         self._add(Service("api", process, url), api=url, api_docs=f"{url}/schema")
         return url
 
+    def start_prometheus(self) -> str:
+        """Prometheus on CRIMEFLOW_PROMETHEUS_PORT, scraping the API with the repo's rules."""
+        binary = prometheus_binary()
+        if binary is None:
+            raise StackError("no `prometheus` on PATH (Debian: apt-get install prometheus)")
+        folder = (self.settings.home / "prometheus").resolve()
+        api = local_url(self.settings.api.host, self.settings.api.port).removeprefix("http://")
+        config = prometheus_config([ScrapeJob("crimeflow-api", (api,))], rule_files())
+        path = write_prometheus_config(folder, config)
+        port = self.settings.prometheus.port
+        command = prometheus_command(binary, path, folder / "data", "127.0.0.1", port)
+        process = self._start("prometheus", command)
+        url = local_url("127.0.0.1", port)
+        self._wait(f"{url}/-/ready", process)
+        self._add(Service("prometheus", process, url), prometheus=url)
+        return url
+
     def start_worker(self) -> ServiceProcess:
         """`prefect deploy --all` onto the process pool, then a worker polling it."""
         from deployments.declarations import PROCESS_FILE
@@ -291,7 +316,17 @@ class Stack(AbstractContextManager["Stack"]):
         runner = self.start_worker if self.worker else self.start_serve
         # MLflow before the API and the flows: the first process to open a new SQLite store
         # migrates it, and two migrating one file at once fail (alembic version mismatch).
-        return [self.start_prefect, *blocks, self.start_mlflow_ui, runner, self.start_api]
+        # Prometheus only where it is installed, after the API it scrapes; `make demo` never
+        # needs it (the demo starts its own pieces, not these steps).
+        monitoring = [self.start_prometheus] if prometheus_binary() else []
+        return [
+            self.start_prefect,
+            *blocks,
+            self.start_mlflow_ui,
+            runner,
+            self.start_api,
+            *monitoring,
+        ]
 
     def start_all(self) -> None:
         """Start every piece, in order."""
@@ -428,6 +463,7 @@ def _banner(stack: Stack) -> str:
         ("Lake", stack.urls.get("lake")),
         ("API", stack.urls.get("api")),
         ("API docs", stack.urls.get("api_docs")),
+        ("Prometheus", stack.urls.get("prometheus")),
     ]
     lines = [f"  {label:<12} {url}" for label, url in rows if url]
     return "crimeflow is up (Ctrl-C to stop):\n" + "\n".join(lines)

@@ -241,6 +241,14 @@ class EvidentlySettings(Group):
     ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
 
 
+class PrometheusSettings(Group):
+    """The Prometheus server `crimeflow up` starts when a `prometheus` binary is on PATH."""
+
+    port: int = Field(
+        9090, description="Port of the Prometheus `crimeflow up` starts (if it is installed)."
+    )
+
+
 class PrefectSettings(Group):
     """The orchestrator the flows report to, and where its alerts go."""
 
@@ -417,6 +425,7 @@ class Settings(BaseSettings):
     prediction_log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from crimeflow.cli import stack as stack_module
 from crimeflow.cli.main import app
 from crimeflow.cli.stack import (
     Stack,
@@ -96,7 +97,8 @@ def test_with_lake_blocks_no_child_gets_the_s3_keys(tmp_path, monkeypatch):
     assert embedded._child_env()["CRIMEFLOW_S3_ACCESS_KEY_ID"] == "AKID"
 
 
-def test_up_steps_of_each_form(tmp_path):
+def test_up_steps_of_each_form(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack_module, "prometheus_binary", lambda: None)
     embedded = Stack(Settings(home=tmp_path, _env_file=None))
     assert [step.__name__ for step in embedded.steps()] == [
         "start_prefect",
@@ -112,6 +114,20 @@ def test_up_steps_of_each_form(tmp_path):
         "start_worker",
         "start_api",
     ]
+
+
+def test_up_starts_prometheus_last_when_it_is_installed(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack_module, "prometheus_binary", lambda: "/usr/bin/prometheus")
+    steps = Stack(Settings(home=tmp_path, _env_file=None)).steps()
+    assert [step.__name__ for step in steps][-2:] == ["start_api", "start_prometheus"]
+
+
+def test_the_banner_shows_prometheus_only_when_it_runs(tmp_path):
+    stack = Stack(Settings(home=tmp_path, _env_file=None))
+    stack.urls = {"api": "http://127.0.0.1:8000"}
+    assert "Prometheus" not in stack_module._banner(stack)
+    stack.urls["prometheus"] = "http://127.0.0.1:9090"
+    assert "  Prometheus   http://127.0.0.1:9090" in stack_module._banner(stack).splitlines()
 
 
 def test_the_prefect_server_gets_its_database_only_when_one_is_set(tmp_path):

@@ -2,15 +2,18 @@
 
 A subprocess on free ports (settings through CRIMEFLOW_* variables, state in a temp home):
 wait until the Prefect API, the serve process's deployments, the MLflow UI and the prediction
-API answer, send SIGTERM, and check it exits 0 in time and no process it started is left.
+API answer (and Prometheus, scraping that API, when a `prometheus` binary is installed), send
+SIGTERM, and check it exits 0 in time and no process it started is left.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,12 +58,16 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find child processes")
 def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
     ports = {"prefect": free_port(), "mlflow": free_port(), "api": free_port()}
+    # With a `prometheus` binary installed, `up` starts it too (after the API it scrapes).
+    with_prometheus = shutil.which("prometheus") is not None
+    ports["prometheus"] = free_port()
     env = {k: v for k, v in child_environment({}).items() if k not in UNSET}
     env.update(
         CRIMEFLOW_HOME=str(tmp_path / "home"),
         CRIMEFLOW_PREFECT_PORT=str(ports["prefect"]),
         CRIMEFLOW_MLFLOW_PORT=str(ports["mlflow"]),
         CRIMEFLOW_API_PORT=str(ports["api"]),
+        CRIMEFLOW_PROMETHEUS_PORT=str(ports["prometheus"]),
     )
     crimeflow = str(Path(sys.executable).with_name("crimeflow"))
     # From an empty folder: no .env of the checkout, nothing written outside the temp home.
@@ -78,11 +85,21 @@ def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
         ):
             wait_http(url, timeout_s=STARTUP_TIMEOUT_S, process=up)
         wait_http(f"{api}/schema", timeout_s=30, process=up)
+        prometheus = f"http://127.0.0.1:{ports['prometheus']}"
+        if with_prometheus:
+            wait_http(f"{prometheus}/-/ready", timeout_s=STARTUP_TIMEOUT_S, process=up)
+            # Ready comes before the scrape manager has its targets: poll (bounded).
+            expected = {("crimeflow-api", f"{api}/metrics")}
+            deadline = time.monotonic() + 30
+            while prometheus_targets(prometheus) != expected and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert prometheus_targets(prometheus) == expected
         # The banner comes after the last service answered; wait for it the same bounded way.
         wait_until_logged(up, "crimeflow is up", timeout_s=60)
         out = (tmp_path / "up.log").read_text()
         for url in (prefect, f"{prefect}/api", mlflow, api, f"{api}/schema"):
             assert url in out
+        assert (f"Prometheus   {prometheus}" in out) is with_prometheus
         children = descendants(up.pid)
         # Prefect server, MLflow, serve, API and whatever they forked.
         assert len(children) >= 4, children
@@ -102,6 +119,7 @@ def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
         # Stopped newest first: the API before the serve process before MLflow before Prefect.
         order = out.rsplit("stopped:", 1)[1].splitlines()[0]
         assert [part.split()[0] for part in order.split(",")] == [
+            *(["prometheus"] if with_prometheus else []),
             "api",
             "serve",
             "mlflow-ui",
@@ -111,10 +129,17 @@ def test_up_starts_everything_and_sigterm_stops_it(tmp_path):
         stop(up)
 
 
+def prometheus_targets(url: str) -> set[tuple[str, str]]:
+    """(job, scrape URL) of every active target of the Prometheus at `url`."""
+    import httpx
+
+    response = httpx.get(f"{url}/api/v1/targets?state=active", timeout=10, trust_env=False)
+    targets = response.json()["data"]["activeTargets"]
+    return {(t["labels"]["job"], t["scrapeUrl"]) for t in targets}
+
+
 def wait_until_logged(process, text: str, timeout_s: float) -> None:
     """Poll the process's log for `text` (bounded); fail with the log if it never shows."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if text in process.log_file.read_text():

@@ -158,6 +158,7 @@ class WriterTally:
     elapsed_s: float
     cpu_s: float
     machine_busy_s: float
+    database_cpu_s: float
     latencies_s: list[float] = field(repr=False)
 
 
@@ -213,6 +214,7 @@ async def drive_log(
     appenders: int,
     seconds: float,
     incidents: Sequence[CanonicalIncident],
+    postmaster: int | None = None,
     barrier: Any = None,
 ) -> WriterTally:
     """Start the API's log writer on `url`, warm it up, then time `appenders` callers."""
@@ -229,10 +231,13 @@ async def drive_log(
         if barrier is not None:  # several writer processes start their timed window together
             await asyncio.to_thread(barrier.wait)
         before, cpu, busy = log.stats, time.process_time(), busy_cpu_seconds()
+        database = server_cpu_seconds(postmaster) if postmaster else math.nan
         started = time.perf_counter()
         latencies = await _appenders(log, incidents, appenders, seconds)
         elapsed = time.perf_counter() - started
         cpu, busy, after = time.process_time() - cpu, busy_cpu_seconds() - busy, log.stats
+        if postmaster:
+            database = server_cpu_seconds(postmaster) - database
     finally:
         await log.stop()
     return WriterTally(
@@ -243,6 +248,7 @@ async def drive_log(
         elapsed_s=elapsed,
         cpu_s=cpu,
         machine_busy_s=busy,
+        database_cpu_s=database,
         latencies_s=latencies,
     )
 
@@ -292,6 +298,7 @@ class LogRun:
     p50_ms: float
     p99_ms: float
     bench_cpu_pct: float
+    database_cpu_pct: float
     machine_cpu_pct: float
     failed_commits: int
     table_rows: int
@@ -323,12 +330,36 @@ def _empty_table(url: str) -> None:
         engine.dispose()
 
 
+def postmaster_pid(url: str) -> int | None:
+    """The pid of the local PostgreSQL server's postmaster (None if /proc does not show it)."""
+    from crimeflow.cli.processes import read_stat
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            backend = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            stat = read_stat(backend)
+    finally:
+        engine.dispose()
+    return None if stat is None else stat.ppid
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """User + system CPU seconds of a PostgreSQL server: the postmaster and its children."""
+    from crimeflow.cli.processes import scan_processes
+
+    # Each child calls setsid(), so a process group would not find them; their parent does.
+    ticks = sum(p.cpu_ticks for p in scan_processes() if postmaster in (p.pid, p.ppid))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure_log(
     store: str, url: str, batch_rows: int, writers: int, args: argparse.Namespace, incidents: list
 ) -> LogRun:
     """One log run (in this process for one writer, spawned processes for more)."""
     job = {"url": url, "batch_rows": batch_rows, "appenders": args.appenders}
     job["seconds"] = args.log_seconds
+    job["postmaster"] = postmaster_pid(url) if store == "postgresql" else None
     if writers == 1:
         tallies = [asyncio.run(drive_log(**job, incidents=incidents))]
     else:
@@ -347,6 +378,8 @@ def measure_log(
         p50_ms=p50,
         p99_ms=p99,
         bench_cpu_pct=100.0 * sum(t.cpu_s for t in tallies) / elapsed,
+        # Every process of the server (other clients' backends too); same window in each writer.
+        database_cpu_pct=100.0 * max(t.database_cpu_s for t in tallies) / elapsed,
         # Everything busy in the timed window: the writers, PostgreSQL's backends, other jobs.
         machine_cpu_pct=100.0 * max(t.machine_busy_s for t in tallies) / elapsed,
         failed_commits=sum(t.failed_commits for t in tallies),
@@ -379,11 +412,12 @@ def log_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
         )
         runs.append(run)
     headers = ["store", "batch_rows", "writers", "appenders", "rows/s", "commits/s", "rows/commit"]
-    headers += ["p50 ms", "p99 ms", "bench CPU %", "machine CPU %", "log check"]
+    headers += ["p50 ms", "p99 ms", "bench CPU %", "PG CPU %", "machine CPU %", "log check"]
     rows = [
         [
             *(r.store, r.batch_rows, r.writers, r.appenders, r.rows_per_s, r.commits_per_s),
-            *(r.rows_per_commit, r.p50_ms, r.p99_ms, r.bench_cpu_pct, r.machine_cpu_pct),
+            *(r.rows_per_commit, r.p50_ms, r.p99_ms, r.bench_cpu_pct, r.database_cpu_pct),
+            r.machine_cpu_pct,
             "OK" if r.checked else f"{r.table_rows:,} of {r.committed_rows:,}",
         ]
         for r in runs
@@ -391,6 +425,8 @@ def log_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
     print()
     print(format_table(headers, rows))
     print("p50/p99: one append's wait, queued + committed (a /predict request waits for it).")
+    print("CPU, 100 % = one core: bench = the writer process(es) with their callers; PG = every")
+    print("PostgreSQL process; machine = everything, other jobs included.")
     context["log_runs"] = runs
     return all(r.checked for r in runs)
 

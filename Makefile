@@ -56,7 +56,7 @@ bench-loop: install
 	$(BIN)/python tests/benchmarks/bench_loop.py
 
 # The production form: prediction-log capacity on PostgreSQL, API RPS with 1 and 2 workers on
-# PostgreSQL + Redis (needs both on 127.0.0.1); about 4 minutes. Sections: --only log,api.
+# PostgreSQL + Redis (needs both on 127.0.0.1); 3-4 minutes. Sections: --only log,api.
 bench-production: install
 	$(BIN)/python tests/benchmarks/bench_production.py
 

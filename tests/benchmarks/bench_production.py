@@ -1,8 +1,8 @@
 """Production-form benchmark (issue #12): the prediction log on PostgreSQL, the API with N workers.
 
-    python tests/benchmarks/bench_production.py [--only log,api] [--log-seconds 5]
-        [--api-seconds 15] [--batch-rows 1,64,512] [--workers 1,2] [--concurrency 16,64]
-        [--json out.json]
+    python tests/benchmarks/bench_production.py [--only log,api] [--json out.json]
+        [--log-seconds 5] [--batch-rows 1,64,512] [--appenders 256] [--log-writers 2]
+        [--stores postgresql,sqlite] [--api-seconds 15] [--workers 1,2] [--concurrency 16,64]
 
 Sections (`--only` picks some; all run by default, in this order):
 
@@ -13,7 +13,8 @@ log  Prediction-log insert capacity: the API's own group-commit writer (`Predict
      comparison, on a SQLite file (WAL, synchronous=FULL, as the API opens it). Then
      `--log-writers` writer processes at once on the largest batch size, as several API workers
      or pods share one database. Prints rows/s, commits/s, rows per commit and the append
-     latency (queued + committed, what a request waits for) p50/p99; checks that the table holds
+     latency (queued + committed, what a request waits for) p50/p99, and the CPU of the writer
+     process(es), of the PostgreSQL server and of the whole machine; checks that the table holds
      every committed row. The writer exposes no commit timer of its own, so the append latency
      is measured by the callers.
 api  API throughput in the production form: `crimeflow api --workers N` as a subprocess, its

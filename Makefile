@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop clean deployments
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production clean deployments
 
 install: $(STAMP)
 
@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl bench-model bench-drift bench-api bench-loop
+bench: bench-etl bench-model bench-drift bench-api bench-loop bench-production
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
@@ -56,6 +56,11 @@ bench-api: install
 # Drift event -> retrain -> gate -> API serving the new version, on 12 generated months.
 bench-loop: install
 	$(BIN)/python tests/benchmarks/bench_loop.py
+
+# The production form: prediction-log capacity on PostgreSQL, API RPS with 1 and 2 workers on
+# PostgreSQL + Redis (needs both on 127.0.0.1); 3-4 minutes. Sections: --only log,api.
+bench-production: install
+	$(BIN)/python tests/benchmarks/bench_production.py
 
 # prefect.yaml and deployments/prefect.image.yaml from deployments/declarations.py.
 deployments: install

@@ -24,8 +24,13 @@ api  API throughput in the production form: `crimeflow api --workers N` as a sub
      /predict from each of `--concurrency` keep-alive clients for `--api-seconds`. Prints RPS,
      p50/p95/p99 and who used the CPU; checks that every 200 answer is in the log.
 
-A third section, `loop` (drift event -> API serving the new version, in the production form),
-joins the SECTIONS table once `crimeflow up --worker` exists.
+loop The loop latency in the production form (tests/production.py, as the e2e test runs it):
+     three fresh PostgreSQL databases (Prefect, MLflow, the log), moto's S3 server with the lake
+     behind its prefect-aws blocks, Redis, `crimeflow up --worker`'s stack (deploy + a worker
+     polling every 10 s, Prefect's default) and two API workers; then the demo's loop on
+     generated months. Prints the seconds from the drift event to the retrain run's start, to
+     the gate's decision and to the API serving the new version. The API polls the champion
+     alias every 2 s, as in `make bench-loop`, so the two forms compare.
 
 When `log` and `api` both ran, the output ends with the capacity estimate: how many API pods one
 PostgreSQL prediction log sustains (see docs/benchmarks.md). The machine has 2 cores shared with
@@ -553,9 +558,64 @@ def print_capacity(context: dict[str, Any]) -> None:
 
 # --- orchestration -------------------------------------------------------------------------------
 
+# --- the loop in the production form --------------------------------------------------------------
+
+# A Redis database of its own (the e2e tests use 12 and 13, the api section 14).
+LOOP_REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def loop_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
+    """Run the loop once in the production form; print its latencies; whether it closed."""
+    from datetime import date
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from crimeflow.cli.demo import TRAINING_WINDOW_MONTHS, DemoSummary, generated_plan, run_loop
+    from crimeflow.standins.soda import StandinServer
+    from tests.production import production_form
+
+    plan = generated_plan(date.today(), args.loop_old_months, rows_per_month=args.loop_rows)
+    summary = DemoSummary()
+    with (
+        StandinServer(plan.crimes) as soda,
+        production_form(
+            Path(context["home"]) / "loop",
+            LOOP_REDIS_URL,
+            socrata_url=soda.url,
+            socrata_backoff_s=0.01,
+            drift_window_days=1,
+            model_poll_interval_s=2.0,
+            training_window_months=TRAINING_WINDOW_MONTHS,
+        ) as form,
+        temporary_settings(updates={PREFECT_API_URL: form.stack.prefect_api_url}),
+    ):
+        run_loop(form.stack, plan, summary, echo=lambda line: None)
+    months = len(plan.old_months) + len(plan.new_months)
+    print(
+        f"  {months} generated months ({len(plan.crimes):,} incidents), loop closed: "
+        f"{summary.loop_completed}; gate: "
+        + (", ".join(f"v{g['version']} {g['decision']}" for g in summary.gate_decisions) or "-")
+    )
+    print(
+        format_table(
+            ["from the drift event", "seconds"],
+            [[name, f"{seconds:.1f}"] for name, seconds in summary.loop_latency_s.items()],
+        )
+    )
+    print(
+        format_table(
+            ["phase", "seconds"],
+            [[name, f"{seconds:.1f}"] for name, seconds in summary.timings_s.items()],
+        )
+    )
+    context["loop"] = summary
+    return summary.loop_completed
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], bool]] = {
     "log": log_section,
     "api": api_section,
+    "loop": loop_section,
 }
 
 
@@ -570,7 +630,9 @@ def _int_list(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(SECTIONS), help="Sections: log, api.")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="Sections: log, api, loop.")
+    parser.add_argument("--loop-old-months", type=int, default=6, help="Months before drift.")
+    parser.add_argument("--loop-rows", type=int, default=4000, help="Generated rows per month.")
     parser.add_argument("--log-seconds", type=float, default=5.0, help="Seconds per log run.")
     parser.add_argument("--batch-rows", type=_int_list, default=[1, 64, 512])
     parser.add_argument("--stores", default="postgresql,sqlite", help="Log stores to measure.")
@@ -614,6 +676,7 @@ def _write_json(path: Path, context: dict[str, Any]) -> None:
         "load_average": os.getloadavg(),
         "log": [asdict(r) for r in context["log_runs"]],
         "api": [asdict(r) for r in context.get("api_reports", [])],
+        "loop": asdict(context["loop"]) if "loop" in context else None,
     }
     path.write_text(json.dumps(payload, indent=2, default=str))
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from crimeflow.contract.settings import Settings
+from tests.production import POSTGRES_ADMIN_DSN, postgres_database
 
 REAL_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 # Ten full months of 2018 in the Socrata export format (../shared/data/real/SOURCES.md, file 1).
@@ -83,30 +84,17 @@ def s3_versioned_settings(s3_endpoint: str, s3_client: Any, tmp_path: Path) -> S
 
 # --- a throwaway PostgreSQL database ----------------------------------------------------------
 
-# Trust auth, user postgres, database `test` (how PostgreSQL runs on these machines and in CI).
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
 
 @contextlib.contextmanager
 def fresh_postgres_database(prefix: str) -> Iterator[str]:
     """SQLAlchemy URL of a new database on 127.0.0.1, dropped afterwards (skips if unreachable)."""
     psycopg = pytest.importorskip("psycopg")
-    from psycopg import sql
-
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable ({POSTGRES_ADMIN_DSN}): {error}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            # FORCE: a pool a failed test (or a killed server) left open must not keep it alive.
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_database(prefix))
+        except psycopg.OperationalError as error:
+            pytest.skip(f"PostgreSQL is not reachable ({POSTGRES_ADMIN_DSN}): {error}")
+        yield url
 
 
 # --- a real MLflow registry with a trained champion ------------------------------------------

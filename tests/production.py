@@ -24,6 +24,7 @@ from crimeflow.cli.processes import free_port, start, stop, wait_http
 from crimeflow.cli.stack import Stack
 from crimeflow.contract.settings import Settings
 
+# Trust auth, user postgres, database `test` (how PostgreSQL runs on these machines and in CI).
 POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 LAKE_BUCKET = "crimeflow-lake"
 MLFLOW_BUCKET = "crimeflow-mlflow"

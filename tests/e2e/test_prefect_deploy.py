@@ -157,29 +157,37 @@ def test_redeploy_keeps_one_trigger(deployed, deploy_env, client):
     assert [a.name for a in owned] == ["retrain-on-drift"]
 
 
+def run_on_a_worker(
+    client: Any, run_id: Any, env: dict[str, str], folder: Path, log_file: Path
+) -> tuple[Any, str]:
+    """Start a process worker in `folder`, wait until flow run `run_id` ends; (state, log)."""
+    worker = start(
+        "prefect-worker",
+        [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL],
+        env,
+        log_file,
+        cwd=folder,
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        state = client.read_flow_run(run_id).state
+        while not (state and state.is_final()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = client.read_flow_run(run_id).state
+    finally:
+        stop(worker)
+    log = log_file.read_text()
+    assert state is not None and state.is_final(), f"run still {state}; worker log:\n{log}"
+    return state, log
+
+
 def test_a_worker_outside_the_checkout_runs_a_deployment(deployed, deploy_env, client, tmp_path):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     rollback = read(client, "rollback", "rollback")
     run = client.create_flow_run_from_deployment(rollback.id, parameters={"reason": "e2e"})
     # Started in an empty folder: only the pull step can make flows/retrain.py importable.
-    worker = start(
-        "prefect-worker",
-        [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL],
-        deploy_env,
-        tmp_path / "worker.log",
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        state = client.read_flow_run(run.id).state
-        while not (state and state.is_final()) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            state = client.read_flow_run(run.id).state
-    finally:
-        stop(worker)
-    log = (tmp_path / "worker.log").read_text()
-    assert state is not None and state.is_final(), f"run still {state}; worker log:\n{log}"
+    state, log = run_on_a_worker(client, run.id, deploy_env, tmp_path, tmp_path / "worker.log")
     # An empty registry has nothing to roll back to: the flow's own error, so its code ran.
     assert state.is_failed(), state
     assert "previous-champion" in log, log

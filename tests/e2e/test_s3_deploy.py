@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from crimeflow.cli.processes import start, stop
 from crimeflow.contract.settings import child_environment
 from tests.e2e.conftest import PrefectServer
-from tests.e2e.test_prefect_deploy import ROOT, prefect
+from tests.e2e.test_prefect_deploy import ROOT, prefect, run_on_a_worker
 from tests.production import LAKE_BLOCK, LAKE_BUCKET, S3_KEYS, s3_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POOL = "crimeflow-process"
 CODE_PREFIX = "code/crimeflow/"
-RUN_TIMEOUT_S = 180.0
 
 
 def test_a_worker_without_a_checkout_runs_code_pulled_from_s3(
@@ -78,21 +75,6 @@ def test_a_worker_without_a_checkout_runs_code_pulled_from_s3(
             folder = tmp_path / "elsewhere"
             folder.mkdir()
             bare = {k: v for k, v in shell.items() if not k.startswith("CRIMEFLOW_S3_")}
-            worker = start(
-                "prefect-worker",
-                [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL],
-                bare,
-                tmp_path / "worker.log",
-                cwd=folder,
-            )
-            try:
-                deadline = time.monotonic() + RUN_TIMEOUT_S
-                state = api.read_flow_run(run.id).state
-                while not (state and state.is_final()) and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    state = api.read_flow_run(run.id).state
-            finally:
-                stop(worker)
-    log = (tmp_path / "worker.log").read_text()
-    assert state is not None and state.is_failed(), f"{state}; worker log:\n{log}"
+            state, log = run_on_a_worker(api, run.id, bare, folder, tmp_path / "worker.log")
+    assert state.is_failed(), f"{state}; worker log:\n{log}"
     assert "previous-champion" in log, log  # the flow's own error: the pulled code ran

@@ -433,7 +433,6 @@ class Settings(BaseSettings):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
-
     exporter: ExporterSettings = Field(default_factory=ExporterSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)

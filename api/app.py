@@ -36,6 +36,7 @@ from api.controllers import (
     OperationsController,
     PredictionController,
     Services,
+    check_readiness,
 )
 from api.model_service import (
     MicroBatcher,
@@ -176,7 +177,7 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
     state = app.state
     settings: Settings = state.settings
     metrics: ApiMetrics = state.metrics
-    prediction_log = PredictionLog.from_settings(settings)
+    prediction_log = PredictionLog.from_settings(settings, metrics.log_hooks())
     await prediction_log.start()
     metrics.model_version.labels(model=settings.model_name).set(0)
     holder = ModelHolder(settings, on_swap=_swapped(metrics))
@@ -203,7 +204,10 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics=metrics,
         batch_slots=asyncio.Semaphore(1),
     )
-    poll = asyncio.create_task(holder.poll(settings.api.model_poll_interval_s), name="model-poll")
+    interval = settings.api.model_poll_interval_s
+    poll = asyncio.create_task(holder.poll(interval), name="model-poll")
+    await check_readiness(state.services)
+    watch = asyncio.create_task(_watch_readiness(state.services, interval), name="readiness")
     current = holder.current
     logger.info(
         "api started",
@@ -218,8 +222,9 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        poll.cancel()
-        await asyncio.gather(poll, return_exceptions=True)
+        for task in (poll, watch):
+            task.cancel()
+        await asyncio.gather(poll, watch, return_exceptions=True)
         # In-flight requests have finished (uvicorn waits for them); answer any queued row,
         # then commit and close the log.
         await batcher.stop()
@@ -228,7 +233,19 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         if windows is not None:
             await windows.redis.aclose()
         gc.unfreeze()  # the process may go on (tests, an embedding app): make it collectable again
+        metrics.worker_stopped()
         logger.info("api stopped", extra={"fields": {"event": "shutdown"}})
+
+
+async def _watch_readiness(services: Services, interval_s: float) -> None:
+    """Re-check readiness every `interval_s`, so crimeflow_ready moves without a /ready probe."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await check_readiness(services)
+        except Exception:
+            # A bug must not end the watch silently: the next tick tries again.
+            logger.exception("readiness check crashed", extra={"fields": {"event": "readiness"}})
 
 
 # --- the app ----------------------------------------------------------------------------------

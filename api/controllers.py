@@ -41,7 +41,14 @@ from api.examples import (
     INCIDENT_LIST_EXAMPLES,
 )
 from api.model_service import MicroBatcher, ModelHolder
-from api.observability import PROMETHEUS_CONTENT_TYPE, ApiMetrics, current_request_id, new_id
+from api.observability import (
+    LOG_NOT_WRITABLE,
+    NO_MODEL,
+    PROMETHEUS_CONTENT_TYPE,
+    ApiMetrics,
+    current_request_id,
+    new_id,
+)
 from api.schemas import (
     BatchPredictionOut,
     ErrorBody,
@@ -304,7 +311,7 @@ class PredictionController(Controller):
         model, probability = await services.batcher.predict(incident)
         record, out = _record(model, incident, probability, datetime.now(UTC), current_request_id())
         await services.prediction_log.append([record])
-        services.metrics.count_predictions(int(out.arrest), 1)
+        services.metrics.count_predictions([probability], int(out.arrest))
         return out
 
     @post(
@@ -342,7 +349,9 @@ class PredictionController(Controller):
         async with services.batch_slots:
             records, outs = await asyncio.to_thread(score_batch, model, data, current_request_id())
         await services.prediction_log.append(records)
-        services.metrics.count_predictions(sum(out.arrest for out in outs), len(outs))
+        services.metrics.count_predictions(
+            [record.probability for record in records], sum(out.arrest for out in outs)
+        )
         return BatchPredictionOut(predictions=outs)
 
     @post(
@@ -374,6 +383,28 @@ class PredictionController(Controller):
 # --- operations -----------------------------------------------------------------------------
 
 
+async def check_readiness(services: Services) -> Readiness:
+    """Whether this worker can serve: a model loaded, the log writable; sets crimeflow_ready."""
+    holder = services.holder
+    model = holder.current
+    writable = await services.prediction_log.ping()
+    reasons, codes = [], []
+    if model is None:
+        reasons.append(holder.last_error or "no model loaded")
+        codes.append(NO_MODEL)
+    if not writable:
+        reasons.append("the prediction log is not writable")
+        codes.append(LOG_NOT_WRITABLE)
+    services.metrics.set_ready(codes)
+    return Readiness(
+        ready=not reasons,
+        model_loaded=model is not None,
+        model_version=model.version if model else None,
+        prediction_log_writable=writable,
+        detail="; ".join(reasons) or None,
+    )
+
+
 class OperationsController(Controller):
     """Liveness, readiness, the served model and Prometheus metrics."""
 
@@ -391,21 +422,7 @@ class OperationsController(Controller):
     )
     async def ready(self, services: Services) -> Response[Readiness]:
         """200 when a model is loaded and the log takes writes, else 503 with the reasons."""
-        holder = services.holder
-        model = holder.current
-        writable = await services.prediction_log.ping()
-        reasons = []
-        if model is None:
-            reasons.append(holder.last_error or "no model loaded")
-        if not writable:
-            reasons.append("the prediction log is not writable")
-        body = Readiness(
-            ready=not reasons,
-            model_loaded=model is not None,
-            model_version=model.version if model else None,
-            prediction_log_writable=writable,
-            detail="; ".join(reasons) or None,
-        )
+        body = await check_readiness(services)
         return Response(body, status_code=200 if body.ready else 503)
 
     @get(

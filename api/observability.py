@@ -8,7 +8,11 @@ into every log line of the request and into the prediction log. One JSON line pe
 Metrics live in a per-app `CollectorRegistry` (several apps in one test process must not share
 counters). With several uvicorn workers `api.app.serve` points prometheus_client's multiprocess
 mode at a fresh folder before the workers start: every worker writes its samples there and any
-worker's /metrics adds them all up. One worker keeps the plain in-memory registry.
+worker's /metrics adds them all up. One worker keeps the plain in-memory registry. Gauges say
+how they add up across workers: the served version is the most recent one set, the prediction
+log's queue is the sum over live workers, and readiness the minimum (one worker that is not
+ready makes the API not ready). The names and meanings are tabled in
+docs/monitoring-and-retraining.md ("Metrics").
 
 The rate limiter counts a fixed window per client in this process, or in Redis when
 `CRIMEFLOW_REDIS_URL` is set, so that the limit holds across workers and replicas.
@@ -25,22 +29,25 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import msgspec
+import numpy as np
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitMiddleware
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as prometheus_values
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from crimeflow.stores.prediction_log import WriterHooks
 
 __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
@@ -78,6 +85,16 @@ LATENCY_BUCKETS = (
     5,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# Arrest probabilities in twentieths: fine enough to see the score distribution shift.
+PROBABILITY_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
+# Seconds of one group commit: a PostgreSQL commit takes about a millisecond, a SQLite fsync a
+# few; a commit over a second means the log is in trouble.
+LOG_WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# crimeflow_ready's reason label: a few fixed words, never an error text (bounded cardinality).
+READY = ""
+NO_MODEL = "no_model"
+LOG_NOT_WRITABLE = "prediction_log_not_writable"
+READY_REASONS = (READY, NO_MODEL, LOG_NOT_WRITABLE)
 
 _request_id: ContextVar[str | None] = ContextVar("crimeflow_request_id", default=None)
 
@@ -202,6 +219,26 @@ class ApiMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.multiprocess = multiprocess_metrics()
+        self._serving_metrics()
+        self._log_metrics()
+        self.ready = Gauge(
+            "crimeflow_ready",
+            "1 when this API is ready (a model is loaded, the log takes writes), else 0 on the "
+            'series of each reason; reason="" is the overall answer.',
+            ["reason"],
+            registry=self.registry,
+            # Across workers: the lowest, so one worker that is not ready shows; a dead worker's
+            # value goes with it.
+            multiprocess_mode="livemin",
+        )
+        self.rate_limit_store_errors = Counter(
+            "crimeflow_rate_limit_store_errors",
+            "Requests let through unlimited because the rate-limit store (Redis) is unreachable.",
+            registry=self.registry,
+        )
+
+    def _serving_metrics(self) -> None:
+        """Requests, predictions, micro-batches and the served model."""
         self.request_seconds = Histogram(
             "crimeflow_request_seconds",
             "HTTP request latency by route template, method and status code.",
@@ -213,6 +250,12 @@ class ApiMetrics:
             "crimeflow_predictions",
             "Predictions served (and logged), by predicted label.",
             ["label"],
+            registry=self.registry,
+        )
+        self.prediction_probability = Histogram(
+            "crimeflow_prediction_probability",
+            "Arrest probability of every served (and logged) prediction.",
+            buckets=PROBABILITY_BUCKETS,
             registry=self.registry,
         )
         self.model_version = Gauge(
@@ -234,18 +277,56 @@ class ApiMetrics:
             "Model swaps (a new champion version was loaded).",
             registry=self.registry,
         )
-        self.rate_limit_store_errors = Counter(
-            "crimeflow_rate_limit_store_errors",
-            "Requests let through unlimited because the rate-limit store (Redis) is unreachable.",
+
+    def _log_metrics(self) -> None:
+        """The prediction log's writer: commit latency, rows waiting, failed transactions."""
+        self.log_write_seconds = Histogram(
+            "crimeflow_prediction_log_write_seconds",
+            "Seconds of one group commit of the prediction log (a transaction of many appends).",
+            buckets=LOG_WRITE_BUCKETS,
+            registry=self.registry,
+        )
+        self.log_queue_rows = Gauge(
+            "crimeflow_prediction_log_queue_rows",
+            "Predictions waiting to be committed to the prediction log (queued or in a commit).",
+            registry=self.registry,
+            # Across workers: the sum over the live ones.
+            multiprocess_mode="livesum",
+        )
+        self.log_write_errors = Counter(
+            "crimeflow_prediction_log_write_errors",
+            "Prediction log transactions that failed (their predictions were answered 503).",
             registry=self.registry,
         )
 
-    def count_predictions(self, positives: int, total: int) -> None:
-        """Count `total` served predictions, `positives` of them labelled arrest."""
+    def count_predictions(self, probabilities: Sequence[float], positives: int) -> None:
+        """Count served predictions by label (`positives` labelled arrest) and their scores."""
+        total = len(probabilities)
         if positives:
             self.predictions.labels(label="true").inc(positives)
         if total - positives:
             self.predictions.labels(label="false").inc(total - positives)
+        observe_many(self.prediction_probability, probabilities)
+
+    def log_hooks(self) -> WriterHooks:
+        """Hooks that let the prediction log's writer move the log metrics."""
+        return WriterHooks(
+            queued=self.log_queue_rows.inc,
+            settled=self.log_queue_rows.dec,
+            committed=self.log_write_seconds.observe,
+            failed=self.log_write_errors.inc,
+        )
+
+    def set_ready(self, reasons: Iterable[str]) -> None:
+        """Readiness now: reason="" is 1 or 0, every reason 0 while it holds and 1 after."""
+        holding = set(reasons)
+        unknown = holding - set(READY_REASONS)
+        if unknown:
+            raise ValueError(f"unknown readiness reasons {sorted(unknown)}")
+        self.ready.labels(reason=READY).set(0 if holding else 1)
+        # Every reason has a series from the start, so a cleared reason never lingers at 0.
+        for reason in READY_REASONS[1:]:
+            self.ready.labels(reason=reason).set(0 if reason in holding else 1)
 
     def model_swapped(self, previous: Any, model: Any) -> None:
         """Record a swap: the version gauge follows the served model."""
@@ -257,6 +338,11 @@ class ApiMetrics:
             version = float("nan")
         self.model_version.labels(model=model.name).set(version)
 
+    def worker_stopped(self) -> None:
+        """Drop this worker's live gauges (queue rows, readiness) from the shared folder."""
+        if self.multiprocess:
+            mark_process_dead(os.getpid())
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker in multiprocess mode)."""
         if not self.multiprocess:
@@ -266,6 +352,30 @@ class ApiMetrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return generate_latest(registry)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe many values at once: one increment per bucket instead of one call per value.
+
+    A /predict/batch of 10,000 rows would otherwise make 10,000 observe calls on the event
+    loop (milliseconds, with a lock each). Uses the histogram's bucket and sum values, which
+    prometheus_client keeps per bucket (it adds them up when collected);
+    tests/api/test_observability.py checks the result equals one observe per value.
+    """
+    if len(values) < 8 or not hasattr(histogram, "_buckets"):
+        for value in values:
+            histogram.observe(value)
+        return
+    array = np.asarray(values, dtype=float)
+    bounds = np.asarray(histogram._upper_bounds, dtype=float)
+    # observe() puts a value in the first bucket whose bound is >= it: searchsorted "left".
+    # The last bound is +Inf; only NaN sorts past it, and it lands in +Inf rather than nowhere.
+    slots = np.minimum(np.searchsorted(bounds, array, side="left"), len(bounds) - 1)
+    counts = np.bincount(slots, minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(array.sum()))
 
 
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]

@@ -72,7 +72,7 @@ def retrain(
     champion = stage_champion(settings)
     staging = build_staging_set(settings, lake, now)
     outcome = run_gate(settings, candidate, champion, staging)
-    promoted = record_and_act(settings, outcome, trigger, drift_report_id)
+    promoted = record_and_act(settings, outcome, trigger, drift_report_id, started_at=now)
     return {
         "reason": trigger,
         "ingested_months": ingested,

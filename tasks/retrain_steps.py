@@ -17,6 +17,7 @@ from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLL
 from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.retrain_run import (
+    RETRAIN_SECONDS_TAG,
     GateOutcome,
     StagingSet,
     assemble_staging_set,
@@ -125,16 +126,26 @@ def run_gate(
 
 @step
 def record_and_act(
-    settings: Settings, outcome: GateOutcome, reason: str, report_id: str | None = None
+    settings: Settings,
+    outcome: GateOutcome,
+    reason: str,
+    report_id: str | None = None,
+    started_at: datetime | None = None,
 ) -> bool:
     """Tag the candidate, promote it if the gate passed, publish the artifact, emit the event.
 
     `report_id` is the drift report that triggered the retrain, linked from all three.
+    `started_at`, the retrain's start, gives the `retrain.seconds` tag: how long refreshing,
+    training and staging took (the loop exporter reports it).
     """
     name, version = settings.model_name, outcome.candidate_version
     links = Links.from_settings(settings)
     urls = gate_urls(links, name, outcome, runtime.flow_run.id, report_id)
-    passed = record_decision(mlflow_client(settings), name, outcome, reason, urls)
+    client = mlflow_client(settings)
+    passed = record_decision(client, name, outcome, reason, urls)
+    if started_at is not None:
+        seconds = (datetime.now(UTC) - started_at).total_seconds()
+        client.set_model_version_tag(name, version, RETRAIN_SECONDS_TAG, f"{seconds:.1f}")
     create_markdown_artifact(
         key="staging-gate",
         markdown=decision_markdown(outcome, reason, passed, urls),

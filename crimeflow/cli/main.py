@@ -256,6 +256,37 @@ def api(
 
 
 @app.command()
+def exporter(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default CRIMEFLOW_EXPORTER_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default CRIMEFLOW_EXPORTER_PORT).")
+    ] = None,
+) -> None:
+    """Serve Prometheus metrics of the loop (ETL, drift, gate, champion, retrains) on /metrics."""
+    import logging
+    import signal
+    import threading
+
+    from monitoring.exporter import serve
+
+    settings = get_settings()
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGINT, finish)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    bind = host or settings.exporter.host
+    chosen = settings.exporter.port if port is None else port
+    typer.echo(f"loop exporter: http://{bind}:{chosen}/metrics")
+    serve(settings, bind, chosen, stop)
+
+
+@app.command()
 def up(
     worker: Annotated[
         bool,

@@ -249,6 +249,13 @@ class PrometheusSettings(Group):
     )
 
 
+class ExporterSettings(Group):
+    """The loop exporter (`crimeflow exporter`): Prometheus metrics read from durable state."""
+
+    host: str = Field("127.0.0.1", description="Interface the loop exporter binds.")
+    port: int = Field(9108, description="Port of the loop exporter's /metrics.")
+
+
 class PrefectSettings(Group):
     """The orchestrator the flows report to, and where its alerts go."""
 
@@ -426,6 +433,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    exporter: ExporterSettings = Field(default_factory=ExporterSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

@@ -111,6 +111,9 @@ def run_summary(
     )
 
 
+MANIFESTS_FOLDER = "manifests/runs"
+
+
 def manifest_key(run_id: str) -> str:
     """Where a run's manifest lives in the lake."""
-    return f"manifests/runs/{run_id}.json"
+    return f"{MANIFESTS_FOLDER}/{run_id}.json"

@@ -251,6 +251,12 @@ def judge_candidate(
 
 Urls = dict[str, str | None]
 
+# Version tags read back by the loop exporter: the verdict, when, and how long the retrain took.
+GATE_TAG = "gate"
+GATE_PASSED, GATE_FAILED = "passed", "failed"
+GATE_DECIDED_AT_TAG = "gate.decided_at"
+RETRAIN_SECONDS_TAG = "retrain.seconds"
+
 
 def gate_urls(
     links: Links,
@@ -277,12 +283,12 @@ def decision_tags(outcome: GateOutcome, reason: str, urls: Urls | None = None) -
     """MLflow version tags: gate=passed|failed, the reasons, both models' staging metrics, and
     links back to the retrain's flow run and drift report."""
     tags = {
-        "gate": "passed" if outcome.decision.passed else "failed",
+        GATE_TAG: GATE_PASSED if outcome.decision.passed else GATE_FAILED,
         "gate.reasons": "; ".join(outcome.decision.reasons) or "all checks passed",
         "gate.trigger": reason,
         "gate.staging": outcome.staging,
         "gate.champion_version": outcome.champion_version or "none",
-        "gate.decided_at": datetime.now(UTC).isoformat(),
+        GATE_DECIDED_AT_TAG: datetime.now(UTC).isoformat(),
         "gate.p99_ms": f"{outcome.p99_ms:.2f}",
     }
     for who, metrics in (

@@ -339,6 +339,13 @@ class Lake:
         """Atomically store a JSON document (datetimes as ISO text); False when unchanged."""
         return self.write_bytes(key, dump_json(data))
 
+    def keys(self, folder: str, pattern: str = "*") -> list[str]:
+        """Keys of the objects directly in `folder` whose names match `pattern`, sorted."""
+        base = self._path(folder)
+        self._invalidate(base)
+        prefix = f"{self.root}/"
+        return sorted(str(path).removeprefix(prefix) for path in self.fs.glob(f"{base}/{pattern}"))
+
     # --- partitions ----------------------------------------------------------------------------
 
     def read(self, zone: str, month: str | None = None) -> pd.DataFrame | None:

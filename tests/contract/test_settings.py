@@ -145,6 +145,8 @@ FROZEN_ENV = {
     "CRIMEFLOW_EVIDENTLY_WORKSPACE": ("evidently.workspace", "/tmp/ev", Path("/tmp/ev")),
     "CRIMEFLOW_EVIDENTLY_UI_PORT": ("evidently.ui_port", "8222", 8222),
     "CRIMEFLOW_PROMETHEUS_PORT": ("prometheus.port", "9191", 9191),
+    "CRIMEFLOW_EXPORTER_HOST": ("exporter.host", "0.0.0.0", "0.0.0.0"),
+    "CRIMEFLOW_EXPORTER_PORT": ("exporter.port", "9333", 9333),
     "CRIMEFLOW_PREFECT_PORT": ("prefect.port", "4333", 4333),
     "CRIMEFLOW_PREFECT_API_URL": ("prefect.api_url", "http://pf:4200/api", "http://pf:4200/api"),
     "CRIMEFLOW_ALERT_WEBHOOK_URL": ("prefect.alert_webhook_url", "http://hook", "http://hook"),

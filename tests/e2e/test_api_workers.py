@@ -117,11 +117,13 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
         wait_http(f"{url}/health", timeout_s=120, process=process)
         wait_for_workers(log_file, 2)
         statuses = asyncio.run(send_all(url))
-        scrapes = []
+        scrapes, ready = [], []
         # Fresh connections until both workers have answered a scrape (each shows all counts).
         for _ in range(40):
             with httpx.Client(base_url=url, trust_env=False) as client:
-                scrapes.append(route_counts(client.get("/metrics").text))
+                text = client.get("/metrics").text
+            scrapes.append(route_counts(text))
+            ready.append('crimeflow_ready{reason=""} 1.0' in text)
             time.sleep(0.05)
             if len(served_by(log_file, "/metrics")) == 2:
                 break
@@ -142,3 +144,6 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
     assert len(metrics_pids) == 2, report
     assert all(s == Counter({"200": LIMIT, "429": SENT - LIMIT}) for s in scrapes), report
     assert not (metrics_dir / "counter_1.db").exists()
+    # Both workers ready (the minimum over them is 1); stopped workers took their live gauges.
+    assert all(ready), report
+    assert not list(metrics_dir.glob("gauge_live*")), sorted(metrics_dir.iterdir())

@@ -63,6 +63,7 @@ def test_a_better_candidate_is_promoted_and_tagged(champion):
     )
     assert tags["gate"] == "passed"
     assert "2024-05" in tags["gate.staging"]
+    assert 0 < float(tags["retrain.seconds"]) < 600  # how long this retrain took
 
 
 def test_a_candidate_below_the_floor_is_rejected_and_the_champion_stays(

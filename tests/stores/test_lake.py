@@ -323,6 +323,19 @@ def test_months_lists_only_real_partitions_in_order(lake: Lake) -> None:
     assert lake.months("quarantine/crimes") == []
 
 
+def test_keys_lists_a_folder_by_pattern_with_keys_relative_to_the_lake(lake: Lake) -> None:
+    assert lake.keys("manifests/runs", "*.json") == []  # nothing there yet
+    for name in ("b", "a"):
+        lake.write_json(f"manifests/runs/{name}.json", {"run": name})
+    lake.write_bytes("manifests/runs/notes.txt", b"x")
+    lake.write_json("manifests/runs/deeper/c.json", {})
+    assert lake.keys("manifests/runs", "*.json") == [
+        "manifests/runs/a.json",
+        "manifests/runs/b.json",
+    ]
+    assert lake.read_json(lake.keys("manifests/runs", "*.json")[0]) == {"run": "a"}
+
+
 def test_read_months_concatenates_and_fails_on_a_missing_month(lake: Lake) -> None:
     may = incidents([1, 2], ["2024-06-02T00:00:00"] * 2, month="2024-05")
     june = incidents([3], ["2024-07-02T00:00:00"], month="2024-06")

@@ -24,6 +24,7 @@ from crimeflow.stores.prediction_log.writer import (
     PredictionLogClosedError,
     PredictionLogError,
     PredictionLogWriteError,
+    WriterHooks,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "PredictionLogError",
     "PredictionLogWriteError",
     "PredictionRecord",
+    "WriterHooks",
     "empty_log_frame",
     "export_predictions",
     "new_prediction_id",

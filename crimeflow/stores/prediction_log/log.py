@@ -54,6 +54,7 @@ from crimeflow.stores.prediction_log.writer import (
     GroupCommitWriter,
     LogStats,
     PredictionLogClosedError,
+    WriterHooks,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class PredictionLog:
         batch_wait_ms: float = 2.0,
         sqlite_synchronous: str = "FULL",
         sqlite_busy_timeout_s: float = 30.0,
+        hooks: WriterHooks | None = None,
     ) -> None:
         if batch_rows < 1 or batch_wait_ms < 0:
             raise ValueError("batch_rows must be >= 1 and batch_wait_ms >= 0")
@@ -82,7 +84,10 @@ class PredictionLog:
         self._busy_timeout_s = sqlite_busy_timeout_s
         self._engine: sa.Engine | None = None
         self._writer = GroupCommitWriter(
-            lambda: self.engine.connect(), batch_rows=batch_rows, batch_wait_ms=batch_wait_ms
+            lambda: self.engine.connect(),
+            batch_rows=batch_rows,
+            batch_wait_ms=batch_wait_ms,
+            hooks=hooks,
         )
         # Guards the state and the hand-off to the writer's queue, so nothing is queued behind
         # the stop marker.
@@ -90,12 +95,13 @@ class PredictionLog:
         self._state = "new"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PredictionLog:
-        """The log configured by `CRIMEFLOW_PREDICTION_LOG_*`."""
+    def from_settings(cls, settings: Settings, hooks: WriterHooks | None = None) -> PredictionLog:
+        """The log configured by `CRIMEFLOW_PREDICTION_LOG_*` (`hooks` watch its writer)."""
         return cls(
             settings.prediction_log.url,
             batch_rows=settings.prediction_log.batch_rows,
             batch_wait_ms=settings.prediction_log.batch_wait_ms,
+            hooks=hooks,
         )
 
     # --- engine ---------------------------------------------------------------------------

@@ -7,6 +7,9 @@ per event loop. One append is never split. A batch that fails on bad data (a dup
 retried append by append, so one bad append does not fail its neighbours; any other failure
 fails the whole batch's waiters with a `PredictionLogWriteError`. The thread survives every
 failure, and the stop marker (`request_stop`) is taken only after everything queued before it.
+
+`WriterHooks` lets the caller watch the writer (the API's metrics) without this store knowing
+about Prometheus: rows queued and settled, the seconds of each commit, each failed transaction.
 """
 
 from __future__ import annotations
@@ -50,6 +53,25 @@ class LogStats:
     queued_appends: int
 
 
+def _ignore(*_: Any) -> None:
+    """A hook that does nothing."""
+
+
+@dataclass(frozen=True)
+class WriterHooks:
+    """Callbacks of the writer; each must be cheap and must not raise (they run on its thread).
+
+    `queued(rows)` runs in `submit`, `settled(rows)` once those rows' transaction is over
+    (committed or failed), `committed(seconds)` after each successful transaction and `failed()`
+    after each transaction whose waiters get an error.
+    """
+
+    queued: Callable[[int], None] = _ignore
+    settled: Callable[[int], None] = _ignore
+    committed: Callable[[float], None] = _ignore
+    failed: Callable[[], None] = _ignore
+
+
 @dataclass(slots=True)
 class _Append:
     """One `append` call waiting in the queue: its rows and the future its caller awaits."""
@@ -74,9 +96,15 @@ class GroupCommitWriter:
     """The writer thread and its queue; `submit` hands it rows, the returned future says when."""
 
     def __init__(
-        self, connect: Callable[[], sa.Connection], *, batch_rows: int, batch_wait_ms: float
+        self,
+        connect: Callable[[], sa.Connection],
+        *,
+        batch_rows: int,
+        batch_wait_ms: float,
+        hooks: WriterHooks | None = None,
     ) -> None:
         self._connect = connect
+        self.hooks = hooks if hooks is not None else WriterHooks()
         self.batch_rows = batch_rows
         self.batch_wait_ms = batch_wait_ms
         # None is the stop marker: everything queued before it is committed first.
@@ -102,6 +130,7 @@ class GroupCommitWriter:
         """Queue rows as one append; the future resolves once they are committed (or failed)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        self.hooks.queued(len(rows))
         self._queue.put(_Append(rows, loop, future))
         return future
 
@@ -166,7 +195,9 @@ class GroupCommitWriter:
                 outcomes = self._commit(batch)
             except Exception as error:  # a bug here must not kill the writer and strand waiters
                 logger.exception("prediction log writer failed")
+                self.hooks.failed()
                 outcomes = [(job, self._write_error(job, error)) for job in batch]
+            self.hooks.settled(rows)
             self._settle(outcomes)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
@@ -198,11 +229,13 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Append]) -> list[tuple[_Append, BaseException | None]]:
         """Commit a batch; on a data error retry append by append so only the culprit fails."""
+        started = time.perf_counter()
         try:
             self._insert([row for job in batch for row in job.rows])
         except (sa.exc.IntegrityError, sa.exc.DataError) as error:
             if len(batch) == 1:
                 self.failed_batches += 1
+                self.hooks.failed()
                 return [(batch[0], self._write_error(batch[0], error))]
             outcomes: list[tuple[_Append, BaseException | None]] = []
             for job in batch:
@@ -211,8 +244,10 @@ class GroupCommitWriter:
         except Exception as error:
             # Database down, disk full, locked too long: nothing of this batch was committed.
             self.failed_batches += 1
+            self.hooks.failed()
             logger.warning("prediction log: a batch of %d appends failed: %s", len(batch), error)
             return [(job, self._write_error(job, error)) for job in batch]
+        self.hooks.committed(time.perf_counter() - started)
         self.committed_batches += 1
         self.committed_rows += sum(len(job.rows) for job in batch)
         return [(job, None) for job in batch]

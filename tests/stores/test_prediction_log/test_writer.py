@@ -25,6 +25,7 @@ from crimeflow.stores.prediction_log import (
     PredictionLog,
     PredictionLogClosedError,
     PredictionLogWriteError,
+    WriterHooks,
 )
 from tests.stores.test_prediction_log.records import (
     REPO,
@@ -353,3 +354,52 @@ def test_every_acknowledged_prediction_survives_a_signal_under_load(
     assert len(acked) >= 600
     missing = acked - stored_ids(log_url)
     assert not missing, f"{len(missing)} acknowledged predictions were lost"
+
+
+# --- hooks: what the API's metrics see ---------------------------------------------------------
+
+
+class Watch:
+    """WriterHooks that record every call, with the rows in flight after each."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self.commits: list[float] = []
+        self.failures = 0
+
+    def hooks(self) -> WriterHooks:
+        return WriterHooks(
+            queued=self._queued,
+            settled=self._settled,
+            committed=self.commits.append,
+            failed=self._failed,
+        )
+
+    def _queued(self, rows: int) -> None:
+        self.in_flight += rows
+        self.peak = max(self.peak, self.in_flight)
+
+    def _settled(self, rows: int) -> None:
+        self.in_flight -= rows
+
+    def _failed(self) -> None:
+        self.failures += 1
+
+
+@pytest.mark.anyio
+async def test_hooks_see_queued_rows_commits_and_failed_transactions(log_url: str) -> None:
+    watch = Watch()
+    log = PredictionLog(log_url, batch_wait_ms=50, hooks=watch.hooks())
+    await log.start()
+    try:
+        original = record()
+        await asyncio.gather(log.append([original, record()]), log.append([record()]))
+        assert (watch.peak, watch.in_flight) == (3, 0)  # queued together, then all settled
+        assert len(watch.commits) == 1 and 0 < watch.commits[0] < 10
+        assert watch.failures == 0
+        with pytest.raises(PredictionLogWriteError):
+            await log.append([record(prediction_id=original.prediction_id)])
+        assert (watch.failures, watch.in_flight, len(watch.commits)) == (1, 0, 1)
+    finally:
+        await log.stop()

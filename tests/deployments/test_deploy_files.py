@@ -882,6 +882,7 @@ def test_compose_has_the_stack_services() -> None:
     services = compose_file()["services"]
     expected = {"postgres", "seaweedfs", "redis", "prefect-server", "prefect-worker", "mlflow"}
     assert expected | {"api", "s3-init", "blocks", "deploy"} <= set(services)
+    assert {"exporter", "prometheus", "alertmanager", "grafana"} <= set(services)
     assert {n for n, s in services.items() if is_one_shot(s)} == {"s3-init", "blocks", "deploy"}
 
 
@@ -1208,6 +1209,48 @@ def test_public_url_checker_rejects_literals_and_wrong_defaults() -> None:
     assert "CRIMEFLOW_API_PUBLIC_URL is not ${STACK_" in errors[0]
     assert "defaults to 'http://localhost:5001', not mlflow's" in errors[1]
     assert "CRIMEFLOW_PREFECT_PUBLIC_URL is not ${STACK_" in errors[2]
+
+
+def published_port_errors(compose: Mapping[str, Any]) -> list[str]:
+    """Published ports that listen on every interface instead of 127.0.0.1 only."""
+    return [
+        f"{name}: port {port} is not bound to 127.0.0.1"
+        for name, service in (compose.get("services") or {}).items()
+        for port in service.get("ports") or []
+        if not str(port).startswith("127.0.0.1:")
+    ]
+
+
+def test_compose_publishes_ports_on_localhost_only() -> None:
+    compose = compose_file()
+    assert published_port_errors(compose) == []
+    broken = copy.deepcopy(compose)
+    broken["services"]["grafana"]["ports"] = ["3000:3000"]
+    assert published_port_errors(broken) == ["grafana: port 3000:3000 is not bound to 127.0.0.1"]
+
+
+def test_compose_monitoring_services() -> None:
+    services = compose_file()["services"]
+    exporter = argv_of(services["exporter"]["command"])
+    assert exporter[:2] == ["crimeflow", "exporter"]
+    assert exporter[exporter.index("--port") + 1] == "9108"
+    assert published_ports(services["exporter"]) == {9108}
+    # Reads the loop's state only: no prediction-log URL, no S3 key, no API key.
+    env = environment_of(services["exporter"])
+    assert not {"CRIMEFLOW_PREDICTION_LOG_URL", "CRIMEFLOW_API_KEY"} & set(env)
+    assert "exporter" not in {
+        s for holders in s3_key_holders(compose_file()).values() for s in holders
+    }
+    assert (
+        env["CRIMEFLOW_S3_BUCKET_BLOCK"]
+        == environment_of(services["api"])["CRIMEFLOW_S3_BUCKET_BLOCK"]
+    )
+    prometheus = argv_of(services["prometheus"]["command"])
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus
+    assert "./deployments/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    grafana = environment_of(services["grafana"])
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert depends_on(services["grafana"]) == {"prometheus": "service_healthy"}
 
 
 def test_compose_images_are_pinned_and_still_published() -> None:

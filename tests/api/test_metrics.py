@@ -16,30 +16,15 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.observability import LOG_NOT_WRITABLE, NO_MODEL, ApiMetrics, observe_many
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.registry import CHAMPION, mlflow_client
 from tests.api.test_app import OTHER, SODA, copy_home, predict
+from tests.metrics_text import samples, value
 
 REPO = Path(__file__).resolve().parents[2]
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    """Every sample of an exposition by (name, sorted labels)."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    """One sample's value, None when absent."""
-    return found.get((name, tuple(sorted(labels.items()))))
 
 
 @pytest.fixture

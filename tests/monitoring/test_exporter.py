@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from crimeflow.cli.processes import free_port
 from crimeflow.contract.settings import Settings
@@ -26,23 +25,9 @@ from monitoring.drift import DriftResult
 from monitoring.exporter import EtlReader, default_readers, loop_registry
 from monitoring.report_store import ReportStore
 from tests.conftest import register_model
+from tests.metrics_text import Samples, samples, value
 
 REPO = Path(__file__).resolve().parents[2]
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    """Every sample of an exposition by (name, sorted labels)."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    """One sample's value, None when absent."""
-    return found.get((name, tuple(sorted(labels.items()))))
 
 
 def month(name: str, raw: int, clean: int, quarantined: int) -> dict[str, Any]:

@@ -69,8 +69,8 @@ def test_int_lists():
 def test_sections_keep_the_benchmark_order_and_reject_unknown_names():
     assert parse_sections("api,log", ["log", "api"]) == ["log", "api"]
     assert parse_sections("api", ["log", "api"]) == ["api"]
-    with pytest.raises(ValueError, match="loop"):
-        parse_sections("log,loop", ["log", "api"])
+    with pytest.raises(ValueError, match="lop"):
+        parse_sections("log,lop", ["log", "api", "loop"])
     with pytest.raises(ValueError):
         parse_sections(" , ", ["log", "api"])
-    assert list(SECTIONS) == ["log", "api"]
+    assert list(SECTIONS) == ["log", "api", "loop"]

@@ -30,18 +30,14 @@ from prefect.logging.handlers import APILogWorker
 
 from crimeflow.cli.demo import (
     DRIFT_TRAFFIC_ROWS,
-    LOOP_TIMEOUT_S,
     NORMAL_TRAFFIC_ROWS,
     TRAINING_WINDOW_MONTHS,
     DemoPlan,
     DemoSummary,
-    flow_runs,
     generated_plan,
     run_loop,
-    wait_for,
 )
 from crimeflow.cli.processes import log_tail
-from crimeflow.contract.events import DRIFT_DETECTED, emit
 from crimeflow.standins.soda import StandinServer
 from tests.e2e.test_api_workers import access_lines
 from tests.production import (
@@ -97,8 +93,6 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
                 drift_window_days=1,
                 model_poll_interval_s=1.0,
                 training_window_months=TRAINING_WINDOW_MONTHS,
-                # The last test's burst must meet the concurrency limit, not the debounce.
-                retrain_debounce_s=0,
             ) as form,
         ):
             summary = DemoSummary()
@@ -232,21 +226,3 @@ def test_both_api_workers_serve_the_new_champion(ran: Ran) -> None:
     assert set(asyncio.run(burst())) == {"2"}
     pids = {line["pid"] for line in access_lines(log)[seen:] if line.get("route") == "/model"}
     assert len(pids) == 2, pids
-
-
-def test_a_burst_of_drift_events_runs_one_retrain_at_a_time(ran: Ran) -> None:
-    # Last in the module: it trains once more. The limit (1, CANCEL_NEW) comes from prefect.yaml
-    # through `prefect deploy`, and the worker enforces it as the serve process does.
-    since = datetime.now(UTC)
-    for _ in range(3):
-        emit(DRIFT_DETECTED, ran.form.settings.model_name, "2", {"report_id": "burst"})
-
-    def settled() -> list[Any]:
-        runs = flow_runs("retrain", since)
-        final = [run for run in runs if run.state and run.state.is_final()]
-        return runs if len(runs) == 3 and len(final) == 3 else []
-
-    runs = wait_for("the burst's three retrain runs to end", settled, LOOP_TIMEOUT_S)
-    states = sorted(run.state.type.value for run in runs)
-    assert states == ["CANCELLED", "CANCELLED", "COMPLETED"], [(r.name, r.state) for r in runs]
-    assert {run.parameters["reason"] for run in runs} == {"drift"}

@@ -121,6 +121,19 @@ def production_settings(
     return Settings(_env_file=None, **values)
 
 
+def loop_overrides(soda_url: str, model_poll_interval_s: float) -> dict[str, Any]:
+    """The demo loop's settings on top of the production form (stand-in, 1-day drift window)."""
+    from crimeflow.cli.demo import TRAINING_WINDOW_MONTHS
+
+    return {
+        "socrata_url": soda_url,
+        "socrata_backoff_s": 0.01,
+        "drift_window_days": 1,
+        "model_poll_interval_s": model_poll_interval_s,
+        "training_window_months": TRAINING_WINDOW_MONTHS,
+    }
+
+
 @contextmanager
 def production_form(home: Path, redis_url: str, **overrides: Any) -> Iterator[ProductionForm]:
     """Databases, S3 and the stack up to its worker (the API is the loop's to start)."""

@@ -570,9 +570,9 @@ def loop_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from crimeflow.cli.demo import TRAINING_WINDOW_MONTHS, DemoSummary, generated_plan, run_loop
+    from crimeflow.cli.demo import DemoSummary, generated_plan, run_loop
     from crimeflow.standins.soda import StandinServer
-    from tests.production import production_form
+    from tests.production import loop_overrides, production_form
 
     plan = generated_plan(date.today(), args.loop_old_months, rows_per_month=args.loop_rows)
     summary = DemoSummary()
@@ -581,11 +581,7 @@ def loop_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
         production_form(
             Path(context["home"]) / "loop",
             LOOP_REDIS_URL,
-            socrata_url=soda.url,
-            socrata_backoff_s=0.01,
-            drift_window_days=1,
-            model_poll_interval_s=2.0,
-            training_window_months=TRAINING_WINDOW_MONTHS,
+            **loop_overrides(soda.url, model_poll_interval_s=2.0),
         ) as form,
         temporary_settings(updates={PREFECT_API_URL: form.stack.prefect_api_url}),
     ):

@@ -31,7 +31,6 @@ from prefect.logging.handlers import APILogWorker
 from crimeflow.cli.demo import (
     DRIFT_TRAFFIC_ROWS,
     NORMAL_TRAFFIC_ROWS,
-    TRAINING_WINDOW_MONTHS,
     DemoPlan,
     DemoSummary,
     generated_plan,
@@ -46,6 +45,7 @@ from tests.production import (
     S3_KEYS,
     ProductionForm,
     environment_of,
+    loop_overrides,
     production_form,
 )
 
@@ -88,11 +88,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             production_form(
                 home,
                 REDIS_URL,
-                socrata_url=soda.url,
-                socrata_backoff_s=0.01,
-                drift_window_days=1,
-                model_poll_interval_s=1.0,
-                training_window_months=TRAINING_WINDOW_MONTHS,
+                **loop_overrides(soda.url, model_poll_interval_s=1.0),
             ) as form,
         ):
             summary = DemoSummary()

@@ -315,7 +315,8 @@ def require_scope(
 ) -> None:
     """Guard: the authenticated token carries the scope the route declares (else 403)."""
     needed = handler.opt.get(SCOPE_OPT)
-    if needed is None:
+    if needed is None or connection.scope.get("method") == "OPTIONS":
+        # OPTIONS (allowed methods, CORS preflights) carries no token, as the middleware knows.
         return
     token = connection.scope.get("auth")
     if not isinstance(token, ScopedToken):  # the middleware always sets it on these routes

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -56,6 +58,10 @@ JWKS_TIMEOUT_S = 5.0
 JWKS_CACHE_S = 300.0
 JWKS_COOLDOWN_S = 30.0
 REALM = 'Bearer realm="crimeflow"'
+# Verified tokens are remembered (by their exact text) for this long at most, and never past
+# their exp: PyJWT takes ~0.1 ms to verify one, and a client sends the same token many times.
+VERIFIED_CACHE_S = 60.0
+VERIFIED_CACHE_SIZE = 4096
 
 
 def bearer_scheme() -> SecurityScheme:
@@ -153,7 +159,7 @@ def create_token(
         retrieve_user_handler=_subject,
         token_cls=ScopedToken,
         algorithm=SECRET_ALGORITHM,
-        default_token_expiration=timedelta(seconds=settings.token_ttl_s),
+        default_token_expiration=timedelta(seconds=settings.ttl_s),
     )
     return config.create_token(
         identifier=subject,
@@ -204,6 +210,33 @@ class JwksKeys:
             raise _unauthorized(f"no key of the identity provider has kid {kid!r}") from None
 
 
+class VerifiedTokens:
+    """A bounded memo of tokens that verified: their text -> (token, until when it counts)."""
+
+    def __init__(self, size: int = VERIFIED_CACHE_SIZE, ttl_s: float = VERIFIED_CACHE_S) -> None:
+        self.size = size
+        self.ttl_s = ttl_s
+        self._tokens: OrderedDict[str, tuple[ScopedToken, float]] = OrderedDict()
+
+    def get(self, encoded: str) -> ScopedToken | None:
+        """The verified token, if it was verified recently and has not expired since."""
+        found = self._tokens.get(encoded)
+        if found is None:
+            return None
+        token, until = found
+        if time.time() >= until:
+            del self._tokens[encoded]
+            return None
+        return token
+
+    def put(self, encoded: str, token: ScopedToken) -> None:
+        """Remember a verified token (the oldest one goes when full)."""
+        until = min(token.exp.timestamp(), time.time() + self.ttl_s)
+        self._tokens[encoded] = (token, until)
+        if len(self._tokens) > self.size:
+            self._tokens.popitem(last=False)
+
+
 # --- authentication (401) and authorization (403) --------------------------------------------
 
 
@@ -245,9 +278,16 @@ class BearerAuthMiddleware(JWTAuthenticationMiddleware):
     one -> the identity provider's key named by the token's `kid`.
     """
 
-    def __init__(self, *args: Any, jwks: JwksKeys | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        jwks: JwksKeys | None = None,
+        verified: VerifiedTokens | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.jwks = jwks
+        self.verified = verified if verified is not None else VerifiedTokens()
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -272,6 +312,9 @@ class BearerAuthMiddleware(JWTAuthenticationMiddleware):
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         """Verify signature, expiry, issuer and audience with the key the algorithm names."""
+        remembered = self.verified.get(encoded_token)
+        if remembered is not None:
+            return AuthenticationResult(user=remembered.sub, auth=remembered)
         key, algorithm = await self._key(encoded_token)
         try:
             token = self.token_cls.decode(
@@ -284,6 +327,7 @@ class BearerAuthMiddleware(JWTAuthenticationMiddleware):
             )
         except NotAuthorizedException as error:
             raise _unauthorized(_reason(error.__cause__)) from None
+        self.verified.put(encoded_token, token)
         return AuthenticationResult(user=token.sub, auth=token)
 
     async def _key(self, encoded_token: str) -> tuple[Any, str]:
@@ -342,12 +386,14 @@ class BearerAuth(JWTAuth[str, ScopedToken]):
     """Litestar's JWTAuth config with our middleware and, optionally, an identity provider."""
 
     jwks: JwksKeys | None = None
+    # One memo for the app: Litestar builds a middleware instance per route.
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     @property
     def middleware(self) -> DefineMiddleware:
-        """JWTAuth's middleware definition, plus the identity provider's keys."""
+        """JWTAuth's middleware definition, plus the identity provider's keys and the memo."""
         define = super().middleware
-        define.kwargs["jwks"] = self.jwks
+        define.kwargs.update(jwks=self.jwks, verified=self.verified)
         return define
 
 

@@ -19,7 +19,7 @@ def token_create(
     ],
     ttl: Annotated[
         str | None,
-        typer.Option(help="Lifetime: 90 (s), 15m, 1h, 7d; default CRIMEFLOW_AUTH_TOKEN_TTL_S."),
+        typer.Option(help="Lifetime: 90 (s), 15m, 1h, 7d; default CRIMEFLOW_AUTH_TTL_S."),
     ] = None,
     subject: Annotated[
         str, typer.Option(help="The token's subject (sub): who or what uses it.")

@@ -218,7 +218,7 @@ class AuthSettings(Group):
     audience: str = Field(
         "", description="Required `aud` of tokens (and written into created ones); unset: any."
     )
-    token_ttl_s: int = Field(
+    ttl_s: int = Field(
         3600, gt=0, description="Lifetime of a `crimeflow token create` token without --ttl."
     )
 

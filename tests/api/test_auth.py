@@ -29,7 +29,15 @@ from litestar.testing import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.auth import SCOPE_OPT, SCOPES, ScopedToken, create_token, parse_ttl, requires
+from api.auth import (
+    SCOPE_OPT,
+    SCOPES,
+    ScopedToken,
+    VerifiedTokens,
+    create_token,
+    parse_ttl,
+    requires,
+)
 from crimeflow.cli.main import app as cli
 from crimeflow.contract import settings as settings_module
 from crimeflow.contract.settings import Settings
@@ -252,6 +260,31 @@ def test_the_schema_declares_the_bearer_scheme_on_protected_operations_only(
     for path in ("/health", "/ready"):
         assert "security" not in spec["paths"][path]["get"]
     assert "security" not in spec  # no global requirement: the probes stay open
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None, auth_jwt_secret=SECRET).auth
+    encoded = create_token(settings, ["predict"], ttl=timedelta(seconds=30))
+    verified = ScopedToken.decode(encoded, SECRET, "HS256")
+    memo = VerifiedTokens(size=2, ttl_s=3600)
+    memo.put(encoded, verified)
+    assert memo.get(encoded) is verified
+    later = time.time() + 31
+    monkeypatch.setattr("api.auth.time.time", lambda: later)
+    assert memo.get(encoded) is None  # past its exp: verified again, and refused
+    for n in range(3):  # bounded: the oldest goes
+        memo.put(f"t{n}", verified)
+    assert memo.get("t0") is None
+
+
+def test_a_reused_token_is_served_from_the_memo_until_it_expires(
+    client: TestClient[Any],
+) -> None:
+    bearer = token(["predict"], expires_in_s=2)
+    assert call(client, "GET", "/model", None, bearer).status_code == 200
+    assert call(client, "GET", "/model", None, bearer).status_code == 200
+    time.sleep(2.1)
+    assert_401(call(client, "GET", "/model", None, bearer), "the token has expired")
 
 
 # --- the embedded default: no auth ------------------------------------------------------------

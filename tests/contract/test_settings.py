@@ -139,7 +139,7 @@ FROZEN_ENV = {
     ),
     "CRIMEFLOW_AUTH_ISSUER": ("auth.issuer", "https://idp.example/", "https://idp.example/"),
     "CRIMEFLOW_AUTH_AUDIENCE": ("auth.audience", "crimeflow-api", "crimeflow-api"),
-    "CRIMEFLOW_AUTH_TOKEN_TTL_S": ("auth.token_ttl_s", "600", 600),
+    "CRIMEFLOW_AUTH_TTL_S": ("auth.ttl_s", "600", 600),
     "CRIMEFLOW_PREDICTION_LOG_URL": ("prediction_log.url", "postgresql://h/d", "postgresql://h/d"),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_ROWS": ("prediction_log.batch_rows", "14", 14),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_WAIT_MS": ("prediction_log.batch_wait_ms", "5.5", 5.5),

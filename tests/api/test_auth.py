@@ -25,6 +25,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from litestar.testing import TestClient
 from typer.testing import CliRunner
 
@@ -85,16 +87,18 @@ def token(
     return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
 
-def hs256_by_hand(key: bytes, scopes: list[str]) -> str:
-    """An HS256 JWT signed with any bytes (PyJWT refuses public keys as HMAC secrets)."""
+def hs256_by_hand(key: bytes, scopes: list[str], claims: dict[str, Any] | None = None) -> str:
+    """An HS256 JWT signed with any bytes and any claims (PyJWT refuses some of both)."""
 
     def part(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     now = int(time.time())
-    claims = {"sub": "x", "iat": now, "exp": now + 60, "aud": AUDIENCE, "iss": ISSUER}
+    if claims is None:
+        claims = {"sub": "x", "iat": now, "exp": now + 60, "aud": AUDIENCE, "iss": ISSUER}
+        claims["scope"] = " ".join(scopes)
     header = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = part(json.dumps({**claims, "scope": " ".join(scopes)}).encode())
+    payload = part(json.dumps(claims).encode())
     signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{part(signature)}"
 
@@ -223,6 +227,25 @@ def test_every_route_is_open_on_purpose_or_protected(client: TestClient[Any]) ->
 )
 def test_refused_tokens_say_why(client: TestClient[Any], bearer: str, reason: str) -> None:
     assert_401(call(client, "GET", "/model", None, bearer), reason)
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+CLAIMS = st.dictionaries(
+    st.sampled_from(["sub", "exp", "iat", "nbf", "iss", "aud", "scope", "scp", "jti", "x"]),
+    JSON_SCALARS | st.lists(JSON_SCALARS, max_size=3),
+)
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(claims=CLAIMS, header=HEADER_TEXT, signed=st.booleans())
+def test_no_header_or_claims_make_a_5xx(
+    client: TestClient[Any], claims: dict[str, Any], header: str, signed: bool
+) -> None:
+    value = f"Bearer {hs256_by_hand(SECRET.encode(), [], claims)}" if signed else header
+    response = client.get("/model", headers={"Authorization": value})
+    assert response.status_code in (200, 401, 403), (value, response.text)
+    assert response.json()["status_code"] == response.status_code or response.status_code == 200
 
 
 def test_the_header_must_be_bearer(client: TestClient[Any]) -> None:

@@ -65,6 +65,8 @@ def fail(detail: str) -> Result:
 def reason(error: BaseException) -> str:
     """An exception as a short, single-line reason (credentials masked by the callers' URLs)."""
     text = " ".join(str(error).split()) or type(error).__name__
+    # SQLAlchemy appends a link to its error catalogue: noise on a one-line report.
+    text = text.split(" (Background on this error at:")[0]
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -152,7 +154,26 @@ def probe_mlflow(settings: Settings) -> Result:
         return fail(f"registry answered HTTP {status}")
     if uri.startswith("file:") or "://" not in uri:
         return writable_place(Path(uri.removeprefix("file://").removeprefix("file:")))
-    return probe_database(uri)
+    store = probe_database(uri)
+    if store.status != "OK" or store.detail.startswith("not created yet"):
+        return store
+    return ok(f"{store.detail}; {registered_in_store(uri, settings.model_name)}")
+
+
+def registered_in_store(url: str, model: str) -> str:
+    """Whether the registry tables of an MLflow database store hold `model` (read only)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("registered_models"):
+                return "no MLflow tables yet (the first training run creates them)"
+            query = sa.text("SELECT COUNT(*) FROM registered_models WHERE name = :name")
+            found = connection.execute(query, {"name": model}).scalar()
+    finally:
+        engine.dispose()
+    return f"model {model!r} registered" if found else f"no model {model!r} yet"
 
 
 def probe_lake(settings: Settings) -> Result:

@@ -115,32 +115,32 @@ def flow_runs_reporting(settings: Settings, say: Callable[[str], None]) -> Itera
     """Flow runs in this block report to the configured server when it answers; yields its URL.
 
     Without this, a flow called from a second terminal beside `crimeflow up` runs on Prefect's
-    ephemeral in-process API: its events reach no trigger. `say` gets one line naming where the
-    runs went (None is yielded for Prefect's own choice: its PREFECT_API_URL, or ephemeral).
+    ephemeral in-process API: its events reach no trigger. Explicit beats derived: a set
+    CRIMEFLOW_PREFECT_API_URL that answers, then Prefect's own PREFECT_API_URL (env, profile),
+    then the server `crimeflow up` starts, when it answers; else Prefect's ephemeral API. `say`
+    gets one line naming where the runs go; None is yielded when Prefect chooses by itself.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from crimeflow.cli.masking import mask_url
 
     url = settings.prefect.api_url
-    shown = mask_url(url)
-    if prefect_answers(url):
-        origin = (
-            "the server of `crimeflow up`"
-            if default_api_url(settings)
-            else "CRIMEFLOW_PREFECT_API_URL"
-        )
-        say(f"Prefect: {shown} ({origin})")
+    derived = default_api_url(settings)
+    own = PREFECT_API_URL.value()
+    probed = not derived or not own
+    if probed and prefect_answers(url):
+        origin = "the server of `crimeflow up`" if derived else "CRIMEFLOW_PREFECT_API_URL"
+        say(f"Prefect: {mask_url(url)} ({origin})")
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
         return
-    own = PREFECT_API_URL.value()
     if own:
         # Prefect's own setting (env or profile) names a server: Prefect's choice stands.
-        say(f"Prefect: {mask_url(own)} (PREFECT_API_URL; no server answers at {shown})")
+        silent = f"; no server answers at {mask_url(url)}" if probed else ""
+        say(f"Prefect: {mask_url(own)} (PREFECT_API_URL{silent})")
     else:
         say(
-            f"Prefect: ephemeral, inside this process (no server answers at {shown}; its events "
-            "trigger nothing: start `crimeflow up` or set CRIMEFLOW_PREFECT_API_URL)"
+            f"Prefect: ephemeral, inside this process (no server answers at {mask_url(url)}; "
+            "its events trigger nothing: start `crimeflow up` or set CRIMEFLOW_PREFECT_API_URL)"
         )
     yield None

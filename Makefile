@@ -21,11 +21,16 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/crimeflow demo
 
+# Unit and component tests on two processes (pytest-xdist), then the end-to-end tests one at a
+# time: they start servers and time the loop, so they get the machine to themselves. Both halves
+# always run; the target fails if either did.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2; unit=$$?; \
+	$(BIN)/python -m pytest -q -m e2e; e2e=$$?; \
+	exit $$((unit | e2e))
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not e2e and not slow"
+	$(BIN)/python -m pytest -q -m "not e2e and not slow" -n 2
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,27 @@ app.add_typer(blocks_app, name="blocks")
 app.add_typer(token_app, name="token")
 
 
+@app.callback()
+def load_settings(ctx: typer.Context) -> None:
+    """Read the settings before any command: a bad value is one line and exit code 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from crimeflow.contract.setting_errors import describe
+
+    # Help and shell completion work whatever the environment holds (click has moved the
+    # subcommand's arguments out of ctx by now, hence argv).
+    if ctx.resilient_parsing or "--help" in sys.argv[1:]:
+        return
+    try:
+        # Loaded here, before a command imports flows or starts uvicorn (`crimeflow api`), so
+        # every command fails the same way, before it has done anything.
+        get_settings()
+    except (ValidationError, SettingsError) as error:
+        typer.echo(f"crimeflow: {describe(error)}", err=True)
+        raise typer.Exit(2) from None
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON, secrets masked."""
@@ -35,6 +58,14 @@ def config_docs() -> None:
     typer.echo(Settings.markdown_table())
 
 
+def _reporting() -> AbstractContextManager[str | None]:
+    """Flow runs of this command go to the configured Prefect server when it answers."""
+    from crimeflow.cli.prefect_server import flow_runs_reporting
+
+    # On stderr: `crimeflow monitor --json` keeps stdout to the JSON.
+    return flow_runs_reporting(get_settings(), lambda line: typer.echo(line, err=True))
+
+
 @app.command()
 def etl(
     month: Annotated[
@@ -44,7 +75,8 @@ def etl(
     """Run the monthly ETL flow once, in this process."""
     from flows.etl import monthly_etl
 
-    summary = monthly_etl(month=month)
+    with _reporting():
+        summary = monthly_etl(month=month)
     for m in summary["months"]:
         typer.echo(
             f"{m['month']}: pulled {m['pulled']:,}, clean {m['clean']:,}, "
@@ -69,13 +101,14 @@ def train(
     """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
     from flows.train import train as train_flow
 
-    result = train_flow(
-        until=until,
-        holdout_months=holdout_months,
-        promote_if_none=promote_if_none,
-        classifier=classifier,
-        balance=balance,
-    )
+    with _reporting():
+        result = train_flow(
+            until=until,
+            holdout_months=holdout_months,
+            promote_if_none=promote_if_none,
+            classifier=classifier,
+            balance=balance,
+        )
     model, baseline = result["holdout"], result["baseline"]
     typer.echo(f"registered version {result['version']} ({result['classifier']})")
     typer.echo(f"{'metric':<16}{'model':>10}{'baseline':>10}")
@@ -112,7 +145,8 @@ def monitor(
     if window_days is not None and since is not None:
         raise typer.BadParameter("give --window-days or --since/--until, not both")
     days = window_days or get_settings().drift.window_days
-    result = drift_monitor(window_days=days, since=since, until=until)
+    with _reporting():
+        result = drift_monitor(window_days=days, since=since, until=until)
     if as_json:
         typer.echo(json.dumps(result, default=str, indent=2))
         return
@@ -152,7 +186,6 @@ def generate(
 def reports_ui() -> None:
     """Open the drift history in Evidently's UI (the workspace under CRIMEFLOW_HOME)."""
     import subprocess
-    import sys
 
     settings = get_settings()
     evidently = Path(sys.executable).with_name("evidently")
@@ -289,6 +322,14 @@ def exporter(
 
 
 @app.command()
+def doctor() -> None:
+    """Check every configured service (one line each, the setting to change); exit 1 on a FAIL."""
+    from crimeflow.cli.doctor import diagnose
+
+    raise typer.Exit(0 if diagnose(get_settings(), typer.echo) else 1)
+
+
+@app.command()
 def up(
     worker: Annotated[
         bool,
@@ -341,7 +382,8 @@ def retrain(
     """Run the retraining flow once: refresh, train a challenger, staging gate, promote/reject."""
     from flows.retrain import retrain as retrain_flow
 
-    result = retrain_flow(reason=reason, until=until, refresh=refresh)
+    with _reporting():
+        result = retrain_flow(reason=reason, until=until, refresh=refresh)
     gate = result["gate"]
     for who in ("candidate", "champion"):
         metrics = gate[f"{who}_metrics"] or {}
@@ -365,7 +407,8 @@ def rollback(
     from flows.retrain import rollback as rollback_flow
 
     try:
-        result = rollback_flow(reason=reason)
+        with _reporting():
+            result = rollback_flow(reason=reason)
     except LookupError as error:
         raise typer.BadParameter(str(error)) from error
     typer.echo(f"champion is v{result['champion']} again (v{result['rolled_back']} rolled back)")

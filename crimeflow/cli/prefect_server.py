@@ -12,7 +12,7 @@ server through `prefect_environment`, so the flows, the serve process and the CL
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,3 +87,60 @@ def running_prefect_server(
         yield api_url
     finally:
         stop(process)
+
+
+# --- where a flow started from the command line reports -------------------------------------
+
+HEALTH_TIMEOUT_S = 2.0
+
+
+def prefect_answers(api_url: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether a Prefect API answers GET /health with 200 within `timeout_s`."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout_s)
+    except (httpx.HTTPError, ValueError):  # ValueError: not a URL httpx can send to
+        return False
+    return response.status_code == 200
+
+
+def default_api_url(settings: Settings) -> bool:
+    """Whether the Prefect API URL is the derived one: the server `crimeflow up` starts."""
+    return settings.prefect.api_url == f"http://127.0.0.1:{settings.prefect.port}/api"
+
+
+@contextmanager
+def flow_runs_reporting(settings: Settings, say: Callable[[str], None]) -> Iterator[str | None]:
+    """Flow runs in this block report to the configured server when it answers; yields its URL.
+
+    Without this, a flow called from a second terminal beside `crimeflow up` runs on Prefect's
+    ephemeral in-process API: its events reach no trigger. Explicit beats derived: a set
+    CRIMEFLOW_PREFECT_API_URL that answers, then Prefect's own PREFECT_API_URL (env, profile),
+    then the server `crimeflow up` starts, when it answers; else Prefect's ephemeral API. `say`
+    gets one line naming where the runs go; None is yielded when Prefect chooses by itself.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from crimeflow.cli.masking import mask_url
+
+    url = settings.prefect.api_url
+    derived = default_api_url(settings)
+    own = PREFECT_API_URL.value()
+    probed = not derived or not own
+    if probed and prefect_answers(url):
+        origin = "the server of `crimeflow up`" if derived else "CRIMEFLOW_PREFECT_API_URL"
+        say(f"Prefect: {mask_url(url)} ({origin})")
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+        return
+    if own:
+        # Prefect's own setting (env or profile) names a server: Prefect's choice stands.
+        silent = f"; no server answers at {mask_url(url)}" if probed else ""
+        say(f"Prefect: {mask_url(own)} (PREFECT_API_URL{silent})")
+    else:
+        say(
+            f"Prefect: ephemeral, inside this process (no server answers at {mask_url(url)}; "
+            "its events trigger nothing: start `crimeflow up` or set CRIMEFLOW_PREFECT_API_URL)"
+        )
+    yield None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -27,12 +27,15 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 ENV_PREFIX = "CRIMEFLOW_"
 MASK = "********"
 # HS256 wants a key at least as long as its 32-byte output (RFC 7518 3.2).
 MIN_JWT_SECRET_CHARS = 32
+# A TCP port: `CRIMEFLOW_API_PORT=-1` is a configuration error, not a bind error later.
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Group(BaseModel):
@@ -114,7 +117,7 @@ class MlflowSettings(Group):
         "",
         description="Where new experiments store artifacts; default $CRIMEFLOW_HOME/mlartifacts.",
     )
-    port: int = Field(5000, description="Port of the MLflow server `crimeflow up` starts.")
+    port: Port = Field(5000, description="Port of the MLflow server `crimeflow up` starts.")
     backend_store_uri: SecretStr | None = Field(
         None,
         description=(
@@ -158,7 +161,7 @@ class ApiSettings(Group):
     )
 
     host: str = Field("127.0.0.1", description="Interface the API binds.")
-    port: int = Field(8000, description="Port of the prediction API.")
+    port: Port = Field(8000, description="Port of the prediction API.")
     public_url: str = Field(
         "",
         description=(
@@ -228,7 +231,7 @@ class AuthSettings(Group):
         # An HMAC key shorter than the hash output can be brute-forced from one token.
         if value is not None and 0 < len(value.get_secret_value()) < MIN_JWT_SECRET_CHARS:
             raise ValueError(
-                f"CRIMEFLOW_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} characters "
+                f"the JWT secret must be at least {MIN_JWT_SECRET_CHARS} characters "
                 "(e.g. `openssl rand -hex 32`)"
             )
         return value
@@ -237,7 +240,7 @@ class AuthSettings(Group):
     @classmethod
     def _http_jwks(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError("CRIMEFLOW_AUTH_JWKS_URL must be an http(s) URL")
+            raise ValueError("the JWKS URL must be an http(s) URL")
         return value
 
     @property
@@ -292,13 +295,13 @@ class EvidentlySettings(Group):
     workspace: Path | None = Field(
         None, description="Evidently workspace folder; default $CRIMEFLOW_HOME/evidently."
     )
-    ui_port: int = Field(8001, description="Port of `crimeflow reports ui`.")
+    ui_port: Port = Field(8001, description="Port of `crimeflow reports ui`.")
 
 
 class PrometheusSettings(Group):
     """The Prometheus server `crimeflow up` starts when a `prometheus` binary is on PATH."""
 
-    port: int = Field(
+    port: Port = Field(
         9090, description="Port of the Prometheus `crimeflow up` starts (if it is installed)."
     )
 
@@ -307,7 +310,7 @@ class ExporterSettings(Group):
     """The loop exporter (`crimeflow exporter`): Prometheus metrics read from durable state."""
 
     host: str = Field("127.0.0.1", description="Interface the loop exporter binds.")
-    port: int = Field(9108, description="Port of the loop exporter's /metrics.")
+    port: Port = Field(9108, description="Port of the loop exporter's /metrics.")
 
 
 class PrefectSettings(Group):
@@ -326,7 +329,7 @@ class PrefectSettings(Group):
         }
     )
 
-    port: int = Field(4200, description="Port of the local Prefect server (crimeflow up).")
+    port: Port = Field(4200, description="Port of the local Prefect server (crimeflow up).")
     api_url: str = Field(
         "",
         description=(
@@ -344,7 +347,7 @@ class PrefectSettings(Group):
     alert_email_host: str = Field(
         "", description="SMTP server the alert emails go through; unset: no email alerts."
     )
-    alert_email_port: int = Field(587, gt=0, description="SMTP port (465 for tls=ssl).")
+    alert_email_port: Port = Field(587, description="SMTP port (465 for tls=ssl).")
     alert_email_from: str = Field(
         "", description="Sender of the alert emails; default the username, else crimeflow@HOST."
     )
@@ -454,7 +457,11 @@ class _UnprefixedNames(PydanticBaseSettingsSource):
             if raw is None:
                 continue
             info = GROUPS[group].model_fields[field]
-            value = self.source.prepare_field_value(flat, info, raw, False)
+            try:
+                value = self.source.prepare_field_value(flat, info, raw, False)
+            except ValueError as error:
+                # Name the variable (a bare JSONDecodeError names nothing the user set).
+                raise SettingsError(f'error parsing value for "{name}": {error}') from error
             data[group] = {**data.get(group, {}), field: value}
         return data
 

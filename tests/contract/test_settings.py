@@ -368,7 +368,7 @@ def test_auth_is_on_with_a_secret_or_a_jwks_url_and_off_by_default(clean_env):
 
 
 def test_a_short_jwt_secret_or_a_non_http_jwks_url_is_refused(clean_env):
-    with pytest.raises(ValueError, match="CRIMEFLOW_AUTH_JWT_SECRET must be at least 32"):
+    with pytest.raises(ValueError, match="JWT secret must be at least 32"):
         Settings(_env_file=None, auth_jwt_secret="short")
-    with pytest.raises(ValueError, match="CRIMEFLOW_AUTH_JWKS_URL must be an http"):
+    with pytest.raises(ValueError, match="JWKS URL must be an http"):
         Settings(_env_file=None, auth_jwks_url="file:///etc/passwd")

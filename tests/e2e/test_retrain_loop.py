@@ -12,10 +12,13 @@ Assertions read Prefect's API (flow runs, events) and the registry, never log te
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +40,7 @@ from crimeflow.cli.demo import (
 from crimeflow.cli.processes import ServiceProcess, free_port, log_tail
 from crimeflow.cli.stack import Stack
 from crimeflow.contract.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
-from crimeflow.contract.settings import Settings, get_settings
+from crimeflow.contract.settings import Settings, child_environment, get_settings
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.registry import CHAMPION, PREVIOUS_CHAMPION
@@ -132,19 +135,47 @@ def champion_version(settings: Settings) -> str:
     return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
 
 
+def monitor_in_a_second_terminal(loop: Loop) -> dict:
+    """`crimeflow monitor --json` as its own process; its result (the run went to the server)."""
+    # Prefect's own variables off: the command must find the server from CRIMEFLOW_* alone.
+    env = {
+        k: v
+        for k, v in child_environment({}).items()
+        if k not in ("PREFECT_API_URL", "PREFECT_HOME")
+    }
+    crimeflow = str(Path(sys.executable).with_name("crimeflow"))
+    began = time.monotonic()
+    done = subprocess.run(
+        [crimeflow, "monitor", "--window-days", "1", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LOOP_TIMEOUT_S,
+    )
+    print(f"crimeflow monitor (second terminal): {time.monotonic() - began:.1f} s")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"Prefect: {loop.prefect_api} (CRIMEFLOW_PREFECT_API_URL)" in done.stderr, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.monitor import drift_monitor
 
     assert served_version(loop.api_url) == champion_version(loop.settings) == "1"
     began = datetime.now(UTC) - timedelta(seconds=1)
     drifted = traffic(loop.plan, drifted=True, rows=1200, seed=31)
     assert send(loop.api_url, drifted) == 1200  # every one answered 200 (and logged)
 
+    # The drift check runs as `crimeflow monitor` in a second terminal would: its own process,
+    # nothing but the CRIMEFLOW_* settings telling it where the stack's Prefect server is.
+    verdict = monitor_in_a_second_terminal(loop)
+    assert verdict["drift_detected"], verdict
     with temporary_settings(updates={PREFECT_API_URL: loop.prefect_api}):
-        verdict = drift_monitor(window_days=1)
-        assert verdict["drift_detected"], verdict
+        # The command's own drift event, alone, makes the running server's trigger act.
+        first = wait_for(
+            "the retrain triggered by `crimeflow monitor`", lambda: flow_runs("retrain", began), 60
+        )
+        assert first[0].parameters["drift_report_id"] == verdict["report_id"]
         # Two more detections right away: a burst must still cause one retrain.
         for _ in range(2):
             emit(DRIFT_DETECTED, loop.settings.model_name, "1", {"report_id": verdict["report_id"]})

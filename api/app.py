@@ -28,6 +28,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Receive, Send
 from redis.asyncio import Redis
 
+from api.auth import BEARER_SCHEME, api_auth, bearer_scheme
 from api.controllers import (
     API_KEY_HEADER,
     API_KEY_SCHEME,
@@ -288,7 +289,7 @@ def _rate_limit_state(settings: Settings) -> dict[str, Any]:
 
 
 def _openapi() -> OpenAPIConfig:
-    """OpenAPI at /schema (JSON at /schema/openapi.json), with the admin key scheme."""
+    """OpenAPI at /schema (JSON at /schema/openapi.json), with the bearer and admin key schemes."""
     return OpenAPIConfig(
         title="crimeflow prediction API",
         version="1.0.0",
@@ -300,12 +301,16 @@ def _openapi() -> OpenAPIConfig:
         path="/schema",
         components=Components(
             security_schemes={
+                BEARER_SCHEME: bearer_scheme(),
                 API_KEY_SCHEME: SecurityScheme(
                     type="apiKey",
                     name=API_KEY_HEADER,
                     security_scheme_in="header",
-                    description="CRIMEFLOW_API_KEY; admin endpoints are disabled without it.",
-                )
+                    description=(
+                        "CRIMEFLOW_API_KEY, for /admin/* while auth is off (with auth on, admin "
+                        "needs a bearer token with the admin scope); admin is off without it."
+                    ),
+                ),
             }
         ),
     )
@@ -321,6 +326,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.api.cors_allow_origins
         else None
     )
+    auth = api_auth(settings.auth)
     app = CrimeflowApp(
         route_handlers=[
             PredictionController,
@@ -331,7 +337,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=DEPENDENCIES,
         lifespan=[serving_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=_middleware(settings),
+        # The rate limiter first: floods of bad tokens are throttled before any check.
+        middleware=[*_middleware(settings), *auth.middleware],
+        guards=auth.guards,
         cors_config=cors,
         openapi_config=_openapi(),
         state=State({"settings": settings, "metrics": metrics, **_rate_limit_state(settings)}),

@@ -34,6 +34,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.typing import FieldDefinition
 
+from api.auth import SCOPE_OPT, bearer, requires
 from api.examples import (
     ERROR_RESPONSES,
     FEEDBACK_EXAMPLES,
@@ -288,6 +289,7 @@ class PredictionController(Controller):
 
     @post(
         "/predict",
+        **requires("predict"),
         dto=IncidentBody,
         return_dto=None,
         status_code=200,
@@ -316,6 +318,7 @@ class PredictionController(Controller):
 
     @post(
         "/predict/batch",
+        **requires("predict"),
         dto=IncidentListBody,
         return_dto=None,
         status_code=200,
@@ -356,6 +359,7 @@ class PredictionController(Controller):
 
     @post(
         "/feedback",
+        **requires("feedback"),
         dto=FeedbackBody,
         return_dto=None,
         status_code=200,
@@ -427,6 +431,7 @@ class OperationsController(Controller):
 
     @get(
         "/model",
+        **requires("predict"),
         summary="The model being served",
         responses={503: ResponseSpec(ErrorBody, description="No model is loaded")},
     )
@@ -456,8 +461,14 @@ class OperationsController(Controller):
 
 
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: the X-API-Key header must equal CRIMEFLOW_API_KEY (admin is off without a key)."""
+    """Guard: the X-API-Key header must equal CRIMEFLOW_API_KEY (admin is off without a key).
+
+    With auth on, the bearer guard (api.auth) has already required the admin scope, and the key
+    is not consulted: one way in per configuration.
+    """
     settings: Settings = connection.app.state.settings
+    if settings.auth.enabled:
+        return
     if settings.api.key is None or not settings.api.key.get_secret_value():
         raise PermissionDeniedException(
             detail="admin endpoints are disabled: set CRIMEFLOW_API_KEY to enable them"
@@ -474,6 +485,8 @@ class AdminController(Controller):
 
     path = "/admin"
     tags: ClassVar[list[str]] = ["admin"]  # type: ignore[misc]
+    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "admin"}  # type: ignore[misc]
+    security: ClassVar[list[Any]] = bearer("admin")  # type: ignore[misc]
     guards: ClassVar[list[Any]] = [require_api_key]  # type: ignore[misc]
 
     @post(
@@ -482,8 +495,10 @@ class AdminController(Controller):
         summary="Load the champion now if the alias moved (the poll does this periodically)",
         security=[{API_KEY_SCHEME: []}],
         responses={
-            401: ResponseSpec(ErrorBody, description="Missing or wrong API key"),
-            403: ResponseSpec(ErrorBody, description="Admin endpoints are disabled"),
+            401: ResponseSpec(ErrorBody, description="Missing or wrong API key or token"),
+            403: ResponseSpec(
+                ErrorBody, description="Admin is disabled, or the token lacks the admin scope"
+            ),
             503: ResponseSpec(ErrorBody, description="The registry or the load failed"),
         },
     )

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 
+from api.auth import SCOPE_OPT, bearer
 from crimeflow.contract.links import Links
 from crimeflow.stores.lake import Lake
 from monitoring.report_store import ReportStore
@@ -25,6 +26,8 @@ class ReportsController(Controller):
 
     path = "/reports"
     tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
+    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
+    security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
     dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
         "store": Provide(provide_report_store, sync_to_thread=True)
     }

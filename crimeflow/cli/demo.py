@@ -320,6 +320,10 @@ def demo_settings(settings: Settings, plan: DemoPlan, soda_url: str) -> Settings
         home=settings.home / DEMO_FOLDER,
         evidently_workspace=None,
         socrata_url=soda_url,
+        # The demo's API runs without auth, whatever the shell or .env says: it sends its own
+        # traffic without tokens. Empty (not None) so the children do not inherit the user's.
+        auth_jwt_secret="",
+        auth_jwks_url="",
         drift_window_days=1,
         model_poll_interval_s=2.0,
         training_window_months=TRAINING_WINDOW_MONTHS,

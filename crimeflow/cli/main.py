@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from crimeflow.cli.tokens import token_app
 from crimeflow.contract.settings import Settings, get_settings
 
 app = typer.Typer(help="crimeflow: Chicago arrest prediction that keeps itself healthy.")
@@ -21,6 +22,7 @@ app.add_typer(soda_app, name="soda")
 app.add_typer(reports_app, name="reports")
 blocks_app = typer.Typer(help="The Prefect blocks crimeflow keeps on the server.")
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(token_app, name="token")
 
 
 @app.callback()

@@ -32,6 +32,8 @@ from pydantic_settings import (
 
 ENV_PREFIX = "CRIMEFLOW_"
 MASK = "********"
+# HS256 wants a key at least as long as its 32-byte output (RFC 7518 3.2).
+MIN_JWT_SECRET_CHARS = 32
 # A TCP port: `CRIMEFLOW_API_PORT=-1` is a configuration error, not a bind error later.
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -193,6 +195,58 @@ class ApiSettings(Group):
             "replicas; unset: each worker counts its own."
         ),
     )
+
+
+class AuthSettings(Group):
+    """Bearer-token auth of the API: on when a JWT secret or a JWKS URL is set (api.auth)."""
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "HS256 secret that signs `crimeflow token create` tokens and verifies them; set (or "
+            "a JWKS URL): the API needs a bearer token with a scope on every route but "
+            "/health, /ready, /metrics and /schema. At least 32 characters."
+        ),
+    )
+    jwks_url: str = Field(
+        "",
+        description=(
+            "An identity provider's JWKS (https://.../jwks.json): the API also accepts its "
+            "RS256/ES256/... tokens; set: auth is on."
+        ),
+    )
+    issuer: str = Field(
+        "", description="Required `iss` of tokens (and written into created ones); unset: any."
+    )
+    audience: str = Field(
+        "", description="Required `aud` of tokens (and written into created ones); unset: any."
+    )
+    ttl_s: int = Field(
+        3600, gt=0, description="Lifetime of a `crimeflow token create` token without --ttl."
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # An HMAC key shorter than the hash output can be brute-forced from one token.
+        if value is not None and 0 < len(value.get_secret_value()) < MIN_JWT_SECRET_CHARS:
+            raise ValueError(
+                f"the JWT secret must be at least {MIN_JWT_SECRET_CHARS} characters "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_jwks(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("the JWKS URL must be an http(s) URL")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the API requires tokens: a non-empty secret or a JWKS URL is set."""
+        return bool(self.jwt_secret and self.jwt_secret.get_secret_value()) or bool(self.jwks_url)
 
 
 class PredictionLogSettings(Group):
@@ -436,6 +490,7 @@ class Settings(BaseSettings):
     etl: EtlSettings = Field(default_factory=EtlSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     prediction_log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)

@@ -58,3 +58,20 @@ def test_summary_table_shows_versions_decisions_and_latencies():
     assert "v2 promoted (all checks passed)" in table
     assert "drift: drift share 0.27, drifted iucr" in table
     assert "event_to_run_start" in table and "6.9" in table
+
+
+def test_the_demo_runs_its_api_without_auth_even_when_the_user_turned_it_on(tmp_path: Path):
+    from crimeflow.cli.stack import settings_environment
+
+    user = Settings(
+        home=tmp_path,
+        auth_jwt_secret="u" * 32,
+        auth_jwks_url="https://idp.example/jwks.json",
+        _env_file=None,
+    )
+    plan = DemoPlan(crimes=None, old_months=["2018-01"], new_months=["2018-09"], generated=False)
+    demo = demo_settings(user, plan, "http://127.0.0.1:9999")
+    assert user.auth.enabled and not demo.auth.enabled
+    # The demo's children get empty values, which beat the user's environment.
+    env = settings_environment(demo)
+    assert env["CRIMEFLOW_AUTH_JWT_SECRET"] == "" and env["CRIMEFLOW_AUTH_JWKS_URL"] == ""

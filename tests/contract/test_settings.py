@@ -131,6 +131,15 @@ FROZEN_ENV = {
         ["https://a.example", "https://b.example"],
     ),
     "CRIMEFLOW_REDIS_URL": ("api.redis_url", "redis://h:6379/2", "redis://h:6379/2"),
+    "CRIMEFLOW_AUTH_JWT_SECRET": ("auth.jwt_secret", "j" * 32, "j" * 32),
+    "CRIMEFLOW_AUTH_JWKS_URL": (
+        "auth.jwks_url",
+        "https://idp.example/jwks.json",
+        "https://idp.example/jwks.json",
+    ),
+    "CRIMEFLOW_AUTH_ISSUER": ("auth.issuer", "https://idp.example/", "https://idp.example/"),
+    "CRIMEFLOW_AUTH_AUDIENCE": ("auth.audience", "crimeflow-api", "crimeflow-api"),
+    "CRIMEFLOW_AUTH_TTL_S": ("auth.ttl_s", "600", 600),
     "CRIMEFLOW_PREDICTION_LOG_URL": ("prediction_log.url", "postgresql://h/d", "postgresql://h/d"),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_ROWS": ("prediction_log.batch_rows", "14", 14),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_WAIT_MS": ("prediction_log.batch_wait_ms", "5.5", 5.5),
@@ -245,6 +254,7 @@ def test_masked_masks_every_secret_in_every_group(clean_env):
         "s3_secret_access_key",
         "api_key",
         "redis_url",
+        "auth_jwt_secret",
         "alert_webhook_url",
         "alert_email_password",
         "prefect_database_url",
@@ -348,3 +358,17 @@ def test_public_urls_default_to_where_this_machine_reaches_each_service(tmp_path
     )
     assert behind_proxy.prefect.public_url == "https://prefect.example.org"
     assert behind_proxy.mlflow.public_url == "https://mlflow.example.org"
+
+
+def test_auth_is_on_with_a_secret_or_a_jwks_url_and_off_by_default(clean_env):
+    assert not Settings(_env_file=None).auth.enabled
+    assert not Settings(_env_file=None, auth_jwt_secret="").auth.enabled  # empty means unset
+    assert Settings(_env_file=None, auth_jwt_secret="s" * 32).auth.enabled
+    assert Settings(_env_file=None, auth_jwks_url="http://127.0.0.1:9/jwks.json").auth.enabled
+
+
+def test_a_short_jwt_secret_or_a_non_http_jwks_url_is_refused(clean_env):
+    with pytest.raises(ValueError, match="JWT secret must be at least 32"):
+        Settings(_env_file=None, auth_jwt_secret="short")
+    with pytest.raises(ValueError, match="JWKS URL must be an http"):
+        Settings(_env_file=None, auth_jwks_url="file:///etc/passwd")

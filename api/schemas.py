@@ -92,7 +92,13 @@ Description = _text(128, "Offense description", "DOMESTIC BATTERY SIMPLE")
 LocationDescription = _text(128, "Kind of place", "APARTMENT")
 CaseNumber = _text(32, "CPD case number (not used by the model)", "JJ101234")
 Block = _text(128, "Block address (not used by the model)", "064XX S STATE ST")
-UpdatedOn = Annotated[str, Meta(max_length=40, description="ISO 8601 (not used by the model)")]
+UpdatedOn = Annotated[
+    str,
+    Meta(
+        max_length=40,
+        description="ISO 8601 like `date`, 2001-01-01 to now + 1 day (not used by the model)",
+    ),
+]
 XCoordinate = _number("x_coordinate", "Illinois State Plane East x, US feet", 1176543.0)
 YCoordinate = _number("y_coordinate", "Illinois State Plane East y, US feet", 1850231.0)
 Latitude = _number("latitude", "WGS84 latitude", 41.7512)

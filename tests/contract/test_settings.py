@@ -131,6 +131,11 @@ FROZEN_ENV = {
         ["https://a.example", "https://b.example"],
     ),
     "CRIMEFLOW_REDIS_URL": ("api.redis_url", "redis://h:6379/2", "redis://h:6379/2"),
+    "CRIMEFLOW_API_TRUSTED_PROXIES": (
+        "api.trusted_proxies",
+        '["10.0.0.0/8","127.0.0.1"]',
+        ["10.0.0.0/8", "127.0.0.1"],
+    ),
     "CRIMEFLOW_PREDICTION_LOG_URL": ("prediction_log.url", "postgresql://h/d", "postgresql://h/d"),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_ROWS": ("prediction_log.batch_rows", "14", 14),
     "CRIMEFLOW_PREDICTION_LOG_BATCH_WAIT_MS": ("prediction_log.batch_wait_ms", "5.5", 5.5),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from crimeflow.contract.schema import DATETIME_COLUMNS, LABEL, to_canonical
 from crimeflow.stores.prediction_log.table import (
+    FEEDBACK,
     INPUT_COLUMNS,
     LOG_COLUMNS,
     PREDICTIONS,
@@ -117,6 +119,39 @@ def read_window(
             return empty_log_frame()
         rows = connection.execute(statement).all()
     return rows_to_frame(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    """One feedback received: when (UTC), its outcome, and the outcome it replaced (or None)."""
+
+    received_at: datetime
+    previous_arrest: bool | None
+    arrest: bool | None = None
+    request_id: str | None = None
+
+    @property
+    def replaced(self) -> bool:
+        """Whether an earlier outcome was overwritten."""
+        return self.previous_arrest is not None
+
+
+def read_feedback_history(engine: sa.Engine, prediction_id: str) -> list[FeedbackOutcome]:
+    """The feedback history of one prediction, oldest first (empty before the table exists)."""
+    statement = (
+        sa.select(
+            FEEDBACK.c.received_at,
+            FEEDBACK.c.previous_arrest,
+            FEEDBACK.c.arrest,
+            FEEDBACK.c.request_id,
+        )
+        .where(FEEDBACK.c.prediction_id == prediction_id)
+        .order_by(FEEDBACK.c.feedback_id)
+    )
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(FEEDBACK.name):
+            return []
+        return [FeedbackOutcome(*row) for row in connection.execute(statement)]
 
 
 def count_rows(engine: sa.Engine) -> int:

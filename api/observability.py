@@ -428,7 +428,9 @@ class _Exchange:
         except TimeoutError:
             self.body_done = True
             raise BodyTimeoutError(
-                detail=f"the request body did not arrive within {timeout_s:g} s"
+                detail=f"the request body did not arrive within {timeout_s:g} s",
+                # The rest of the body may still come: this connection cannot carry another.
+                headers={"connection": "close"},
             ) from None
         if message["type"] == "http.disconnect":
             self.body_done = self.closed = True

@@ -476,7 +476,9 @@ class RequestObserver:
         scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-item]
         method = scope.get("method", "")
         if method == "HEAD":
-            scope["method"] = "GET"  # every GET route answers HEAD: same headers, no body
+            # Every GET route answers HEAD: same status and headers, no body. A copy of the
+            # scope: the server's own stays HEAD (uvicorn reads it to expect no body).
+            scope = {**scope, "method": "GET"}  # type: ignore[assignment]
         exchange = _Exchange(
             receive, send, (_REQUEST_ID_HEADER_KEY, request_id.encode()), method == "HEAD"
         )

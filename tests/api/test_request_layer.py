@@ -297,6 +297,15 @@ def test_oversized_request_heads_are_refused_with_431(server: tuple[str, Litesta
     assert httpx.get(f"{url}/health", headers={"X-Fine": "a" * 4096}).status_code == 200
 
 
+def test_head_through_the_real_server(server: tuple[str, Litestar]) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url) as http:  # one keep-alive connection for all three
+        got, head = http.get("/model"), http.head("/model")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert http.get("/health").json() == {"status": "ok"}  # the connection is still sound
+
+
 def test_a_body_that_does_not_arrive_in_time_is_a_408(server: tuple[str, Litestar]) -> None:
     url, _ = server
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -38,6 +38,7 @@ from api.controllers import (
     PredictionController,
     Services,
     check_readiness,
+    require_json_body,
 )
 from api.model_service import (
     MicroBatcher,
@@ -55,8 +56,13 @@ from api.observability import (
 )
 from api.report_routes import ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
+from api.server import BODY_READ_TIMEOUT_S, exit_with_parent, uvicorn_options
 from crimeflow.contract.settings import Settings, get_settings
-from crimeflow.stores.prediction_log import PredictionLog, PredictionLogError
+from crimeflow.stores.prediction_log import (
+    PredictionLog,
+    PredictionLogError,
+    PredictionLogUnavailableError,
+)
 from crimeflow.stores.serving import ServingModel
 
 logger = logging.getLogger("crimeflow.api")
@@ -109,6 +115,8 @@ def invalid_input_handler(_: Request[Any, Any, Any], error: InvalidInputError) -
 
 def unavailable_handler(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """503: no model, a failed reload, or a prediction log that cannot commit."""
+    if isinstance(error, PredictionLogUnavailableError):
+        return _error(503, "the prediction log is unavailable: the feedback was not stored")
     if isinstance(error, PredictionLogError):
         return _error(503, f"the prediction could not be logged, so it is not served: {error}")
     return _error(503, str(error))
@@ -175,6 +183,7 @@ def _swapped(metrics: ApiMetrics) -> Callable[[ServingModel | None, ServingModel
 @asynccontextmanager
 async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Open the prediction log, load the champion, start the batcher and the alias poll."""
+    exit_with_parent()  # a worker of `--workers N` must not outlive its supervisor
     state = app.state
     settings: Settings = state.settings
     metrics: ApiMetrics = state.metrics
@@ -335,6 +344,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReportsController,
         ],
         dependencies=DEPENDENCIES,
+        guards=[require_json_body],
         lifespan=[serving_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         # The rate limiter first: floods of bad tokens are throttled before any check.
@@ -349,7 +359,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Our JSON logger reports errors (with the request id); Litestar's would repeat them.
         logging_config=None,
     )
-    app.observer = RequestObserver(metrics)
+    app.observer = RequestObserver(metrics, body_timeout_s=BODY_READ_TIMEOUT_S)
     return app
 
 
@@ -361,8 +371,9 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     """
     import uvicorn
 
+    settings = get_settings()
     if workers > 1:
-        _shared_metrics_dir(get_settings())
+        _shared_metrics_dir(settings)
     # After a graceful shutdown uvicorn re-raises the signal it caught, under the handler that
     # was installed before it started; with the default one a drained SIGTERM would still end
     # the process as "killed by SIGTERM" (-15), which orchestrators report as a failure.
@@ -377,6 +388,8 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         # One JSON access line per request comes from the app; uvicorn's would double it.
         access_log=False,
         log_level="info",
+        # Bounded request heads, keep-alive, and forwarded headers only from trusted proxies.
+        **uvicorn_options(settings),
     )
 
 

@@ -61,6 +61,7 @@ from api.schemas import (
     PredictionOut,
     Readiness,
     ReloadOut,
+    body_error,
     canonicalize_many,
     canonicalize_one,
     decode_error,
@@ -175,6 +176,12 @@ class StrictJsonBody(AbstractDTO[T], Generic[T]):
             return self._decoder.decode(value)
         except msgspec.MsgspecError as error:
             raise decode_error(error, batch=self.batch, subject=self.subject) from None
+        except UnicodeDecodeError:
+            # msgspec validates UTF-8 lazily, inside strings, and raises this instead.
+            raise body_error("a JSON string is not valid UTF-8") from None
+        except RecursionError:
+            # Nesting deeper than msgspec's limit, even inside an ignored field.
+            raise body_error("the JSON is nested too deeply") from None
 
     def decode_builtins(self, value: Any) -> Any:
         """Bodies only ever arrive as bytes here."""
@@ -378,10 +385,23 @@ class PredictionController(Controller):
         ],
         services: Services,
     ) -> FeedbackOut:
-        """Record whether the incident ended in an arrest; 404 for an unknown prediction id."""
-        if not await services.prediction_log.add_feedback(data.prediction_id, data.arrest):
+        """Record whether the incident ended in an arrest; 404 for an unknown prediction id.
+
+        The latest outcome wins; every one is kept in the log's feedback history, and the answer
+        says whether this one replaced an earlier outcome.
+        """
+        outcome = await services.prediction_log.add_feedback(
+            data.prediction_id, data.arrest, current_request_id()
+        )
+        if outcome is None:
             raise NotFoundException(detail=f"no prediction has id {data.prediction_id!r}")
-        return FeedbackOut(prediction_id=data.prediction_id, arrest=data.arrest)
+        return FeedbackOut(
+            prediction_id=data.prediction_id,
+            arrest=data.arrest,
+            replaced=outcome.replaced,
+            previous_arrest=outcome.previous_arrest,
+            received_at=outcome.received_at,
+        )
 
 
 # --- operations -----------------------------------------------------------------------------
@@ -455,6 +475,36 @@ class OperationsController(Controller):
     async def metrics(self, state: State) -> Response[bytes]:
         """Prometheus text exposition (available before the lifespan's services, too)."""
         return Response(state.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+# --- guards ---------------------------------------------------------------------------------
+
+
+def _is_json(content_type: str) -> bool:
+    """application/json or an application/*+json type (parameters such as charset aside)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def require_json_body(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard: a handler that reads a body takes `Content-Type: application/json` only (415).
+
+    Browsers send text/plain and form bodies cross-site without a preflight ("simple"
+    requests); insisting on JSON means no other site's page can write predictions or feedback.
+    """
+    if "data" not in handler.parsed_fn_signature.parameters:
+        return
+    given = connection.headers.get("content-type")
+    if given is None or not _is_json(given):
+        got = f"got {given[:64]!r}" if given else "got no Content-Type"
+        raise ClientException(
+            status_code=415,
+            detail=f"the request body must be JSON with Content-Type: application/json ({got})",
+        )
 
 
 # --- admin ----------------------------------------------------------------------------------

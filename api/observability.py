@@ -20,6 +20,7 @@ The rate limiter counts a fixed window per client in this process, or in Redis w
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -37,7 +38,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from litestar.exceptions import TooManyRequestsException
+from litestar.exceptions import ClientException, HTTPException, TooManyRequestsException
 from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitMiddleware
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
@@ -50,9 +51,12 @@ from redis.exceptions import RedisError
 from crimeflow.stores.prediction_log import WriterHooks
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "PROMETHEUS_CONTENT_TYPE",
     "REQUEST_ID_HEADER",
     "ApiMetrics",
+    "BodyTimeoutError",
+    "ClientClosedError",
     "FixedWindowRateLimitMiddleware",
     "JsonFormatter",
     "RedisFixedWindowRateLimitMiddleware",
@@ -381,12 +385,87 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class RequestObserver:
-    """Request id, latency histogram and one access-log line around every HTTP request."""
+# Status recorded for a request whose client went away before its answer (nginx's convention):
+# not a server error, so neither the 5xx alerts nor the error budget count it.
+CLIENT_CLOSED_REQUEST = 499
 
-    def __init__(self, metrics: ApiMetrics, logger: logging.Logger | None = None) -> None:
+
+class BodyTimeoutError(ClientException):
+    """The request body did not fully arrive in time (408)."""
+
+    status_code = 408
+
+
+class ClientClosedError(HTTPException):
+    """The client disconnected before the request body arrived (recorded as 499)."""
+
+    status_code = CLIENT_CLOSED_REQUEST
+
+
+class _Exchange:
+    """One request's receive/send wrappers: body deadline, disconnect, HEAD, request id."""
+
+    __slots__ = ("body_done", "closed", "deadline", "head", "header", "receive", "send", "status")
+
+    def __init__(self, receive: Receive, send: Send, header: tuple[bytes, bytes], head: bool):
+        self.receive, self.send, self.header, self.head = receive, send, header, head
+        self.status = 500
+        self.closed = False  # the client disconnected before the response was complete
+        self.body_done = False
+        self.deadline: float | None = None
+
+    async def bounded_receive(self, timeout_s: float) -> Message:
+        """The next body message, within `timeout_s` of the first read; 408/499 otherwise."""
+        if self.body_done:
+            return await self.receive()  # type: ignore[return-value]
+        loop = asyncio.get_running_loop()
+        if self.deadline is None:
+            self.deadline = loop.time() + timeout_s
+        try:
+            # asyncio.timeout_at: a timer handle, not a task per call (wait_for's cost).
+            async with asyncio.timeout_at(self.deadline):
+                message: Message = await self.receive()  # type: ignore[assignment]
+        except TimeoutError:
+            self.body_done = True
+            raise BodyTimeoutError(
+                detail=f"the request body did not arrive within {timeout_s:g} s",
+                # The rest of the body may still come: this connection cannot carry another.
+                headers={"connection": "close"},
+            ) from None
+        if message["type"] == "http.disconnect":
+            self.body_done = self.closed = True
+            raise ClientClosedError(detail="the client closed the request")
+        if not message.get("more_body", False):
+            self.body_done = True
+        return message
+
+    async def observed_send(self, message: Message) -> None:
+        """Add the request id to the response start; a HEAD response loses its body."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self.header]
+        elif message["type"] == "http.response.body" and self.head:
+            message = {**message, "body": b""}  # type: ignore[typeddict-item]
+        await self.send(message)
+
+
+class RequestObserver:
+    """Request id, latency histogram and one access-log line around every HTTP request.
+
+    It also holds the request layer's own rules: `HEAD` is served as `GET` without the body;
+    a request body has `body_timeout_s` to arrive (else 408); a client that disconnects before
+    its answer is recorded as 499, not as a server error.
+    """
+
+    def __init__(
+        self,
+        metrics: ApiMetrics,
+        logger: logging.Logger | None = None,
+        body_timeout_s: float = 30.0,
+    ) -> None:
         self.metrics = metrics
         self.logger = logger or logging.getLogger(ACCESS_LOGGER)
+        self.body_timeout_s = body_timeout_s
         # Which worker answered, in every access line (several workers share one stderr).
         self.pid = os.getpid()
 
@@ -395,24 +474,27 @@ class RequestObserver:
         request_id = _incoming_request_id(scope) or new_id()
         token = _request_id.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-item]
-        header = (_REQUEST_ID_HEADER_KEY, request_id.encode())
-        status = 500
+        method = scope.get("method", "")
+        if method == "HEAD":
+            # Every GET route answers HEAD: same status and headers, no body. A copy of the
+            # scope: the server's own stays HEAD (uvicorn reads it to expect no body).
+            scope = {**scope, "method": "GET"}  # type: ignore[assignment]
+        exchange = _Exchange(
+            receive, send, (_REQUEST_ID_HEADER_KEY, request_id.encode()), method == "HEAD"
+        )
+        timeout_s = self.body_timeout_s
+
+        async def receive_body() -> Message:
+            return await exchange.bounded_receive(timeout_s)
+
         started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
         try:
-            await app(scope, receive, send_with_id)
+            await app(scope, receive_body, exchange.observed_send)  # type: ignore[arg-type]
         finally:
             seconds = time.perf_counter() - started
+            status = CLIENT_CLOSED_REQUEST if exchange.closed else exchange.status
             # Route templates, not raw paths: bounded label cardinality.
             route = scope.get("path_template") or "unmatched"
-            method = scope.get("method", "")
             self.metrics.request_seconds.labels(route, method, str(status)).observe(seconds)
             self.logger.info(
                 "request",
@@ -435,7 +517,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == _REQUEST_ID_HEADER_KEY:
             text = value.decode("latin-1")
-            return text if _SANE_REQUEST_ID.match(text) else None
+            return text if _SANE_REQUEST_ID.fullmatch(text) else None
     return None
 
 

@@ -33,8 +33,19 @@ from crimeflow.contract.schema import CHICAGO_BOUNDS
 # must not produce a 10k-entry error body.
 MAX_REPORTED_ERRORS = 50
 
+
+def anchored(pattern: str) -> str:
+    """`pattern` matching the whole string, with no trailing newline let through.
+
+    msgspec checks a pattern with `re.search`, where `$` also matches before a final newline
+    (`"0614\n"` would pass `^[0-9]{4}$`). `(?!\n)` closes that and is the same regex in
+    JSON Schema's dialect (ECMA 262, where backslash-Z means a literal Z), so /schema stays valid.
+    """
+    return rf"^(?:{pattern})$(?!\n)"
+
+
 # Printable text: control characters are never in the feed and PostgreSQL rejects NUL.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+_PRINTABLE = anchored(r"[^\x00-\x1f\x7f]*")
 
 
 def _text(max_length: int, description: str, example: str) -> Any:
@@ -78,21 +89,37 @@ DateText = Annotated[
         examples=["2025-11-03T14:05:00.000"],
     ),
 ]
-IucrCode = _code(r"^[0-9A-Z]{3,4}$", 9999, "Illinois UCR code; digits-only codes pad to 4", "0486")
-BeatCode = _code(r"^[0-9]{3,4}$", 9999, "Police beat, 3-4 digits (zero-padded to 4)", "0614")
-DistrictCode = _code(r"^[0-9]{1,3}$", 999, "Police district, 1-3 digits (zero-padded to 3)", "006")
-FbiCode = _code(r"^[0-9]{2}[A-Z]?$", 99, "FBI offense code", "08B")
-WardNumber = _code(r"^[0-9]{1,3}$", 999, "City ward", "17")
-AreaNumber = _code(r"^[0-9]{1,3}$", 999, "Community area", "44")
-YearNumber = _code(r"^[0-9]{4}$", 9999, "Year of the incident (not used by the model)", "2025")
-IdNumber = _code(r"^[0-9]{1,18}$", 10**18 - 1, "Socrata record id (not used by the model)", "1")
+IucrCode = _code(
+    anchored(r"[0-9A-Z]{3,4}"), 9999, "Illinois UCR code; digits-only codes pad to 4", "0486"
+)
+BeatCode = _code(
+    anchored(r"[0-9]{3,4}"), 9999, "Police beat, 3-4 digits (zero-padded to 4)", "0614"
+)
+DistrictCode = _code(
+    anchored(r"[0-9]{1,3}"), 999, "Police district, 1-3 digits (zero-padded to 3)", "006"
+)
+FbiCode = _code(anchored(r"[0-9]{2}[A-Z]?"), 99, "FBI offense code", "08B")
+WardNumber = _code(anchored(r"[0-9]{1,3}"), 999, "City ward", "17")
+AreaNumber = _code(anchored(r"[0-9]{1,3}"), 999, "Community area", "44")
+YearNumber = _code(
+    anchored(r"[0-9]{4}"), 9999, "Year of the incident (not used by the model)", "2025"
+)
+IdNumber = _code(
+    anchored(r"[0-9]{1,18}"), 10**18 - 1, "Socrata record id (not used by the model)", "1"
+)
 BoolText = Annotated[str, Meta(max_length=8, description="true/false, t/f, yes/no, 1/0")]
 PrimaryType = _text(64, "Primary offense type", "BATTERY")
 Description = _text(128, "Offense description", "DOMESTIC BATTERY SIMPLE")
 LocationDescription = _text(128, "Kind of place", "APARTMENT")
 CaseNumber = _text(32, "CPD case number (not used by the model)", "JJ101234")
 Block = _text(128, "Block address (not used by the model)", "064XX S STATE ST")
-UpdatedOn = Annotated[str, Meta(max_length=40, description="ISO 8601 (not used by the model)")]
+UpdatedOn = Annotated[
+    str,
+    Meta(
+        max_length=40,
+        description="ISO 8601 like `date`, 2001-01-01 to now + 1 day (not used by the model)",
+    ),
+]
 XCoordinate = _number("x_coordinate", "Illinois State Plane East x, US feet", 1176543.0)
 YCoordinate = _number("y_coordinate", "Illinois State Plane East y, US feet", 1850231.0)
 Latitude = _number("latitude", "WGS84 latitude", 41.7512)
@@ -145,16 +172,23 @@ class BatchPredictionOut(msgspec.Struct, kw_only=True):
 class Feedback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The observed outcome of an earlier prediction."""
 
-    prediction_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$", examples=["0" * 32])]
+    prediction_id: Annotated[str, Meta(pattern=anchored("[0-9a-f]{32}"), examples=["0" * 32])]
     arrest: bool
 
 
 class FeedbackOut(msgspec.Struct, kw_only=True):
-    """Acknowledgement: the outcome is stored next to the prediction."""
+    """Acknowledgement: the outcome is stored next to the prediction (and in its history)."""
 
     prediction_id: str
     arrest: bool
     stored: bool = True
+    replaced: Annotated[
+        bool, Meta(description="An earlier outcome of this prediction was overwritten")
+    ] = False
+    previous_arrest: Annotated[
+        bool | None, Meta(description="The outcome this one replaced (null: the first one)")
+    ] = None
+    received_at: Annotated[datetime | None, Meta(description="UTC")] = None
 
 
 class Health(msgspec.Struct, kw_only=True):
@@ -250,6 +284,11 @@ def decode_error(
         [FieldError(message=message, field=field, row=int(row) if row is not None else None)],
         detail=detail,
     )
+
+
+def body_error(message: str) -> InvalidInputError:
+    """A body that is not valid JSON at all (400): bad UTF-8, nesting too deep."""
+    return InvalidInputError([FieldError(message=message)], detail="request body is not valid JSON")
 
 
 # --- codec problems -> field errors ------------------------------------------------------

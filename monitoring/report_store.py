@@ -69,7 +69,7 @@ def new_report_id(created_at: datetime) -> str:
 
 def is_report_id(value: str) -> bool:
     """Whether `value` has the shape of a report id (anything else is never a lake key)."""
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,6 +19,8 @@ Decisions (README "Prediction API"):
   Numbers for codes are zero-padded like the feed's strings (`614` -> `"0614"`).
 * `id`, `case_number`, `block`, `year` and `updated_on` are validated and logged with the
   prediction, but the model does not read them.
+* Every timestamp (`date`, `updated_on`) lies in 2001-01-01 .. now + 1 day (Chicago time):
+  `timestamp_in_range`, the one place the range is defined.
 """
 
 from __future__ import annotations
@@ -45,7 +47,12 @@ from crimeflow.contract.schema import (
     to_canonical,
 )
 
+# The one plausible range of every timestamp of an incident (`date` and `updated_on`): the
+# Chicago data starts in 2001, and a clock a day fast is tolerated. A value outside it is a 400
+# at the edge; it would also not fit pandas' nanosecond timestamps (years 1677-2262) when the
+# log is read back.
 EARLIEST_DATE = datetime(2001, 1, 1)
+LATEST_AHEAD = timedelta(days=1)
 # The fields an incident cannot do without (the model's input starts from them).
 REQUIRED_FIELDS = ("date", "iucr", "primary_type")
 
@@ -132,15 +139,19 @@ def parse_local_timestamp(field: str, text: str) -> datetime:
     return value
 
 
-def _incident_date(text: str, now: datetime) -> datetime:
-    """The incident timestamp, between 2001-01-01 and now + 1 day (Chicago time)."""
-    value = parse_local_timestamp("date", text)
-    latest = now + timedelta(days=1)
+def timestamp_in_range(field: str, value: datetime, now: datetime) -> datetime:
+    """`value` if in EARLIEST_DATE .. now + LATEST_AHEAD, else FieldProblem naming `field`."""
+    latest = now + LATEST_AHEAD
     if not EARLIEST_DATE <= value <= latest:
         raise FieldProblem(
-            "date", f"{value.isoformat()} is outside {EARLIEST_DATE.date()} .. {latest.date()}"
+            field, f"{value.isoformat()} is outside {EARLIEST_DATE.date()} .. {latest.date()}"
         )
     return value
+
+
+def _timestamp(field: str, text: str, now: datetime) -> datetime:
+    """An incident timestamp, parsed and range-checked (Chicago time)."""
+    return timestamp_in_range(field, parse_local_timestamp(field, text), now)
 
 
 def _clean(value: str | None) -> str | None:
@@ -218,10 +229,10 @@ def canonicalize(incident: RawIncident, now: datetime | None = None) -> Canonica
     latitude = _coordinate("latitude", incident.latitude)
     longitude = _coordinate("longitude", incident.longitude)
     _pair("latitude", latitude, "longitude", longitude)
-    date = _incident_date(incident.date, now)
+    date = _timestamp("date", incident.date, now)
     updated_on = None
     if incident.updated_on is not None and incident.updated_on.strip():
-        updated_on = parse_local_timestamp("updated_on", incident.updated_on)
+        updated_on = _timestamp("updated_on", incident.updated_on, now)
     return CanonicalIncident(
         date=date,
         iucr=_padded("iucr", incident.iucr, r"[0-9]{1,4}", 4),  # type: ignore[arg-type]

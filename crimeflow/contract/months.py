@@ -10,7 +10,7 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 def check_month(month: str) -> str:
     """Return `month` if it is a valid 'YYYY-MM', else raise ValueError naming the bad value."""
-    if not isinstance(month, str) or not _MONTH.match(month):
+    if not isinstance(month, str) or not _MONTH.fullmatch(month):
         raise ValueError(f"expected a month as 'YYYY-MM', got {month!r}")
     return month
 

@@ -195,6 +195,13 @@ class ApiSettings(Group):
             "replicas; unset: each worker counts its own."
         ),
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Proxy addresses or networks (a JSON list) whose X-Forwarded-For/-Proto the API "
+            "believes; empty: forwarded headers are ignored and the peer address is the client."
+        ),
+    )
 
 
 class AuthSettings(Group):

@@ -191,14 +191,14 @@ def dump_json(data: Any) -> bytes:
 def _check_key(key: str) -> str:
     """Return `key` if it is a safe relative key ('a/b/c.json'), else raise ValueError."""
     segments = key.split("/") if isinstance(key, str) else [""]
-    if not all(_SEGMENT_RE.match(s) and s not in {".", ".."} for s in segments):
+    if not all(_SEGMENT_RE.fullmatch(s) and s not in {".", ".."} for s in segments):
         raise ValueError(f"not a valid lake key: {key!r}")
     return key
 
 
 def _check_zone(zone: str) -> str:
     """Return `zone` if it looks like 'features' or 'raw/crimes', else raise ValueError."""
-    if not isinstance(zone, str) or not all(_ZONE_SEGMENT_RE.match(s) for s in zone.split("/")):
+    if not isinstance(zone, str) or not all(_ZONE_SEGMENT_RE.fullmatch(s) for s in zone.split("/")):
         raise ValueError(f"not a valid lake zone: {zone!r}")
     return zone
 

@@ -33,6 +33,7 @@ from crimeflow.stores.registry import CHAMPION, mlflow_client, set_alias
 from tests.conftest import register_model
 
 API_KEY = "s3cret-key"
+JSON = {"content-type": "application/json"}
 # A record as the SODA JSON feed sends it (strings everywhere, extra fields included).
 SODA: dict[str, Any] = {
     "id": "14019926",
@@ -133,8 +134,9 @@ def logged(settings: Settings) -> Any:
 
 
 def predict(client: TestClient[Any], body: Any, **kwargs: Any) -> Any:
-    """POST /predict and return the response."""
-    return client.post("/predict", json=body, **kwargs)
+    """POST /predict with `body` as JSON (null too) and return the response."""
+    headers = {**JSON, **kwargs.pop("headers", {})}
+    return client.post("/predict", content=json.dumps(body), headers=headers, **kwargs)
 
 
 # --- /predict ---------------------------------------------------------------------------------
@@ -226,7 +228,7 @@ def test_bad_input_is_a_400_naming_the_field(
     "content", [b"", b"{", b"[]", b'"text"', b"null", b"\xff\xfe", b'{"date": "2024-05-01"}']
 )
 def test_malformed_bodies_are_400s(client: TestClient[Any], content: bytes) -> None:
-    response = client.post("/predict", content=content)
+    response = client.post("/predict", content=content, headers=JSON)
     assert response.status_code == 400
     assert response.json()["errors"]
 
@@ -286,7 +288,15 @@ def test_feedback_is_stored_next_to_its_prediction(client: TestClient[Any]) -> N
     prediction_id = predict(client, OTHER).json()["prediction_id"]
     response = client.post("/feedback", json={"prediction_id": prediction_id, "arrest": True})
     assert response.status_code == 200
-    assert response.json() == {"prediction_id": prediction_id, "arrest": True, "stored": True}
+    answer = response.json()
+    assert answer.pop("received_at")
+    assert answer == {
+        "prediction_id": prediction_id,
+        "arrest": True,
+        "stored": True,
+        "replaced": False,
+        "previous_arrest": None,
+    }
     row = logged(client.app.state.settings).set_index("prediction_id").loc[prediction_id]
     assert bool(row["feedback_arrest"]) is True
 
@@ -718,7 +728,7 @@ def test_fuzzed_batches_never_cause_a_server_error(
 @settings(max_examples=60, deadline=None)
 @given(content=st.binary(max_size=200))
 def test_arbitrary_bytes_are_400s(client: TestClient[Any], content: bytes) -> None:
-    assert client.post("/predict", content=content).status_code == 400
+    assert client.post("/predict", content=content, headers=JSON).status_code == 400
 
 
 # --- CLI --------------------------------------------------------------------------------------

@@ -113,6 +113,11 @@ def test_unknown_categories_of_the_right_shape_are_valid() -> None:
         ({"date": "2000-12-31T23:59:59"}, "date"),
         ({"date": "03/01/2018 10:00:00 AM"}, "date"),
         ({"updated_on": "yesterday"}, "updated_on"),
+        # Every timestamp has the same plausible range (pandas cannot even hold year 1).
+        ({"updated_on": "0001-01-01T00:00:00"}, "updated_on"),
+        ({"updated_on": "2000-12-31T23:59:59"}, "updated_on"),
+        ({"updated_on": "9999-12-31T23:59:59"}, "updated_on"),
+        ({"updated_on": "2262-04-12T00:00:00Z"}, "updated_on"),
     ],
 )
 def test_a_field_problem_names_the_field_and_says_what_is_wrong(

@@ -131,6 +131,11 @@ FROZEN_ENV = {
         ["https://a.example", "https://b.example"],
     ),
     "CRIMEFLOW_REDIS_URL": ("api.redis_url", "redis://h:6379/2", "redis://h:6379/2"),
+    "CRIMEFLOW_API_TRUSTED_PROXIES": (
+        "api.trusted_proxies",
+        '["10.0.0.0/8","127.0.0.1"]',
+        ["10.0.0.0/8", "127.0.0.1"],
+    ),
     "CRIMEFLOW_AUTH_JWT_SECRET": ("auth.jwt_secret", "j" * 32, "j" * 32),
     "CRIMEFLOW_AUTH_JWKS_URL": (
         "auth.jwks_url",

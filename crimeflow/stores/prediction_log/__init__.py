@@ -8,7 +8,7 @@ from crimeflow.stores.prediction_log.log import (
     export_predictions,
     read_predictions,
 )
-from crimeflow.stores.prediction_log.reads import empty_log_frame, parse_utc
+from crimeflow.stores.prediction_log.reads import FeedbackOutcome, empty_log_frame, parse_utc
 from crimeflow.stores.prediction_log.table import (
     INPUT_COLUMNS,
     LOG_COLUMNS,
@@ -23,6 +23,7 @@ from crimeflow.stores.prediction_log.writer import (
     LogStats,
     PredictionLogClosedError,
     PredictionLogError,
+    PredictionLogUnavailableError,
     PredictionLogWriteError,
     WriterHooks,
 )
@@ -33,10 +34,12 @@ __all__ = [
     "META_COLUMNS",
     "PREDICTIONS",
     "TABLE_NAME",
+    "FeedbackOutcome",
     "LogStats",
     "PredictionLog",
     "PredictionLogClosedError",
     "PredictionLogError",
+    "PredictionLogUnavailableError",
     "PredictionLogWriteError",
     "PredictionRecord",
     "WriterHooks",

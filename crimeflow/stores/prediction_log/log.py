@@ -30,7 +30,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -39,14 +39,17 @@ import sqlalchemy as sa
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import engine as store
 from crimeflow.stores.prediction_log.reads import (
+    FeedbackOutcome,
     count_rows,
     empty_log_frame,
+    read_feedback_history,
     read_window,
     write_parquet,
 )
 from crimeflow.stores.prediction_log.table import (
     PredictionRecord,
     create_table,
+    feedback_history_insert,
     feedback_update,
     record_to_row,
 )
@@ -54,6 +57,7 @@ from crimeflow.stores.prediction_log.writer import (
     GroupCommitWriter,
     LogStats,
     PredictionLogClosedError,
+    PredictionLogUnavailableError,
     WriterHooks,
 )
 
@@ -188,16 +192,42 @@ class PredictionLog:
             future = self._writer.submit(rows)
         await future
 
-    async def add_feedback(self, prediction_id: str, arrest: bool) -> bool:
-        """Record the observed arrest outcome of a prediction; False for an unknown id."""
+    async def add_feedback(
+        self, prediction_id: str, arrest: bool, request_id: str | None = None
+    ) -> FeedbackOutcome | None:
+        """Record the observed arrest outcome of a prediction; None for an unknown id.
+
+        The latest feedback wins in `predictions`; every one is kept in the `feedback` history.
+        PredictionLogUnavailableError when the store cannot be reached (the API answers 503).
+        """
         if self._state != "running":
             raise PredictionLogClosedError(f"the prediction log is {self._state}")
-        return await asyncio.to_thread(self._set_feedback, prediction_id, arrest)
+        try:
+            return await asyncio.to_thread(self._set_feedback, prediction_id, arrest, request_id)
+        except (sa.exc.SQLAlchemyError, OSError) as error:
+            # The driver's text names hosts and databases: it goes to the log, not the client.
+            logger.warning("feedback not stored: %s: %s", type(error).__name__, error)
+            raise PredictionLogUnavailableError("the prediction log is unavailable") from error
 
-    def _set_feedback(self, prediction_id: str, arrest: bool) -> bool:
-        """UPDATE one row's feedback (the latest feedback wins)."""
+    def _set_feedback(
+        self, prediction_id: str, arrest: bool, request_id: str | None
+    ) -> FeedbackOutcome | None:
+        """Append to the history and update the prediction's latest outcome, in one transaction."""
+        received_at = datetime.now(UTC)
         with self.engine.begin() as connection:
-            return connection.execute(feedback_update(prediction_id, arrest)).rowcount > 0
+            insert = feedback_history_insert(prediction_id, arrest, received_at, request_id)
+            previous = connection.execute(insert).all()
+            if not previous:
+                return None
+            connection.execute(feedback_update(prediction_id, arrest, received_at))
+        (replaced,) = previous[0]
+        return FeedbackOutcome(received_at, replaced, bool(arrest), request_id)
+
+    def feedback_history(self, prediction_id: str) -> list[FeedbackOutcome]:
+        """Every feedback received for a prediction, oldest first."""
+        if self._store_missing():
+            return []
+        return read_feedback_history(self.engine, prediction_id)
 
     async def ping(self) -> bool:
         """Whether the log can take appends: writer alive and the store reachable and writable."""

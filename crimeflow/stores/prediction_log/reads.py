@@ -3,12 +3,18 @@
 Readers never create anything: a SQLite file or table that does not exist yet reads as empty.
 The frame has the contract's input fields in canonical dtypes (no `arrest`), then
 `META_COLUMNS` (served_at/feedback_at as UTC timestamps, feedback_arrest nullable).
+
+One stored row cannot stop a read: a timestamp pandas cannot hold (before 1677 or after 2262,
+e.g. `0001-01-01` stored before the API range-checked every timestamp) or cannot parse is read
+as missing (NaT), counted and logged as a warning naming the column.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +24,14 @@ import sqlalchemy as sa
 
 from crimeflow.contract.schema import DATETIME_COLUMNS, LABEL, to_canonical
 from crimeflow.stores.prediction_log.table import (
+    FEEDBACK,
     INPUT_COLUMNS,
     LOG_COLUMNS,
     PREDICTIONS,
     table_exists,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def parse_utc(text: str) -> datetime:
@@ -37,9 +46,30 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def _timestamps(values: pd.Series, *, utc: bool) -> pd.Series:
-    """Driver timestamps (SQLite text or datetime objects) as datetime64[ns] (UTC if `utc`)."""
-    parsed = pd.to_datetime(values, format="ISO8601", utc=utc)
+    """Driver timestamps (SQLite text or datetime objects) as datetime64[ns] (UTC if `utc`).
+
+    A value out of pandas' range or unparseable becomes NaT (counted by `unreadable`).
+    """
+    parsed = pd.to_datetime(values, format="ISO8601", utc=utc, errors="coerce")
     return parsed.astype("datetime64[ns, UTC]" if utc else "datetime64[ns]")
+
+
+def unreadable(raw: pd.Series, parsed: pd.Series) -> int:
+    """How many stored values `parsed` lost (present in `raw`, NaT after parsing)."""
+    return int((raw.notna() & parsed.isna()).sum())
+
+
+def _read_timestamps(raw: pd.DataFrame, name: str, *, utc: bool) -> pd.Series:
+    """Column `name` of the raw rows as timestamps; values that cannot be read are logged."""
+    parsed = _timestamps(raw[name], utc=utc)
+    lost = unreadable(raw[name], parsed)
+    if lost:
+        logger.warning(
+            "prediction log: %d stored %s value(s) are out of range or unreadable; read as missing",
+            lost,
+            name,
+        )
+    return parsed
 
 
 def rows_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -48,19 +78,19 @@ def rows_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     # SQLAlchemy's per-value result processing would double the cost of a large window.
     raw = pd.DataFrame.from_records(list(rows), columns=list(LOG_COLUMNS))
     for name in DATETIME_COLUMNS:
-        raw[name] = _timestamps(raw[name], utc=False)
+        raw[name] = _read_timestamps(raw, name, utc=False)
     inputs = to_canonical(raw[list(INPUT_COLUMNS)]).drop(columns=[LABEL])
     meta = pd.DataFrame(
         {
             "prediction_id": raw["prediction_id"].astype("string"),
-            "served_at": _timestamps(raw["served_at"], utc=True),
+            "served_at": _read_timestamps(raw, "served_at", utc=True),
             "model_name": raw["model_name"].astype("string"),
             "model_version": raw["model_version"].astype("string"),
             "request_id": raw["request_id"].astype("string"),
             "probability": raw["probability"].astype("float64"),
             "label": raw["label"].astype(bool),
             "feedback_arrest": raw["feedback_arrest"].astype("boolean"),
-            "feedback_at": _timestamps(raw["feedback_at"], utc=True),
+            "feedback_at": _read_timestamps(raw, "feedback_at", utc=True),
         },
         index=inputs.index,
     )
@@ -89,6 +119,39 @@ def read_window(
             return empty_log_frame()
         rows = connection.execute(statement).all()
     return rows_to_frame(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    """One feedback received: when (UTC), its outcome, and the outcome it replaced (or None)."""
+
+    received_at: datetime
+    previous_arrest: bool | None
+    arrest: bool | None = None
+    request_id: str | None = None
+
+    @property
+    def replaced(self) -> bool:
+        """Whether an earlier outcome was overwritten."""
+        return self.previous_arrest is not None
+
+
+def read_feedback_history(engine: sa.Engine, prediction_id: str) -> list[FeedbackOutcome]:
+    """The feedback history of one prediction, oldest first (empty before the table exists)."""
+    statement = (
+        sa.select(
+            FEEDBACK.c.received_at,
+            FEEDBACK.c.previous_arrest,
+            FEEDBACK.c.arrest,
+            FEEDBACK.c.request_id,
+        )
+        .where(FEEDBACK.c.prediction_id == prediction_id)
+        .order_by(FEEDBACK.c.feedback_id)
+    )
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(FEEDBACK.name):
+            return []
+        return [FeedbackOutcome(*row) for row in connection.execute(statement)]
 
 
 def count_rows(engine: sa.Engine) -> int:

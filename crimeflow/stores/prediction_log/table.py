@@ -1,9 +1,14 @@
-"""The prediction log's table: its columns and types, its DDL, and the row of one record.
+"""The prediction log's tables: their columns and types, their DDL, and the row of one record.
 
 Rows are stored one column per input field (SODA names, typed like the canonical frame) so the
 drift monitor can read a window cheaply; then the prediction's own columns. A record carries the
 validated `CanonicalIncident`, whose values already have the columns' types: `record_to_row`
 checks them and builds the row without converting anything to text and back.
+
+`predictions.feedback_arrest`/`feedback_at` hold the latest observed outcome (what the monitor
+reads); every feedback received is also kept in `feedback` (received_at, the outcome, the one
+it replaced, the request id), so an overwrite is never silent. Schema changes are additive
+(new tables only): `create_table` on an existing database adds what is missing.
 """
 
 from __future__ import annotations
@@ -124,8 +129,22 @@ PREDICTIONS = sa.Table(
 )
 
 
+FEEDBACK_TABLE_NAME = "feedback"
+FEEDBACK = sa.Table(
+    FEEDBACK_TABLE_NAME,
+    METADATA,
+    sa.Column("feedback_id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(64), nullable=False, index=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("arrest", sa.Boolean(create_constraint=False), nullable=False),
+    # The outcome this feedback replaced (NULL: it was the first one).
+    sa.Column("previous_arrest", sa.Boolean(create_constraint=False), nullable=True),
+    sa.Column("request_id", sa.String(), nullable=True),
+)
+
+
 def create_table(engine: sa.Engine) -> None:
-    """Create the table and index if missing (idempotent, safe when workers race)."""
+    """Create the tables and indexes if missing (idempotent, safe when workers race)."""
     try:
         METADATA.create_all(engine)
     except sa.exc.DBAPIError:
@@ -139,12 +158,36 @@ def table_exists(connection: sa.Connection) -> bool:
     return sa.inspect(connection).has_table(TABLE_NAME)
 
 
-def feedback_update(prediction_id: str, arrest: bool) -> sa.Update:
-    """The UPDATE storing an observed outcome next to a prediction (the latest feedback wins)."""
+def feedback_history_insert(
+    prediction_id: str, arrest: bool, received_at: datetime, request_id: str | None
+) -> sa.Insert:
+    """INSERT one feedback into the history, with the outcome it replaces; RETURNING that.
+
+    One statement reads the prediction's current outcome and writes: it inserts nothing for an
+    unknown id, and it holds the write lock (SQLite) or the row lock (PostgreSQL: FOR UPDATE)
+    until commit, so concurrent feedback on one prediction sees each other's outcome.
+    """
+    current = (
+        sa.select(
+            PREDICTIONS.c.prediction_id,
+            sa.literal(received_at, UTCDateTime()),
+            sa.literal(bool(arrest), sa.Boolean()),
+            PREDICTIONS.c.feedback_arrest,
+            sa.literal(request_id, sa.String()),
+        )
+        .where(PREDICTIONS.c.prediction_id == prediction_id)
+        .with_for_update()
+    )
+    columns = ["prediction_id", "received_at", "arrest", "previous_arrest", "request_id"]
+    return sa.insert(FEEDBACK).from_select(columns, current).returning(FEEDBACK.c.previous_arrest)
+
+
+def feedback_update(prediction_id: str, arrest: bool, received_at: datetime) -> sa.Update:
+    """The UPDATE storing the latest observed outcome next to a prediction."""
     return (
         sa.update(PREDICTIONS)
         .where(PREDICTIONS.c.prediction_id == prediction_id)
-        .values(feedback_arrest=bool(arrest), feedback_at=datetime.now(UTC))
+        .values(feedback_arrest=bool(arrest), feedback_at=received_at)
     )
 
 

@@ -43,6 +43,10 @@ class PredictionLogWriteError(PredictionLogError):
     """The transaction holding these records failed; they are not in the log."""
 
 
+class PredictionLogUnavailableError(PredictionLogError):
+    """The store cannot be reached or refused the statement (feedback was not stored)."""
+
+
 @dataclass(frozen=True)
 class LogStats:
     """Writer counters since `start()`: committed rows/transactions, failed ones, queue length."""

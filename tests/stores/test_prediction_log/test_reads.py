@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from crimeflow.contract.incident import incidents_from_frame
 from crimeflow.contract.schema import LABEL, chicago, empty_canonical, to_canonical
@@ -15,10 +17,12 @@ from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import (
     INPUT_COLUMNS,
     LOG_COLUMNS,
+    PREDICTIONS,
     PredictionLog,
     empty_log_frame,
     export_predictions,
     read_predictions,
+    record_to_row,
 )
 from tests.stores.test_prediction_log.records import (
     REAL_DATA_DIR,
@@ -142,6 +146,41 @@ async def test_export_writes_the_window_to_parquet(log_url: str, tmp_path: Path)
     everything = export_predictions(settings, None, None, out)
     assert everything == 4 and pd.read_parquet(out)["feedback_arrest"].sum() == 1
     assert [p.name for p in out.parent.iterdir()] == ["predictions.parquet"]  # no temp left
+
+
+@pytest.mark.anyio
+async def test_one_stored_out_of_range_row_does_not_stop_a_read(
+    log_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Old data: a row stored before the API range-checked timestamps, inserted as it was.
+    settings = Settings(home=tmp_path / "home", prediction_log_url=log_url, _env_file=None)
+    log = PredictionLog.from_settings(settings)
+    await log.start()
+    try:
+        await log.append([record(served_at=T0, id=1)])
+        bad = {**record_to_row(record(served_at=T0 + timedelta(hours=1), id=2))}
+        bad.update(
+            updated_on=datetime(1, 1, 1),
+            date=datetime(9999, 12, 31),
+            feedback_arrest=True,
+            feedback_at=datetime(1, 1, 1, tzinfo=UTC),
+        )
+        with log.engine.begin() as connection:
+            connection.execute(sa.insert(PREDICTIONS).values(**bad))
+    finally:
+        await log.stop()
+    with caplog.at_level(logging.WARNING, logger="crimeflow.stores.prediction_log.reads"):
+        frame = read_predictions(settings)
+    assert frame["id"].tolist() == [1, 2]
+    assert frame["updated_on"].isna().tolist() == [False, True]
+    assert frame["date"].isna().tolist() == [False, True]
+    assert frame["feedback_at"].isna().tolist() == [True, True]
+    assert frame["feedback_arrest"].tolist()[1] is True  # the rest of the row is intact
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for column in ("updated_on", "date", "feedback_at"):
+        assert f"1 stored {column} value(s)" in warned
+    # The export and the monitor's reader go through the same path.
+    assert export_predictions(settings, None, None, tmp_path / "out.parquet") == 2
 
 
 async def _first_id(log: PredictionLog) -> str:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from crimeflow.stores.prediction_log import (
+    PREDICTIONS,
     PredictionLog,
     PredictionLogClosedError,
+    PredictionLogError,
+    PredictionLogUnavailableError,
     PredictionLogWriteError,
     WriterHooks,
 )
@@ -242,6 +245,76 @@ async def test_feedback_updates_known_ids_only(log_url: str) -> None:
         assert frame.loc[ids, "feedback_arrest"].tolist() == [True, False]
         assert frame["feedback_at"].notna().all()
         assert len(frame) == 2
+    finally:
+        await log.stop()
+
+
+@pytest.mark.anyio
+async def test_feedback_keeps_a_history_and_says_what_it_replaced(log_url: str) -> None:
+    log = PredictionLog(log_url, batch_wait_ms=0)
+    await log.start()
+    try:
+        one = record()
+        await log.append([one])
+        first = await log.add_feedback(one.prediction_id, True, request_id="r1")
+        assert first is not None and not first.replaced and first.previous_arrest is None
+        again = await log.add_feedback(one.prediction_id, False, request_id="r2")
+        assert again is not None and again.replaced and again.previous_arrest is True
+        same = await log.add_feedback(one.prediction_id, False)
+        assert same is not None and same.replaced and same.previous_arrest is False
+        history = log.feedback_history(one.prediction_id)
+        assert [(h.arrest, h.previous_arrest, h.request_id) for h in history] == [
+            (True, None, "r1"),
+            (False, True, "r2"),
+            (False, False, None),
+        ]
+        assert [h.received_at for h in history] == sorted(h.received_at for h in history)
+        assert all(h.received_at.tzinfo is not None for h in history)
+        # The latest outcome is what the monitor reads.
+        assert log.read_window()["feedback_arrest"].tolist() == [False]
+        assert log.feedback_history("no-such-prediction") == []
+    finally:
+        await log.stop()
+
+
+@pytest.mark.anyio
+async def test_a_log_created_before_the_feedback_history_gains_it_on_start(log_url: str) -> None:
+    # A database of an earlier release: predictions with feedback, no `feedback` table.
+    old = PredictionLog(log_url, batch_wait_ms=0)
+    await old.start()
+    one = record()
+    await old.append([one])
+    with old.engine.begin() as connection:
+        connection.execute(
+            sa.update(PREDICTIONS).values(feedback_arrest=True, feedback_at=datetime.now(UTC))
+        )
+        connection.execute(sa.text("DROP TABLE feedback"))
+    await old.stop()
+    log = PredictionLog(log_url, batch_wait_ms=0)
+    await log.start()
+    try:
+        outcome = await log.add_feedback(one.prediction_id, False)
+        # The outcome stored before the history existed is what this one replaced.
+        assert outcome is not None and outcome.replaced and outcome.previous_arrest is True
+        assert len(log.feedback_history(one.prediction_id)) == 1
+        assert log.count() == 1
+    finally:
+        await log.stop()
+
+
+@pytest.mark.anyio
+async def test_feedback_on_an_unreachable_store_is_a_log_error(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'home' / 'p.db'}", batch_wait_ms=0)
+    await log.start()
+    try:
+        one = record()
+        await log.append([one])
+        # What a database that went away looks like to the feedback statement.
+        with log.engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE predictions"))
+        with pytest.raises(PredictionLogUnavailableError, match="unavailable") as raised:
+            await log.add_feedback(one.prediction_id, True)
+        assert isinstance(raised.value, PredictionLogError)
     finally:
         await log.stop()
 

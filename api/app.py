@@ -344,12 +344,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReportsController,
         ],
         dependencies=DEPENDENCIES,
-        guards=[require_json_body],
         lifespan=[serving_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         # The rate limiter first: floods of bad tokens are throttled before any check.
         middleware=[*_middleware(settings), *auth.middleware],
-        guards=auth.guards,
+        # Scopes before the content type: a caller without the right token learns nothing more.
+        guards=[*auth.guards, require_json_body],
         cors_config=cors,
         openapi_config=_openapi(),
         state=State({"settings": settings, "metrics": metrics, **_rate_limit_state(settings)}),

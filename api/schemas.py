@@ -24,8 +24,11 @@ from msgspec import Meta
 from crimeflow.contract.incident import (
     CanonicalIncident,
     FieldProblem,
+    IncidentColumns,
+    canonical_columns,
     canonicalize,
     chicago_now,
+    columns_of,
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS
 
@@ -265,9 +268,11 @@ def canonicalize_one(incident: Incident) -> CanonicalIncident:
         ) from None
 
 
-def canonicalize_many(incidents: Sequence[Incident]) -> list[CanonicalIncident]:
+def canonicalize_many(
+    incidents: Sequence[Incident], now: datetime | None = None
+) -> list[CanonicalIncident]:
     """`canonicalize` every row; InvalidInputError lists the bad rows (index and field)."""
-    now = chicago_now()
+    now = chicago_now() if now is None else now
     rows: list[CanonicalIncident] = []
     errors: list[FieldError] = []
     bad_rows = 0
@@ -281,3 +286,16 @@ def canonicalize_many(incidents: Sequence[Incident]) -> list[CanonicalIncident]:
     if errors:
         raise InvalidInputError(errors, f"{bad_rows} of {len(incidents)} rows are invalid")
     return rows
+
+
+def canonical_batch(incidents: Sequence[Incident]) -> IncidentColumns:
+    """A batch's validated columns; InvalidInputError lists the bad rows (index and field).
+
+    The column-by-column codec does the work; when it finds a problem, the row-by-row one
+    (the same checks) names every bad row and its field, exactly as `canonicalize_many` does.
+    """
+    now = chicago_now()
+    try:
+        return canonical_columns(incidents, now)
+    except FieldProblem:
+        return columns_of(canonicalize_many(incidents, now))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -23,6 +23,7 @@ from api.schemas import (
     canonical_batch,
     canonicalize_many,
     canonicalize_one,
+    decode_batch_fast,
     decode_error,
 )
 from crimeflow.contract.incident import (
@@ -36,7 +37,7 @@ from crimeflow.contract.incident import (
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical
 from crimeflow.stores.prediction_log import PredictionRecord, record_to_row
-from tests.api.test_app import NEARLY_VALID
+from tests.api.test_app import INCIDENT_BODIES, NEARLY_VALID
 from tests.incidents import MINIMAL
 from tests.incidents import NUMBERS as FEED_NUMBERS
 from tests.incidents import SODA as FEED
@@ -288,3 +289,37 @@ def test_a_batch_names_each_bad_row_and_its_first_bad_field() -> None:
     assert caught.value.detail == "3 of 300 rows are invalid"
     columns = canonical_batch(incidents[:7])
     assert columns.values["beat"] == ["0614"] * 7 and len(columns) == 7
+
+
+STRICT_BATCH = msgspec.json.Decoder(Annotated[list[Incident], msgspec.Meta(min_length=1)])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(NEARLY_VALID | BATCH_ROWS | INCIDENT_BODIES, min_size=0, max_size=6))
+def test_the_fast_batch_decoder_answers_exactly_what_the_strict_one_does(rows: list[Any]) -> None:
+    body = msgspec.json.encode(rows)
+    fast = decode_batch_fast(body)
+    try:
+        strict = STRICT_BATCH.decode(body)
+    except msgspec.ValidationError:
+        event("strict rejects")
+        assert fast is None  # the strict decoder then gives its own 400
+        return
+    event("strict accepts")
+    assert fast is not None  # a valid body never pays for the strict decoding
+    assert [msgspec.structs.asdict(r) for r in fast] == [msgspec.structs.asdict(r) for r in strict]
+    assert all(isinstance(r, Incident) for r in fast)
+
+
+def test_the_fast_batch_decoder_leaves_every_bad_body_to_the_strict_one() -> None:
+    good = {**MINIMAL, "beat": "0614", "description": "OK"}
+    for bad in (
+        {**good, "beat": "12"},  # a pattern
+        {**good, "description": "tab\there"},  # the printable-text pattern
+        {**good, "district": 1000},  # a range
+        {**good, "beat": "0614\\n"},  # not a newline: a backslash and an n
+    ):
+        assert decode_batch_fast(msgspec.json.encode([good, bad])) is None, bad
+    assert decode_batch_fast(b'[{"date": "2024-05-01T14:30:00", "iucr": "\xff"}]') is None
+    assert decode_batch_fast(b"[]") is None
+    assert decode_batch_fast(msgspec.json.encode([good])) is not None

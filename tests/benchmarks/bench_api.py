@@ -771,7 +771,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if name == "crimeflow":
                     spec = crimeflow_spec(port, args.workers)
                 elif name == "crimeflow-pg":
-                    url = stack.enter_context(postgres_log(args.postgres_url))
+                    try:
+                        url = stack.enter_context(postgres_log(args.postgres_url))
+                    except Exception as error:  # no PostgreSQL here: the other servers still run
+                        print(f"crimeflow-pg: skipped, no PostgreSQL ({type(error).__name__})")
+                        continue
                     spec = crimeflow_spec(port, args.workers, log_url=url, name=name)
                 else:
                     spec = baseline_spec(port)

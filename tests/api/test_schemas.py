@@ -243,7 +243,7 @@ BATCH_ROWS = st.builds(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(NEARLY_VALID | BATCH_ROWS | BATCH_ROWS, min_size=1, max_size=8))
 def test_the_column_codec_accepts_and_builds_exactly_what_the_row_codec_does(
     rows: list[Any],
@@ -294,7 +294,7 @@ def test_a_batch_names_each_bad_row_and_its_first_bad_field() -> None:
 STRICT_BATCH = msgspec.json.Decoder(Annotated[list[Incident], msgspec.Meta(min_length=1)])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(NEARLY_VALID | BATCH_ROWS | INCIDENT_BODIES, min_size=0, max_size=6))
 def test_the_fast_batch_decoder_answers_exactly_what_the_strict_one_does(rows: list[Any]) -> None:
     body = msgspec.json.encode(rows)

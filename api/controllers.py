@@ -62,15 +62,16 @@ from api.schemas import (
     Readiness,
     ReloadOut,
     body_error,
-    canonicalize_many,
+    canonical_batch,
     canonicalize_one,
+    decode_batch_fast,
     decode_error,
 )
 from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
-from crimeflow.stores.prediction_log import PredictionLog, PredictionRecord
-from crimeflow.stores.serving import ServingModel, score_rows
+from crimeflow.stores.prediction_log import PredictionBatch, PredictionLog, PredictionRecord
+from crimeflow.stores.serving import ServingModel, score_columns
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "ApiKeyHeader"
@@ -200,6 +201,11 @@ class IncidentListBody(StrictJsonBody[Incident]):
     body_type = Annotated[list[Incident], msgspec.Meta(min_length=1)]
     batch = True
 
+    def decode_bytes(self, value: bytes) -> Any:
+        """The strict decoding, with each distinct text's regex check done once (same answer)."""
+        rows = decode_batch_fast(value)
+        return rows if rows is not None else super().decode_bytes(value)
+
 
 class FeedbackBody(StrictJsonBody[Feedback]):
     """A feedback object."""
@@ -272,21 +278,41 @@ def _record(
 
 def score_batch(
     model: ServingModel, incidents: list[Incident], request_id: str | None
-) -> tuple[list[PredictionRecord], list[PredictionOut]]:
+) -> tuple[PredictionBatch, list[PredictionOut]]:
     """Validate, score and describe a batch with one model (blocking: runs in a worker thread).
 
-    Everything per row happens here, off the event loop: 10,000 rows of Python work would
-    otherwise stall every single-row request for a good part of a second.
+    Everything per row happens here, off the event loop, column by column: the validated
+    columns become the model's frame and the log's rows without a record object per row.
     """
-    rows = canonicalize_many(incidents)
-    probabilities = score_rows(model, rows).tolist()
+    columns = canonical_batch(incidents)
+    probabilities = score_columns(model, columns).tolist()
     served_at = datetime.now(UTC)
-    records, outs = [], []
-    for incident, probability in zip(rows, probabilities, strict=True):
-        record, out = _record(model, incident, probability, served_at, request_id)
-        records.append(record)
-        outs.append(out)
-    return records, outs
+    threshold = model.threshold
+    labels = [probability >= threshold for probability in probabilities]
+    ids = [new_id() for _ in probabilities]  # uuid4 hex, like prediction_log.new_prediction_id
+    batch = PredictionBatch(
+        incidents=columns,
+        prediction_ids=ids,
+        served_at=served_at,
+        model_name=model.name,
+        model_version=model.version,
+        request_id=request_id,
+        probabilities=probabilities,
+        labels=labels,
+    )
+    name, version = model.name, model.version
+    outs = [
+        PredictionOut(
+            prediction_id=prediction_id,
+            arrest_probability=probability,
+            arrest=label,
+            model_name=name,
+            model_version=version,
+            served_at=served_at,
+        )
+        for prediction_id, probability, label in zip(ids, probabilities, labels, strict=True)
+    ]
+    return batch, outs
 
 
 class PredictionController(Controller):
@@ -357,11 +383,9 @@ class PredictionController(Controller):
             )
         model = services.holder.require()  # one snapshot for the whole batch
         async with services.batch_slots:
-            records, outs = await asyncio.to_thread(score_batch, model, data, current_request_id())
-        await services.prediction_log.append(records)
-        services.metrics.count_predictions(
-            [record.probability for record in records], sum(out.arrest for out in outs)
-        )
+            batch, outs = await asyncio.to_thread(score_batch, model, data, current_request_id())
+        await services.prediction_log.append_batch(batch)
+        services.metrics.count_predictions(batch.probabilities, sum(batch.labels))
         return BatchPredictionOut(predictions=outs)
 
     @post(

@@ -13,10 +13,14 @@ is accepted and ignored. The decisions on required fields and codes are in the c
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+import types
+import typing
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import msgspec
 from msgspec import Meta
@@ -24,8 +28,11 @@ from msgspec import Meta
 from crimeflow.contract.incident import (
     CanonicalIncident,
     FieldProblem,
+    IncidentColumns,
+    canonical_columns,
     canonicalize,
     chicago_now,
+    columns_of,
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS
 
@@ -304,9 +311,11 @@ def canonicalize_one(incident: Incident) -> CanonicalIncident:
         ) from None
 
 
-def canonicalize_many(incidents: Sequence[Incident]) -> list[CanonicalIncident]:
+def canonicalize_many(
+    incidents: Sequence[Incident], now: datetime | None = None
+) -> list[CanonicalIncident]:
     """`canonicalize` every row; InvalidInputError lists the bad rows (index and field)."""
-    now = chicago_now()
+    now = chicago_now() if now is None else now
     rows: list[CanonicalIncident] = []
     errors: list[FieldError] = []
     bad_rows = 0
@@ -320,3 +329,85 @@ def canonicalize_many(incidents: Sequence[Incident]) -> list[CanonicalIncident]:
     if errors:
         raise InvalidInputError(errors, f"{bad_rows} of {len(incidents)} rows are invalid")
     return rows
+
+
+def canonical_batch(incidents: Sequence[Incident]) -> IncidentColumns:
+    """A batch's validated columns; InvalidInputError lists the bad rows (index and field).
+
+    The column-by-column codec does the work; when it finds a problem, the row-by-row one
+    (the same checks) names every bad row and its field, exactly as `canonicalize_many` does.
+    """
+    now = chicago_now()
+    try:
+        return canonical_columns(incidents, now)
+    except FieldProblem:
+        return columns_of(canonicalize_many(incidents, now))
+
+
+# --- fast batch decoding: the regex checks once per distinct value ------------------------------
+
+_META_KEYS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "tz")
+
+
+def _without_patterns(annotation: Any, patterns: list[re.Pattern[str]]) -> Any:
+    """`annotation` with every Meta's `pattern` removed (collected in `patterns`)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        base, *metas = args
+        kept = []
+        for meta in metas:
+            if isinstance(meta, Meta) and meta.pattern is not None:
+                patterns.append(re.compile(meta.pattern))
+                values = {k: getattr(meta, k) for k in _META_KEYS if getattr(meta, k) is not None}
+                meta = Meta(**values)
+            kept.append(meta)
+        return Annotated[(_without_patterns(base, patterns), *kept)]  # type: ignore[misc]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_without_patterns(a, patterns) for a in args)]  # noqa: UP007
+    return annotation
+
+
+def _loose_incident() -> tuple[type[Incident], dict[str, list[re.Pattern[str]]]]:
+    """A subclass of Incident whose fields have every constraint but `pattern`, and the patterns."""
+    hints = typing.get_type_hints(Incident, include_extras=True)
+    fields: list[Any] = []
+    checks: dict[str, list[re.Pattern[str]]] = {}
+    for info in msgspec.structs.fields(Incident):
+        patterns: list[re.Pattern[str]] = []
+        loose = _without_patterns(hints[info.name], patterns)
+        if patterns:
+            checks[info.name] = patterns
+        default = info.default if info.required is False else msgspec.NODEFAULT
+        fields.append((info.name, loose, default) if not info.required else (info.name, loose))
+    loose_type = msgspec.defstruct(
+        "LooseIncident", fields, bases=(Incident,), kw_only=True, forbid_unknown_fields=False
+    )
+    return loose_type, checks
+
+
+@functools.cache
+def _loose_decoder() -> tuple[msgspec.json.Decoder[Any], dict[str, list[re.Pattern[str]]]]:
+    """The pattern-free batch decoder and, per field, the patterns its text must match."""
+    loose_type, checks = _loose_incident()
+    return msgspec.json.Decoder(Annotated[list[loose_type], Meta(min_length=1)]), checks
+
+
+def decode_batch_fast(body: bytes) -> list[Incident] | None:
+    """A batch body decoded as the strict decoder would, or None: then decode it strictly.
+
+    msgspec runs a field's regex on every value (about 4 ms per 1,000 rows); codes repeat, so
+    here each distinct text is checked once, after a decode with every other constraint. Only
+    a body that passes every check is returned; anything else (including any error) is None,
+    and the strict decoder gives its exact answer, its 400 naming the row and field included.
+    """
+    try:
+        decoder, checks = _loose_decoder()
+        rows = decoder.decode(body)
+        for name, patterns in checks.items():
+            texts = {v for v in map(operator.attrgetter(name), rows) if isinstance(v, str)}
+            # msgspec checks a str branch's pattern with search(), as here.
+            if not all(p.search(t) for t in texts for p in patterns):
+                return None
+        return rows
+    except Exception:  # the strict decoder owns every error
+        return None

@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
-from crimeflow.contract.incident import CanonicalIncident, incidents_frame
+from crimeflow.contract.incident import (
+    CanonicalIncident,
+    IncidentColumns,
+    columns_frame,
+    incidents_frame,
+)
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.registry import (
     CHAMPION,
@@ -68,8 +74,18 @@ class ServingModel(LoadedModel):
 
 def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.ndarray:
     """Arrest probabilities of `rows` in one model call (blocking: run it off the event loop)."""
-    proba = np.asarray(model.model.predict_proba(incidents_frame(rows))[:, 1], dtype="float64")
-    if proba.shape != (len(rows),) or not np.all((proba >= 0.0) & (proba <= 1.0)):
+    return _score_frame(model, incidents_frame(rows))
+
+
+def score_columns(model: ServingModel, columns: IncidentColumns) -> np.ndarray:
+    """`score_rows` of validated columns (a batch, without a record per row)."""
+    return _score_frame(model, columns_frame(columns))
+
+
+def _score_frame(model: ServingModel, frame: pd.DataFrame) -> np.ndarray:
+    """Arrest probabilities of a canonical frame, checked: one per row, inside [0, 1]."""
+    proba = np.asarray(model.model.predict_proba(frame)[:, 1], dtype="float64")
+    if proba.shape != (len(frame),) or not np.all((proba >= 0.0) & (proba <= 1.0)):
         # NaN fails the range test too: a broken artifact must not answer with garbage.
         raise RuntimeError(f"model {model.name} v{model.version} returned invalid probabilities")
     return proba

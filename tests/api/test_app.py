@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -250,6 +251,38 @@ def test_batch_answers_each_row_in_order_like_single_predictions(client: TestCli
     assert len(logged(client.app.state.settings)) == before + 4 + 4
 
 
+def generated_rows(rows: int = 40) -> list[dict[str, Any]]:
+    """Generated incidents as SODA JSON (missing fields left out), plus the other body shapes."""
+    from crimeflow.standins.generate import generate_incidents, to_soda_strings
+
+    frame = generate_incidents("2024-05", "2024-05", rows_per_month=rows, seed=11)
+    records = to_soda_strings(frame.drop(columns=["arrest"])).to_dict("records")
+    soda = [{k: v for k, v in record.items() if v is not None} for record in records]
+    return [*soda, SODA, NUMBERS, OTHER, {**OTHER, "latitude": "", "longitude": " "}]
+
+
+def test_a_batch_answers_and_logs_exactly_what_single_predictions_do(
+    client: TestClient[Any],
+) -> None:
+    rows = generated_rows()
+    response = client.post("/predict/batch", json=rows)
+    assert response.status_code == 200, response.text
+    batch = response.json()["predictions"]
+    singles = [predict(client, row).json() for row in rows]
+    # Same probabilities and labels, in request order (the model is deterministic per row).
+    assert [p["arrest_probability"] for p in batch] == pytest.approx(
+        [p["arrest_probability"] for p in singles], abs=1e-12
+    )
+    assert [p["arrest"] for p in batch] == [p["arrest"] for p in singles]
+    assert len({p["served_at"] for p in batch}) == 1  # one model snapshot, one moment
+    # The log holds the same typed inputs for a row whichever way it came.
+    log = logged(client.app.state.settings).set_index("prediction_id")
+    inputs = [c for c in log.columns if c not in ("served_at", "request_id", "feedback_at")]
+    by_batch = log.loc[[p["prediction_id"] for p in batch], inputs].reset_index(drop=True)
+    by_single = log.loc[[p["prediction_id"] for p in singles], inputs].reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_batch, by_single)
+
+
 def test_one_bad_row_rejects_the_batch_naming_row_and_field(client: TestClient[Any]) -> None:
     before = len(logged(client.app.state.settings))
     rows = [SODA, OTHER, {**OTHER, "latitude": "12.5"}, SODA, {**SODA, "date": "1999-01-01"}]
@@ -263,6 +296,24 @@ def test_one_bad_row_rejects_the_batch_naming_row_and_field(client: TestClient[A
     assert response.status_code == 400
     assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(2, "ward")]
     assert len(logged(client.app.state.settings)) == before  # nothing of a rejected batch
+
+
+def test_bad_rows_deep_in_a_large_batch_are_named_and_nothing_is_logged(
+    client: TestClient[Any],
+) -> None:
+    before = len(logged(client.app.state.settings))
+    rows = generated_rows()
+    rows[25] = {**{k: v for k, v in rows[25].items() if k != "longitude"}, "latitude": "41.8"}
+    rows[40] = {**rows[40], "primary_type": "  ", "updated_on": "yesterday"}
+    response = client.post("/predict/batch", json=rows)
+    assert response.status_code == 400
+    body = response.json()
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [
+        (25, "longitude"),
+        (40, "primary_type"),
+    ]
+    assert body["detail"] == f"2 of {len(rows)} rows are invalid"
+    assert len(logged(client.app.state.settings)) == before
 
 
 def test_empty_and_non_list_batches_are_400s(client: TestClient[Any]) -> None:

@@ -7,28 +7,37 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 
 from api.schemas import (
     MAX_REPORTED_ERRORS,
     Incident,
     InvalidInputError,
+    canonical_batch,
     canonicalize_many,
     canonicalize_one,
+    decode_batch_fast,
     decode_error,
 )
 from crimeflow.contract.incident import (
     CanonicalIncident,
+    FieldProblem,
+    canonical_columns,
     canonicalize,
+    chicago_now,
+    columns_of,
     incidents_frame,
 )
 from crimeflow.contract.schema import CHICAGO_BOUNDS, to_canonical
 from crimeflow.stores.prediction_log import PredictionRecord, record_to_row
+from tests.api.test_app import INCIDENT_BODIES, NEARLY_VALID
 from tests.incidents import MINIMAL
 from tests.incidents import NUMBERS as FEED_NUMBERS
 from tests.incidents import SODA as FEED
@@ -201,3 +210,116 @@ def test_real_soda_records_validate_and_frame_like_to_canonical(real_data_dir: P
     expected = to_canonical(feed)
     pd.testing.assert_frame_equal(incidents_frame(rows), expected)
     assert np.isnan(incidents_frame(rows)["latitude"]).sum() == expected["latitude"].isna().sum()
+
+
+# --- the batch codec: column by column, exactly the row codec ----------------------------------
+
+
+def _incidents(rows: list[Any]) -> list[Incident] | None:
+    """The rows through the API's strict decoder, or None when the wire shape rejects them."""
+    try:
+        return msgspec.json.decode(msgspec.json.encode(rows), type=list[Incident])
+    except (msgspec.ValidationError, msgspec.EncodeError):
+        return None
+
+
+# Values the wire shape takes but the codec may refuse (or takes in an unusual form).
+CODEC_EDGES: dict[str, Any] = {
+    "primary_type": st.sampled_from(["  ", "", " THEFT "]),
+    "date": st.sampled_from(["2000-12-31T23:59:59", "2099-01-01", "2024-05-01T14:30:00-05:00"]),
+    "updated_on": st.sampled_from(["", "  ", "yesterday", "2024-05-01T14:30:00Z"]),
+    "domestic": st.sampled_from(["maybe", " TRUE ", "", True]),
+    "beat": st.sampled_from([12, 614, "0614", 99999]),
+    "district": st.sampled_from([1000, 7, "7"]),
+    "latitude": st.sampled_from(["", " ", "north", "NaN", "41.8", " 41.8 ", "1_41.8", None]),
+    "longitude": st.sampled_from(["-87.6", "inf", "", None, -87.6]),
+    "x_coordinate": st.sampled_from(["1170000", "", None, 1_170_000.0, "1e9"]),
+    "y_coordinate": st.sampled_from(["1880000", " ", None, 1_880_000.0]),
+}
+BATCH_ROWS = st.builds(
+    lambda row, edges: {**row, **edges},
+    NEARLY_VALID,
+    st.fixed_dictionaries({}, optional=CODEC_EDGES),
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(NEARLY_VALID | BATCH_ROWS | BATCH_ROWS, min_size=1, max_size=8))
+def test_the_column_codec_accepts_and_builds_exactly_what_the_row_codec_does(
+    rows: list[Any],
+) -> None:
+    incidents = _incidents(rows)
+    assume(incidents is not None)
+    assert incidents is not None
+    now = chicago_now()
+    try:
+        expected = columns_of(canonicalize_many(incidents, now))
+    except InvalidInputError as error:
+        event("invalid batch")
+        with pytest.raises(FieldProblem):
+            canonical_columns(incidents, now)
+        with pytest.raises(InvalidInputError) as batch_error:
+            canonical_batch(incidents)
+        assert batch_error.value.errors == error.errors
+        assert batch_error.value.detail == error.detail
+        return
+    event("valid batch")
+    got = canonical_columns(incidents, now)
+    assert got.values == expected.values
+    # Equal and of the same type: 1166222.0 is not stored as 1166222, "0614" not as 614.
+    for name, values in got.values.items():
+        assert [type(v) for v in values] == [type(v) for v in expected.values[name]], name
+
+
+def test_a_batch_names_each_bad_row_and_its_first_bad_field() -> None:
+    good = {**MINIMAL, "latitude": "41.8", "longitude": "-87.6", "beat": "614"}
+    rows = [good] * 300
+    rows[7] = {**good, "primary_type": "  ", "latitude": "north"}  # primary_type comes first
+    rows[150] = {**good, "longitude": None}
+    rows[299] = {**good, "date": "2000-12-31T23:59:59"}
+    incidents = _incidents(rows)
+    assert incidents is not None
+    with pytest.raises(InvalidInputError) as caught:
+        canonical_batch(incidents)
+    assert [(e.row, e.field) for e in caught.value.errors] == [
+        (7, "primary_type"),
+        (150, "longitude"),
+        (299, "date"),
+    ]
+    assert caught.value.detail == "3 of 300 rows are invalid"
+    columns = canonical_batch(incidents[:7])
+    assert columns.values["beat"] == ["0614"] * 7 and len(columns) == 7
+
+
+STRICT_BATCH = msgspec.json.Decoder(Annotated[list[Incident], msgspec.Meta(min_length=1)])
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(NEARLY_VALID | BATCH_ROWS | INCIDENT_BODIES, min_size=0, max_size=6))
+def test_the_fast_batch_decoder_answers_exactly_what_the_strict_one_does(rows: list[Any]) -> None:
+    body = msgspec.json.encode(rows)
+    fast = decode_batch_fast(body)
+    try:
+        strict = STRICT_BATCH.decode(body)
+    except msgspec.ValidationError:
+        event("strict rejects")
+        assert fast is None  # the strict decoder then gives its own 400
+        return
+    event("strict accepts")
+    assert fast is not None  # a valid body never pays for the strict decoding
+    assert [msgspec.structs.asdict(r) for r in fast] == [msgspec.structs.asdict(r) for r in strict]
+    assert all(isinstance(r, Incident) for r in fast)
+
+
+def test_the_fast_batch_decoder_leaves_every_bad_body_to_the_strict_one() -> None:
+    good = {**MINIMAL, "beat": "0614", "description": "OK"}
+    for bad in (
+        {**good, "beat": "12"},  # a pattern
+        {**good, "description": "tab\there"},  # the printable-text pattern
+        {**good, "district": 1000},  # a range
+        {**good, "beat": "0614\\n"},  # not a newline: a backslash and an n
+    ):
+        assert decode_batch_fast(msgspec.json.encode([good, bad])) is None, bad
+    assert decode_batch_fast(b'[{"date": "2024-05-01T14:30:00", "iucr": "\xff"}]') is None
+    assert decode_batch_fast(b"[]") is None
+    assert decode_batch_fast(msgspec.json.encode([good])) is not None

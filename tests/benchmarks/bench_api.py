@@ -1,7 +1,8 @@
 """Prediction API load benchmark: crimeflow's Litestar API vs a typical MLflow-style FastAPI server.
 
     python tests/benchmarks/bench_api.py [--duration 20] [--concurrency 16]
-        [--batch-rows 1000] [--batch-concurrency 4] [--batch-duration 10] [--json out.json]
+        [--batch-rows 1000,10000] [--batch-concurrency 4] [--batch-duration 10]
+        [--servers crimeflow,crimeflow-pg,baseline] [--json out.json]
 
 What it does, all on 127.0.0.1 and bounded in time:
 
@@ -16,11 +17,15 @@ What it does, all on 127.0.0.1 and bounded in time:
 3. For each server (crimeflow: `python -m crimeflow api`, 1 worker, SQLite prediction log;
    baseline: `tests/benchmarks/baseline_server.py` under uvicorn, 1 worker): start it on a
    free port, warm it up, then single-row POST /predict from `--concurrency` keep-alive
-   connections for `--duration` s, then POST /predict/batch (`--batch-rows` rows a request,
-   `--batch-concurrency` connections). Bodies are realistic generated incidents (April 2024,
+   connections for `--duration` s, then POST /predict/batch for each size of `--batch-rows`
+   (`--batch-concurrency` connections). Bodies are realistic generated incidents (April 2024,
    the month after training) as SODA JSON strings, serialized before the clock starts.
+   `crimeflow-pg` is crimeflow again with its durable log on PostgreSQL (`--postgres-url`, a
+   throwaway schema), batches only.
 4. After crimeflow's runs: the prediction log must hold exactly one row per prediction that
    was answered 200 (warm-up included) -- checked before and after stopping the server.
+5. The model's own speed for comparison: `score_rows` of the champion on 1,000 and 10,000
+   canonical rows in this process (best of 5), i.e. scoring without HTTP, JSON or the log.
 
 The machine has 2 cores that client and server share. The client is a minimal asyncio
 HTTP/1.1 client (uvloop when available; `--client httpx` uses httpx.AsyncClient instead, which
@@ -29,7 +34,8 @@ everything else on the machine ("other": the OS, other people's jobs) used, as a
 core (200 % = both cores), so a reader can see who competed for what. `--pin` puts the server
 on CPU 0 and the client on CPU 1 instead of letting them share both.
 
-Targets (2-core machine): single-row RPS >= 5x the baseline's; p99 <= 25 ms at 16 clients.
+Targets (2-core machine): single-row RPS >= 5x the baseline's; p99 <= 25 ms at 16 clients;
+`/predict/batch` >= 50k rows/s on one worker with the durable log.
 Exit status: 1 if the log check fails or crimeflow answered any non-200; 2 with `--strict` when a
 performance target is missed; else 0.
 """
@@ -47,7 +53,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +77,8 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 RPS_RATIO_TARGET = 5.0
 P99_TARGET_MS = 25.0
+BATCH_ROWS_PER_S_TARGET = 50_000.0
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TRAIN_MONTHS = ("2024-01", "2024-03")
 TRAIN_ROWS_PER_MONTH = 5000
 PAYLOAD_MONTH = "2024-04"
@@ -150,13 +158,26 @@ class ServerSpec:
     ready_path: str
     batch_body: Callable[[list[dict[str, Any]]], Any]
     logs_predictions: bool
+    # The prediction log's URL when it is not the settings' own (crimeflow-pg); singles or not.
+    log_url: str | None = None
+    singles: bool = True
 
 
-def crimeflow_spec(port: int, workers: int = 1) -> ServerSpec:
+def crimeflow_spec(
+    port: int, workers: int = 1, log_url: str | None = None, name: str = "crimeflow"
+) -> ServerSpec:
     """crimeflow's API as users run it: `crimeflow api` (one uvicorn worker unless asked)."""
     args = [sys.executable, "-m", "crimeflow", "api"]
     args += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
-    return ServerSpec("crimeflow", args, "/ready", lambda rows: rows, logs_predictions=True)
+    return ServerSpec(
+        name,
+        args,
+        "/ready",
+        lambda rows: rows,
+        logs_predictions=True,
+        log_url=log_url,
+        singles=log_url is None,
+    )
 
 
 def baseline_spec(port: int) -> ServerSpec:
@@ -485,11 +506,11 @@ def _pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
-def _logged_rows(settings: Settings) -> int:
-    """Rows in the prediction log, read with the log's own reader."""
+def _logged_rows(settings: Settings, url: str | None = None) -> int:
+    """Rows in the prediction log (the settings' own, or `url`), read with the log's reader."""
     from crimeflow.stores.prediction_log import PredictionLog
 
-    log = PredictionLog(settings.prediction_log.url)
+    log = PredictionLog(url or settings.prediction_log.url)
     try:
         return log.count()
     finally:
@@ -514,17 +535,19 @@ def bench_server(
     port: int,
     settings: Settings,
     singles: Sequence[tuple[bytes, int]],
-    batches: Sequence[tuple[bytes, int]],
+    batches: dict[int, list[tuple[bytes, int]]],
     args: argparse.Namespace,
     log_dir: Path,
 ) -> ServerReport:
     """Start one server, warm it up, run the single-row and batch loads, stop it."""
     log_file = log_dir / f"{spec.name}.log"
     # A reused --home already holds predictions: the check counts what this run adds.
-    logged_before = _logged_rows(settings) if spec.logs_predictions else 0
+    logged_before = _logged_rows(settings, spec.log_url) if spec.logs_predictions else 0
     env = server_environment(settings)
-    if spec.name == "crimeflow":
+    if spec.name.startswith("crimeflow"):
         env.update(args.server_env)
+    if spec.log_url is not None:
+        env["CRIMEFLOW_PREDICTION_LOG_URL"] = spec.log_url
     tick = time.perf_counter()
     process: ServiceProcess = start(spec.name, spec.args, env, log_file, cwd=REPO)
     try:
@@ -533,32 +556,81 @@ def bench_server(
         wait_http(f"http://{HOST}:{port}{spec.ready_path}", timeout_s=180, process=process)
         report = ServerReport(spec.name, [], startup_s=time.perf_counter() - tick)
         print(f"  {spec.name} ready in {report.startup_s:.1f} s (log: {log_file})", flush=True)
-        warm = run_load(
-            spec.name, "warm-up", port, "/predict", singles, args.concurrency,
-            args.warmup, args.client, None,
-        )  # fmt: skip
-        warm_batch = run_load(
-            spec.name, "warm-up", port, "/predict/batch", batches, args.batch_concurrency,
-            min(args.warmup, 2.0), args.client, None,
-        )  # fmt: skip
-        single = run_load(
-            spec.name, "single", port, "/predict", singles, args.concurrency,
-            args.duration, args.client, process.pid,
-        )  # fmt: skip
-        batch = run_load(
-            spec.name, f"batch x{args.batch_rows}", port, "/predict/batch", batches,
-            args.batch_concurrency, args.batch_duration, args.client, process.pid,
-        )  # fmt: skip
-        report.runs = [single, batch]
+        runs = [
+            run_load(
+                spec.name, "warm-up", port, "/predict/batch", batches[min(batches)],
+                args.batch_concurrency, min(args.warmup, 2.0), args.client, None,
+            )
+        ]  # fmt: skip
+        if spec.singles:
+            runs.append(
+                run_load(
+                    spec.name, "warm-up", port, "/predict", singles, args.concurrency,
+                    args.warmup, args.client, None,
+                )
+            )  # fmt: skip
+            report.runs.append(
+                run_load(
+                    spec.name, "single", port, "/predict", singles, args.concurrency,
+                    args.duration, args.client, process.pid,
+                )
+            )  # fmt: skip
+        for rows, requests in sorted(batches.items()):
+            report.runs.append(
+                run_load(
+                    spec.name, f"batch x{rows}", port, "/predict/batch", requests,
+                    args.batch_concurrency, args.batch_duration, args.client, process.pid,
+                )
+            )  # fmt: skip
         if spec.logs_predictions:
-            report.ok_rows_total = sum(r.ok_rows for r in (warm, warm_batch, single, batch))
-            report.logged_rows_under_load = _logged_rows(settings) - logged_before
+            report.ok_rows_total = sum(r.ok_rows for r in (*runs, *report.runs))
+            report.logged_rows_under_load = _logged_rows(settings, spec.log_url) - logged_before
     finally:
         code = stop(process, timeout_s=30)
     report.exit_code = code
     if spec.logs_predictions:
-        report.logged_rows_after_stop = _logged_rows(settings) - logged_before
+        report.logged_rows_after_stop = _logged_rows(settings, spec.log_url) - logged_before
     return report
+
+
+def model_speed(settings: Settings, incidents: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """Rows/s of the champion's own `score_rows` on 1,000 and 10,000 canonical rows (best of 5)."""
+    import msgspec
+
+    from api.schemas import Incident, canonicalize_many
+    from crimeflow.stores.serving import load_serving_model, score_rows
+
+    model = load_serving_model(settings)
+    decoded = msgspec.json.decode(dumps(list(incidents)), type=list[Incident])
+    rows = canonicalize_many(decoded)
+    speeds = {}
+    for size in (1000, 10000):
+        batch = (rows * (size // len(rows) + 1))[:size]
+        best = math.inf
+        for _ in range(5):
+            tick = time.perf_counter()
+            score_rows(model, batch)
+            best = min(best, time.perf_counter() - tick)
+        speeds[size] = size / best
+    return speeds
+
+
+@contextlib.contextmanager
+def postgres_log(base_url: str) -> Iterator[str]:
+    """A prediction-log URL whose table lives in a throwaway schema of `base_url`'s database."""
+    import sqlalchemy as sa
+
+    schema = f"bench_api_{os.getpid()}_{int(time.time())}"
+    engine = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        url = sa.make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        engine.dispose()
 
 
 def client_ceiling(args: argparse.Namespace, bodies: Sequence[bytes]) -> RunResult:
@@ -612,7 +684,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="Seconds of single-row load.")
     parser.add_argument("--concurrency", type=int, default=16, help="Single-row connections.")
-    parser.add_argument("--batch-rows", type=int, default=1000, help="Rows per batch request.")
+    parser.add_argument(
+        "--batch-rows", default="1000,10000", help="Rows per batch request (comma-separated sizes)."
+    )
     parser.add_argument("--batch-concurrency", type=int, default=4, help="Batch connections.")
     parser.add_argument("--batch-duration", type=float, default=10.0, help="Seconds of batches.")
     parser.add_argument("--warmup", type=float, default=3.0, help="Seconds of warm-up load.")
@@ -622,7 +696,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="crimeflow's uvicorn workers (baseline: 1)."
     )
     parser.add_argument(
-        "--servers", default="crimeflow,baseline", help="Comma-separated: crimeflow, baseline."
+        "--servers",
+        default="crimeflow,crimeflow-pg,baseline",
+        help="Comma-separated: crimeflow, crimeflow-pg (log on PostgreSQL), baseline.",
+    )
+    parser.add_argument(
+        "--postgres-url", default=POSTGRES_URL, help="crimeflow-pg's database (a temp schema)."
     )
     parser.add_argument("--home", type=Path, help="Keep state here (default: a temp folder).")
     parser.add_argument("--json", type=Path, help="Also write the results as JSON here.")
@@ -646,8 +725,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.concurrency <= 256 or not 1 <= args.batch_concurrency <= 64:
         parser.error("concurrency must be in [1, 256], batch concurrency in [1, 64]")
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
-    if not set(args.servers) <= {"crimeflow", "baseline"}:
-        parser.error("--servers takes crimeflow and/or baseline ('' measures the client only)")
+    if not set(args.servers) <= {"crimeflow", "crimeflow-pg", "baseline"}:
+        parser.error("--servers takes crimeflow, crimeflow-pg, baseline ('' measures the client)")
+    try:
+        args.batch_rows = sorted({int(size) for size in str(args.batch_rows).split(",")})
+    except ValueError:
+        parser.error("--batch-rows takes comma-separated integers")
+    if not all(1 <= size <= 10_000 for size in args.batch_rows):
+        parser.error("batch sizes must be in [1, 10000] (the API's default limit)")
     pairs = [item.partition("=") for item in args.server_env]
     if any(not sep or not name for name, sep, _ in pairs):
         parser.error("--server-env takes NAME=VALUE")
@@ -672,45 +757,89 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"registered {args.classifier} champion v{version} "
                 f"in {time.perf_counter() - tick:.1f} s"
             )
-        incidents = incident_payloads()
+        incidents = incident_payloads(max(PAYLOAD_ROWS, 2 * max(args.batch_rows)))
+        speeds = model_speed(settings, incidents[:PAYLOAD_ROWS])
         if args.pin:
             _pin(os.getpid(), 1)
         results: list[RunResult] = []
-        ceiling = client_ceiling(args, [dumps(i) for i in incidents])
+        ceiling = client_ceiling(args, [dumps(i) for i in incidents[:PAYLOAD_ROWS]])
         results.append(ceiling)
         reports: dict[str, ServerReport] = {}
-        for name in args.servers:
-            port = free_port()
-            if name == "crimeflow":
-                spec = crimeflow_spec(port, args.workers)
-            else:
-                spec = baseline_spec(port)
-            singles = [(http_request("/predict", port, dumps(i)), 1) for i in incidents]
-            batches = [
-                (
-                    http_request(
-                        "/predict/batch",
-                        port,
-                        dumps(spec.batch_body(incidents[start : start + args.batch_rows])),
-                    ),
-                    args.batch_rows,
-                )
-                for start in range(0, len(incidents) - args.batch_rows + 1, args.batch_rows)
-            ]
-            print(f"{name}: starting", flush=True)
-            report = bench_server(spec, port, settings, singles, batches, args, log_dir)
-            reports[name] = report
-            results.extend(report.runs)
+        with contextlib.ExitStack() as stack:
+            for name in args.servers:
+                port = free_port()
+                if name == "crimeflow":
+                    spec = crimeflow_spec(port, args.workers)
+                elif name == "crimeflow-pg":
+                    try:
+                        url = stack.enter_context(postgres_log(args.postgres_url))
+                    except Exception as error:  # no PostgreSQL here: the other servers still run
+                        print(f"crimeflow-pg: skipped, no PostgreSQL ({type(error).__name__})")
+                        continue
+                    spec = crimeflow_spec(port, args.workers, log_url=url, name=name)
+                else:
+                    spec = baseline_spec(port)
+                singles = [
+                    (http_request("/predict", port, dumps(i)), 1) for i in incidents[:PAYLOAD_ROWS]
+                ]
+                batches = {
+                    size: batch_requests(spec, port, incidents, size) for size in args.batch_rows
+                }
+                print(f"{name}: starting", flush=True)
+                report = bench_server(spec, port, settings, singles, batches, args, log_dir)
+                reports[name] = report
+                results.extend(report.runs)
         print()
         print_table(results)
-        return _verdict(reports, results, args)
+        return _verdict(reports, results, args, speeds)
     finally:
         if temporary:
             shutil.rmtree(args.home, ignore_errors=True)
 
 
+def batch_requests(
+    spec: ServerSpec, port: int, incidents: Sequence[dict[str, Any]], size: int
+) -> list[tuple[bytes, int]]:
+    """Complete /predict/batch requests of `size` rows each, over consecutive incidents."""
+    return [
+        (
+            http_request("/predict/batch", port, dumps(spec.batch_body(incidents[i : i + size]))),
+            size,
+        )
+        for i in range(0, len(incidents) - size + 1, size)
+    ]
+
+
+def _batch_summary(results: list[RunResult], speeds: dict[int, float]) -> bool:
+    """Print /predict/batch rows/s per server and size next to the model's own; target met?"""
+    print(
+        "model alone (score_rows, canonical rows, no HTTP/JSON/log): "
+        + ", ".join(f"{size:,} rows {speed:,.0f} rows/s" for size, speed in sorted(speeds.items()))
+    )
+    met = True
+    stores = {"crimeflow": "SQLite log", "crimeflow-pg": "PostgreSQL log", "baseline": "no log"}
+    for r in results:
+        if not r.mode.startswith("batch"):
+            continue
+        size = int(r.mode.removeprefix("batch x"))
+        line = f"/predict/batch x{size:,} {r.server} ({stores.get(r.server, '')}): "
+        line += f"{r.rows_per_s:,.0f} rows/s"
+        if r.server_cpu_pct == r.server_cpu_pct:  # not NaN
+            # CPU per row is steadier than rows/s on a machine shared with other jobs.
+            cpu_ms = 1e4 * r.server_cpu_pct / max(r.rows_per_s, 1e-9)
+            line += f", server CPU {cpu_ms:.0f} ms per 1,000 rows"
+        if r.server.startswith("crimeflow"):
+            line += f" (target >= {BATCH_ROWS_PER_S_TARGET:,.0f} rows/s)"
+            met &= r.rows_per_s >= BATCH_ROWS_PER_S_TARGET
+        print(line)
+    return met
+
+
 def _verdict(
-    reports: dict[str, ServerReport], results: list[RunResult], args: argparse.Namespace
+    reports: dict[str, ServerReport],
+    results: list[RunResult],
+    args: argparse.Namespace,
+    speeds: dict[int, float],
 ) -> int:
     """Print ratios, the log check and the targets; the exit status."""
     status = 0
@@ -722,32 +851,31 @@ def _verdict(
     )
     targets_met = True
     single = {r.server: r for r in results if r.mode == "single"}
-    batch = {r.server: r for r in results if r.mode.startswith("batch")}
     if "crimeflow" in single and "baseline" in single:
         ratio = single["crimeflow"].rps / max(single["baseline"].rps, 1e-9)
-        batch_ratio = batch["crimeflow"].rows_per_s / max(batch["baseline"].rows_per_s, 1e-9)
         print(f"single-row RPS ratio crimeflow/baseline: {ratio:.1f}x (target >= 5x)")
-        print(f"batch rows/s ratio crimeflow/baseline: {batch_ratio:.1f}x")
         targets_met &= ratio >= RPS_RATIO_TARGET
     if "crimeflow" in single:
         p99 = single["crimeflow"].p99_ms
         print(f"crimeflow single-row p99: {p99:.1f} ms (target <= {P99_TARGET_MS:.0f} ms)")
         targets_met &= p99 <= P99_TARGET_MS
-        crimeflow_errors = sum(sum(r.errors.values()) for r in results if r.server == "crimeflow")
-        if crimeflow_errors:
-            print(f"FAIL: crimeflow answered {crimeflow_errors} requests without a 200")
+    targets_met &= _batch_summary(results, speeds)
+    for name, report in reports.items():
+        if not name.startswith("crimeflow"):
+            continue
+        errors = sum(sum(r.errors.values()) for r in results if r.server == name)
+        if errors:
+            print(f"FAIL: {name} answered {errors} requests without a 200")
             status = 1
-    report = reports.get("crimeflow")
-    if report is not None:
         same = (
             report.ok_rows_total == report.logged_rows_under_load == report.logged_rows_after_stop
         )
         print(
-            f"prediction log: {report.logged_rows_under_load:,} rows right after the load, "
+            f"{name} prediction log: {report.logged_rows_under_load:,} rows right after the load, "
             f"{report.logged_rows_after_stop:,} after stop; 200-answered predictions: "
-            f"{report.ok_rows_total:,} -> {'OK' if same else 'MISMATCH'}"
+            f"{report.ok_rows_total:,} -> {'OK' if same else 'MISMATCH'}; "
+            f"exit code after SIGTERM: {report.exit_code}"
         )
-        print(f"crimeflow exit code after SIGTERM: {report.exit_code}")
         if not same:
             status = 1
     print("targets:", "met" if targets_met else "MISSED")
@@ -756,6 +884,7 @@ def _verdict(
             "args": {k: str(v) for k, v in vars(args).items()},
             "results": [asdict(r) for r in results],
             "servers": {name: {**asdict(r), "runs": None} for name, r in reports.items()},
+            "model_rows_per_s": speeds,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     if status == 0 and args.strict and not targets_met:

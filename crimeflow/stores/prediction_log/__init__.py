@@ -11,10 +11,12 @@ from crimeflow.stores.prediction_log.log import (
 from crimeflow.stores.prediction_log.reads import FeedbackOutcome, empty_log_frame, parse_utc
 from crimeflow.stores.prediction_log.table import (
     INPUT_COLUMNS,
+    INSERT_COLUMNS,
     LOG_COLUMNS,
     META_COLUMNS,
     PREDICTIONS,
     TABLE_NAME,
+    PredictionBatch,
     PredictionRecord,
     new_prediction_id,
     record_to_row,
@@ -30,12 +32,14 @@ from crimeflow.stores.prediction_log.writer import (
 
 __all__ = [
     "INPUT_COLUMNS",
+    "INSERT_COLUMNS",
     "LOG_COLUMNS",
     "META_COLUMNS",
     "PREDICTIONS",
     "TABLE_NAME",
     "FeedbackOutcome",
     "LogStats",
+    "PredictionBatch",
     "PredictionLog",
     "PredictionLogClosedError",
     "PredictionLogError",

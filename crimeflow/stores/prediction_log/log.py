@@ -32,6 +32,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -47,11 +48,13 @@ from crimeflow.stores.prediction_log.reads import (
     write_parquet,
 )
 from crimeflow.stores.prediction_log.table import (
+    PredictionBatch,
     PredictionRecord,
+    batch_values,
     create_table,
     feedback_history_insert,
     feedback_update,
-    record_to_row,
+    record_values,
 )
 from crimeflow.stores.prediction_log.writer import (
     GroupCommitWriter,
@@ -185,7 +188,15 @@ class PredictionLog:
         if not records:
             return
         # Converted here, so a malformed record fails its own caller and not a shared batch.
-        rows = [record_to_row(record) for record in records]
+        await self._submit([record_values(record) for record in records])
+
+    async def append_batch(self, batch: PredictionBatch) -> None:
+        """`append` for a batch held column by column: committed as one append, or not at all."""
+        if len(batch.incidents):
+            await self._submit(batch_values(batch))
+
+    async def _submit(self, rows: list[tuple[Any, ...]]) -> None:
+        """Hand rows to the writer as one append and wait for their commit."""
         with self._lock:
             if self._state != "running":
                 raise PredictionLogClosedError(f"the prediction log is {self._state}")

@@ -16,13 +16,16 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 
-from crimeflow.contract.incident import CanonicalIncident
+from crimeflow.contract.incident import CanonicalIncident, IncidentColumns
 from crimeflow.contract.schema import (
     BOOL_COLUMNS,
     DATETIME_COLUMNS,
@@ -49,6 +52,8 @@ META_COLUMNS: tuple[str, ...] = (
     "feedback_at",
 )
 LOG_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS)
+# What an insert writes, in this order (feedback comes later): the values of `record_values`.
+INSERT_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS, *META_COLUMNS[:-2])
 
 
 class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +67,24 @@ class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
     probability: float
     label: bool
     incident: CanonicalIncident
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionBatch:
+    """The predictions of one batch request, column by column (what `batch_values` stores).
+
+    `incidents` comes from the incident codec, so its values already have the columns' types;
+    the rest is one value per row (ids, probabilities, labels) or one for the whole batch.
+    """
+
+    incidents: IncidentColumns
+    prediction_ids: list[str]
+    served_at: datetime
+    model_name: str
+    model_version: str
+    request_id: str | None
+    probabilities: list[float]
+    labels: list[bool]
 
 
 def new_prediction_id() -> str:
@@ -259,3 +282,88 @@ def record_to_row(record: PredictionRecord) -> dict[str, Any]:
     row["probability"] = probability
     row["label"] = bool(record.label)
     return row
+
+
+def record_values(record: PredictionRecord) -> tuple[Any, ...]:
+    """`record_to_row` as the tuple of `INSERT_COLUMNS` values (what the writer inserts)."""
+    row = record_to_row(record)
+    return tuple(row[name] for name in INSERT_COLUMNS)
+
+
+def batch_values(batch: PredictionBatch) -> list[tuple[Any, ...]]:
+    """The rows of a batch as tuples of `INSERT_COLUMNS` values; ValueError if one cannot be stored.
+
+    The incident columns come from the codec and are stored as they are; what came from
+    elsewhere (the clock, the model) is checked like `record_to_row` checks it.
+    """
+    if batch.served_at.tzinfo is None:
+        raise ValueError("served_at must be timezone-aware (UTC)")
+    n = len(batch.incidents)
+    if not len(batch.prediction_ids) == len(batch.probabilities) == len(batch.labels) == n:
+        raise ValueError("a batch needs one id, probability and label per incident")
+    probabilities = [float(p) for p in batch.probabilities]
+    if not all(0.0 <= p <= 1.0 for p in probabilities):  # NaN fails too
+        raise ValueError("probabilities must be in [0, 1]")
+    columns = [batch.incidents.values[name] for name in INPUT_COLUMNS]
+    return list(
+        zip(
+            *columns,
+            batch.prediction_ids,
+            repeat(batch.served_at, n),
+            repeat(batch.model_name, n),
+            repeat(batch.model_version, n),
+            repeat(batch.request_id, n),
+            probabilities,
+            [bool(label) for label in batch.labels],
+            strict=True,
+        )
+    )
+
+
+# --- rows -> the database (one statement per transaction) ------------------------------------
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _bind_processors(dialect: sa.Dialect) -> list[tuple[int, Any]]:
+    """(position, processor) of every inserted column whose type converts values on this dialect."""
+    found = []
+    for index, name in enumerate(INSERT_COLUMNS):
+        processor = PREDICTIONS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            found.append((index, processor))
+    return found
+
+
+def _bound(rows: Sequence[tuple[Any, ...]], dialect: sa.Dialect) -> list[tuple[Any, ...]]:
+    """The rows with each value as SQLAlchemy would bind it (SQLite: datetimes as its text)."""
+    processors = _bind_processors(dialect)
+    if not processors:
+        return list(rows)
+    columns = list(zip(*rows, strict=True))
+    for index, processor in processors:
+        # Timestamps and flags repeat (served_at is one per batch): convert each value once.
+        table = {value: processor(value) for value in set(columns[index])}
+        columns[index] = tuple(table[value] for value in columns[index])
+    return list(zip(*columns, strict=True))
+
+
+def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT rows of `INSERT_COLUMNS` values as one executemany of pre-bound tuples.
+
+    SQLAlchemy's own executemany builds and processes a dict per row, which cost more than the
+    database's work; here each column's values are converted once, as a column.
+    """
+    dialect = connection.dialect
+    placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
+    if placeholder is None:  # a driver with named parameters: SQLAlchemy's own path
+        connection.execute(
+            sa.insert(PREDICTIONS), [dict(zip(INSERT_COLUMNS, r, strict=True)) for r in rows]
+        )
+        return
+    quote = dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {quote(TABLE_NAME)} ({', '.join(quote(c) for c in INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([placeholder] * len(INSERT_COLUMNS))})"
+    )
+    connection.exec_driver_sql(statement, _bound(rows, dialect))

@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crimeflow.stores.prediction_log.table import PREDICTIONS
+from crimeflow.stores.prediction_log.table import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class WriterHooks:
 class _Append:
     """One `append` call waiting in the queue: its rows and the future its caller awaits."""
 
-    rows: list[dict[str, Any]]
+    rows: list[tuple[Any, ...]]  # values of table.INSERT_COLUMNS
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
 
@@ -130,7 +130,7 @@ class GroupCommitWriter:
         )
         self._thread.start()
 
-    def submit(self, rows: list[dict[str, Any]]) -> asyncio.Future[None]:
+    def submit(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
         """Queue rows as one append; the future resolves once they are committed (or failed)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -204,8 +204,8 @@ class GroupCommitWriter:
             self.hooks.settled(rows)
             self._settle(outcomes)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert rows in one transaction (executemany) on the writer's own connection."""
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows in one transaction (one executemany) on the writer's own connection."""
         for attempt in (1, 2):
             # Kept open across batches: a pool checkout per batch costs a pre-ping round trip.
             if self._connection is None:
@@ -213,7 +213,7 @@ class GroupCommitWriter:
             connection = self._connection
             try:
                 with connection.begin():
-                    connection.execute(sa.insert(PREDICTIONS), rows)
+                    insert_rows(connection, rows)
                 return
             except (sa.exc.IntegrityError, sa.exc.DataError):
                 raise  # the data, not the connection: it was rolled back and stays usable

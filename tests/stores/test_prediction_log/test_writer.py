@@ -7,6 +7,7 @@ per test in the session's throwaway database, see conftest.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from crimeflow.contract.incident import columns_of
 from crimeflow.stores.prediction_log import (
     PREDICTIONS,
+    PredictionBatch,
     PredictionLog,
     PredictionLogClosedError,
     PredictionLogError,
@@ -32,6 +36,7 @@ from crimeflow.stores.prediction_log import (
 )
 from tests.stores.test_prediction_log.records import (
     REPO,
+    T0,
     record,
     stored_ids,
 )
@@ -343,7 +348,9 @@ CHILD = r"""
 import asyncio, signal, sys
 from datetime import UTC, datetime
 from crimeflow.contract.incident import INCIDENT_FIELDS, CanonicalIncident
+from crimeflow.contract.incident import columns_of
 from crimeflow.stores.prediction_log import (
+    PredictionBatch,
     PredictionLog, PredictionLogClosedError, PredictionRecord, new_prediction_id,
 )
 
@@ -474,5 +481,50 @@ async def test_hooks_see_queued_rows_commits_and_failed_transactions(log_url: st
         with pytest.raises(PredictionLogWriteError):
             await log.append([record(prediction_id=original.prediction_id)])
         assert (watch.failures, watch.in_flight, len(watch.commits)) == (1, 0, 1)
+    finally:
+        await log.stop()
+
+
+# --- batches held column by column ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_column_batch_is_stored_like_the_same_records(log_url: str) -> None:
+    log = PredictionLog(log_url, batch_wait_ms=0)
+    await log.start()
+    try:
+        records = [
+            record(T0),
+            record(T0, ward=None, beat="0912", latitude=None, longitude=None, updated_on=None),
+            record(T0, domestic=None, description=None, id=None, year=None, x_coordinate=None),
+            record(T0, domestic=False, date=datetime(2001, 1, 1, 0, 0, 0, 1)),
+        ]
+        await log.append(records)
+        batch = PredictionBatch(
+            incidents=columns_of([r.incident for r in records]),
+            prediction_ids=[f"z{r.prediction_id[1:]}" for r in records],  # z: not hex
+            served_at=T0,
+            model_name="chicago-arrest",
+            model_version="3",
+            request_id="req-1",
+            probabilities=[0.25, 0.0, 1.0, 0.5],
+            labels=[False, False, True, True],
+        )
+        await log.append_batch(batch)
+        assert log.stats.committed_batches == 2  # one transaction per append
+        frame = log.read_window().sort_values("prediction_id", key=lambda s: s.str[1:])
+        by_row = frame.drop(columns=["prediction_id", "probability", "label"]).reset_index(
+            drop=True
+        )
+        pairs = by_row.iloc[0::2].reset_index(drop=True), by_row.iloc[1::2].reset_index(drop=True)
+        pd.testing.assert_frame_equal(*pairs)  # each record next to its batch twin
+        stored = frame.set_index("prediction_id").loc[batch.prediction_ids]
+        assert stored.probability.tolist() == [0.25, 0.0, 1.0, 0.5]
+        assert stored.label.tolist() == [False, False, True, True]
+        with pytest.raises(ValueError, match="probabilities"):
+            await log.append_batch(dataclasses.replace(batch, probabilities=[0.1, 0.2, 1.5, 0.3]))
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await log.append_batch(dataclasses.replace(batch, served_at=datetime(2025, 1, 1)))
+        assert log.count() == 8
     finally:
         await log.stop()

@@ -322,33 +322,41 @@ def bench_backfill(years: list[int], rows_per_month: int) -> None:
             f"\nbackfill: SODA stand-in at {url} with {rows_per_month:,} rows/month, {first}.."
             f"{last}, ready in {time.perf_counter() - started:.0f} s"
         )
+        print_backfill_header()
+        reports: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-            reports = [backfill_in_child(Path(tmp) / f"{y}y", url, 12 * y) for y in years]
+            for y in years:
+                reports.append(backfill_in_child(Path(tmp) / f"{y}y", url, 12 * y))
+                print_backfill_row(y, reports[-1])
     finally:
         standin.terminate()
         standin.wait()
-    print_backfill(years, reports)
-
-
-def print_backfill(years: list[int], reports: list[dict[str, Any]]) -> None:
-    """One line per backfill, then the longest-vs-shortest peak RSS verdict."""
-    print(
-        f"{'backfill':<10}{'months':>8}{'rows':>12}{'flow s':>9}{'rows/s':>10}{'rows/cpu-s':>12}"
-        f"{'RSS start':>11}{'peak RSS':>10}{'RSS end':>9}  (MiB, the ETL process alone)"
-    )
-    for y, r in zip(years, reports, strict=True):
-        print(
-            f"{f'{y} years':<10}{r['months']:>8}{r['rows']:>12,}{r['flow_s']:>9.1f}"
-            f"{r['rows'] / r['flow_s']:>10,.0f}{r['rows'] / r['cpu_s']:>12,.0f}"
-            f"{r['rss_before_mib']:>11,.0f}"
-            f"{r['peak_rss_mib']:>10,.0f}{r['rss_after_mib']:>9,.0f}"
-        )
-        print("          seconds per step: " + json.dumps(r["steps_s"]))
     ratio = reports[-1]["peak_rss_mib"] / reports[0]["peak_rss_mib"]
     verdict = "ok" if ratio <= BACKFILL_RSS_RATIO_TARGET else "MISSED"
     print(
         f"peak RSS {years[-1]} years / {years[0]} year(s): {ratio:.2f}x "
         f"(target <= {BACKFILL_RSS_RATIO_TARGET}x: {verdict})"
+    )
+
+
+def print_backfill_header() -> None:
+    """The column titles of the backfill lines."""
+    print(
+        f"{'backfill':<10}{'months':>8}{'rows':>12}{'flow s':>9}{'rows/s':>10}{'rows/cpu-s':>12}"
+        f"{'RSS start':>11}{'peak RSS':>10}{'RSS end':>9}  (MiB, the ETL process alone)"
+    )
+
+
+def print_backfill_row(years: int, r: dict[str, Any]) -> None:
+    """One backfill's line: rows, wall and CPU throughput, RSS before, at peak and after."""
+    print(
+        f"{f'{years} years':<10}{r['months']:>8}{r['rows']:>12,}{r['flow_s']:>9.1f}"
+        f"{r['rows'] / r['flow_s']:>10,.0f}{r['rows'] / r['cpu_s']:>12,.0f}"
+        f"{r['rss_before_mib']:>11,.0f}{r['peak_rss_mib']:>10,.0f}{r['rss_after_mib']:>9,.0f}"
+    )
+    print(
+        "          seconds per step: "
+        + json.dumps({k: round(v, 1) for k, v in r["steps_s"].items()})
     )
 
 
@@ -366,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", choices=["serve", "backfill"], help=argparse.SUPPRESS)
     parser.add_argument("role_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # lines as they come
 
     if args.role == "serve":
         first, last, rows_per_month = args.role_args

@@ -277,6 +277,7 @@ def child_env(home: Path, soda_url: str, months: int) -> dict[str, str]:
         CRIMEFLOW_BACKFILL_MONTHS=str(months),
         PREFECT_HOME=str(home / "prefect"),
         PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",  # no telemetry from a throwaway server
         # A fresh Prefect home migrates its database first: slow on a busy machine.
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
     )

@@ -11,7 +11,7 @@ import pytest
 
 from crimeflow.contract.months import previous_month, shift_month
 from crimeflow.domain.validate import ValidationFailed
-from crimeflow.standins.generate import add_bad_rows, generate_incidents
+from crimeflow.standins.generate import add_bad_rows, generate_incidents, to_soda_strings
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
 from crimeflow.stores.socrata import SodaSource
@@ -216,3 +216,22 @@ def test_a_backfill_holds_one_month_at_a_time(configure, monkeypatch):
     expected = [e for m in months for e in [("fetch", m, []), *(("write", m, [z]) for z in zones)]]
     assert events == expected
     assert alive() == []
+
+
+def test_a_bad_month_stops_a_backfill_before_it_is_written_and_commits_nothing(configure):
+    last = previous_month(datetime.now(ZoneInfo("America/Chicago")).date())
+    months = [shift_month(last, offset) for offset in range(-2, 1)]
+    data = generate_incidents(months[0], last, rows_per_month=300, seed=9)
+    bad = data["date"].dt.strftime("%Y-%m") == months[1]
+    dirty = pd.concat([to_soda_strings(data[~bad]), add_bad_rows(data[bad], share=0.2, seed=5)])
+    with StandinServer(dirty.reset_index(drop=True)) as server:
+        settings = configure(socrata_url=server.url, backfill_months=len(months))
+        with pytest.raises(ValidationFailed, match=r"above the 5\.00% threshold"):
+            monthly_etl()
+    lake = Lake.from_settings(settings)
+    # The month before is whole in every zone; the bad month and the ones after are not there.
+    for zone in (RAW_CRIMES, CLEAN_CRIMES, QUARANTINE_CRIMES, FEATURES):
+        assert lake.months(zone) == months[:1]
+    # Not committed: no state, no training window, so the next run pulls them all again.
+    assert lake.read_json("state/etl.json") is None
+    assert lake.read_json("window.json") is None

@@ -2,7 +2,7 @@
 reduced to what the run summary needs. Pure: the lake reads and writes happen in the tasks.
 
 A run handles its months one at a time and keeps only each month's `MonthOutcome` (counts,
-quarantine reasons, newest update, incidents per day: a few hundred bytes), so its memory is
+quarantine reasons, newest update, incidents per day: a few kilobytes), so its memory is
 bounded by one month whatever the length of a backfill.
 """
 

@@ -1,18 +1,19 @@
-"""The monthly ETL: Socrata → validated, enriched, partitioned data lake."""
+"""The monthly ETL: Socrata → validated, enriched, partitioned data lake, one month at a time."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import pandas as pd
 from prefect import flow, runtime
 
 from crimeflow.contract.schema import chicago
-from crimeflow.contract.settings import get_settings
-from crimeflow.domain.etl_run import run_summary
+from crimeflow.contract.settings import Settings, get_settings
+from crimeflow.domain.etl_run import MonthOutcome, month_outcome, months_to_run, run_summary
 from crimeflow.domain.etl_summary import Stopwatch
 from crimeflow.domain.ingest import plan_months
-from crimeflow.stores.etl_run import late_updates_where, run_manifest
-from crimeflow.stores.lake import Lake
+from crimeflow.stores.etl_run import run_manifest
+from crimeflow.stores.lake import Lake, WriteResult
 from crimeflow.stores.socrata import crimes_in_month_where
 from tasks.etl_steps import (
     commit_run,
@@ -20,16 +21,20 @@ from tasks.etl_steps import (
     publish_summary,
     stage_raw,
     update_training_window,
-    validate_months,
-    write_months,
+    validate_month,
+    write_month,
     write_stations,
 )
-from tasks.extract import extract_crimes, extract_stations
+from tasks.extract import extract_crimes, extract_late_updates, extract_stations
 
 
 @flow(name="monthly-etl")
 def monthly_etl(month: str | None = None) -> dict:
-    """Pull one month of crimes (default: last month; a backfill on an empty lake) into the lake."""
+    """Pull one month of crimes (default: last month; a backfill on an empty lake) into the lake.
+
+    Months go through one at a time, so a backfill of any length holds one month in memory; the
+    run commits (manifest, then state) after the last month is written.
+    """
     settings = get_settings()
     lake = Lake.from_settings(settings)
     now = datetime.now(chicago())
@@ -40,23 +45,47 @@ def monthly_etl(month: str | None = None) -> dict:
     months = plan_months(month, state.months, now.date(), settings.etl.backfill_months)
     with clock("extract"):
         stations = extract_stations(settings.socrata)
-        pulled = {m: extract_crimes(settings.socrata, crimes_in_month_where(m)) for m in months}
-        late_where = late_updates_where(state, months)
-        late = extract_crimes(settings.socrata, late_where) if late_where else None
-    with clock("upsert"):
-        staged = stage_raw(lake, pulled, late, state.months)
-    with clock("validate+enrich"):
-        checked = validate_months(staged, stations, settings.etl.max_bad_row_share)
+        late = extract_late_updates(settings.socrata, state, months)
+    outcomes: list[MonthOutcome] = []
+    written: dict[str, dict[str, WriteResult]] = {}
+    for each in months_to_run(months, late.by_month):
+        # pop: a month's late rows are released once that month is done.
+        outcome, written[each] = etl_month(
+            settings, lake, each, late.by_month.pop(each, None), stations, clock
+        )
+        outcomes.append(outcome)
     with clock("write"):
         stations_written = write_stations(lake, stations)
-        written = write_months(lake, checked)
         window = update_training_window(lake, settings.etl.training_window_months)
 
-    summary = run_summary(run_id, settings.lake_url, checked, written, late, window, clock.seconds)
+    summary = run_summary(run_id, settings.lake_url, outcomes, late.pulled, window, clock.seconds)
     manifest = run_manifest(settings.socrata, summary, months, written, stations_written, now)
-    commit_run(lake, state, run_id, checked, manifest, datetime.now(chicago()))
-    publish_summary(lake, summary, checked)
+    commit_run(lake, state, run_id, outcomes, manifest, datetime.now(chicago()))
+    publish_summary(lake, summary, outcomes)
     return summary.to_json()
+
+
+def etl_month(
+    settings: Settings,
+    lake: Lake,
+    month: str,
+    late_rows: pd.DataFrame | None,
+    stations: pd.DataFrame,
+    clock: Stopwatch,
+) -> tuple[MonthOutcome, dict[str, WriteResult]]:
+    """One month: pull it (or take its late updates), upsert it into its raw partition, validate
+    and enrich it, write it. Only counts and write results outlive the call, not its rows."""
+    with clock("extract"):
+        rows = late_rows
+        if rows is None:
+            rows = extract_crimes(settings.socrata, crimes_in_month_where(month))
+    with clock("upsert"):
+        staged = stage_raw(lake, month, rows)
+    with clock("validate+enrich"):
+        checked = validate_month(staged, stations, settings.etl.max_bad_row_share)
+    with clock("write"):
+        written = write_month(lake, checked)
+    return month_outcome(checked, written), written
 
 
 if __name__ == "__main__":

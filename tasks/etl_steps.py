@@ -11,14 +11,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from crimeflow.domain.enrich import StationIndex
 from crimeflow.domain.etl_run import (
     CheckedMonth,
+    MonthOutcome,
     StagedMonth,
-    check_months,
-    incoming_by_month,
+    check_staged,
     manifest_key,
+    newest_update,
     stage_month,
 )
-from crimeflow.domain.etl_summary import EtlRunSummary, incidents_per_day_png, summary_markdown
-from crimeflow.domain.ingest import EtlState, max_updated_on
+from crimeflow.domain.etl_summary import (
+    EtlRunSummary,
+    combine_daily,
+    incidents_per_day_png,
+    summary_markdown,
+)
+from crimeflow.domain.ingest import EtlState
 from crimeflow.stores.files import normalize_stations
 from crimeflow.stores.lake import (
     CLEAN_CRIMES,
@@ -42,43 +48,32 @@ def load_state(lake: Lake) -> EtlState:
 
 
 @step
-def stage_raw(
-    lake: Lake,
-    pulled: dict[str, pd.DataFrame],
-    late: pd.DataFrame | None,
-    ingested: list[str],
-) -> list[StagedMonth]:
-    """Upsert this run's rows into each touched month's raw partition (in memory only)."""
-    incoming = incoming_by_month(pulled, late, ingested)
-    return [
-        stage_month(month, lake.read(RAW_CRIMES, month), rows)
-        for month, rows in sorted(incoming.items())
-    ]
+def stage_raw(lake: Lake, month: str, rows: pd.DataFrame) -> StagedMonth:
+    """Upsert a month's incoming rows into its raw partition (in memory only)."""
+    return stage_month(month, lake.read(RAW_CRIMES, month), rows)
 
 
 @step
-def validate_months(
-    staged: list[StagedMonth], stations: pd.DataFrame, max_bad_share: float
-) -> list[CheckedMonth]:
-    """Validate and enrich every staged month; fail before any write if too many rows are bad."""
-    return check_months(staged, StationIndex(normalize_stations(stations)), max_bad_share)
+def validate_month(
+    staged: StagedMonth, stations: pd.DataFrame, max_bad_share: float
+) -> CheckedMonth:
+    """Validate and enrich a staged month; fail before it is written if too many rows are bad."""
+    # Indexing the ~23 stations again per month costs well under a millisecond.
+    return check_staged(staged, StationIndex(normalize_stations(stations)), max_bad_share)
 
 
 @step
-def write_months(lake: Lake, checked: list[CheckedMonth]) -> dict[str, dict[str, WriteResult]]:
-    """Write clean, quarantine, features and raw partitions of every month, atomically each."""
-    written: dict[str, dict[str, WriteResult]] = {}
-    for item in checked:
-        month = item.staged.month
-        # Derived zones first, raw last; the state advances only after all of them (commit_run),
-        # so a crash in between is repaired by the next run, which re-pulls and re-derives.
-        written[month] = {
-            "clean": lake.write(CLEAN_CRIMES, item.validation.clean, month),
-            "quarantine": lake.write(QUARANTINE_CRIMES, item.validation.quarantine, month),
-            "features": lake.write(FEATURES, item.features, month),
-            "raw": lake.write(RAW_CRIMES, item.staged.raw, month),
-        }
-    return written
+def write_month(lake: Lake, checked: CheckedMonth) -> dict[str, WriteResult]:
+    """Write a month's clean, quarantine, features and raw partitions, atomically each."""
+    month = checked.staged.month
+    # Derived zones first, raw last; the state advances only after every month (commit_run),
+    # so a crash in between is repaired by the next run, which re-pulls and re-derives.
+    return {
+        "clean": lake.write(CLEAN_CRIMES, checked.validation.clean, month),
+        "quarantine": lake.write(QUARANTINE_CRIMES, checked.validation.quarantine, month),
+        "features": lake.write(FEATURES, checked.features, month),
+        "raw": lake.write(RAW_CRIMES, checked.staged.raw, month),
+    }
 
 
 @step
@@ -101,23 +96,23 @@ def commit_run(
     lake: Lake,
     state: EtlState,
     run_id: str,
-    checked: list[CheckedMonth],
+    outcomes: list[MonthOutcome],
     manifest: dict,
     now: datetime,
 ) -> EtlState:
     """Write the run manifest, then advance the state (the commit point of a run)."""
     lake.write_json(manifest_key(run_id), manifest)
-    seen = max_updated_on([c.staged.raw for c in checked])
-    new_state = state.advanced(run_id, [c.staged.month for c in checked], seen, now)
+    months = [o.counts.month for o in outcomes]
+    new_state = state.advanced(run_id, months, newest_update(outcomes), now)
     lake.write_json(STATE_KEY, new_state.to_json())
     return new_state
 
 
 @step
-def publish_summary(lake: Lake, summary: EtlRunSummary, checked: list[CheckedMonth]) -> None:
+def publish_summary(lake: Lake, summary: EtlRunSummary, outcomes: list[MonthOutcome]) -> None:
     """Publish the run summary as Prefect artifacts (markdown + per-month table) and a plot."""
-    features = [c.features for c in checked if len(c.features)]
-    png = incidents_per_day_png(pd.concat(features)) if features else None
+    daily = combine_daily([o.daily for o in outcomes])
+    png = incidents_per_day_png(daily) if daily is not None else None
     if png is not None:
         summary.plot_key = f"reports/etl/{summary.run_id}/incidents_per_day.png"
         lake.write_bytes(summary.plot_key, png)

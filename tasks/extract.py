@@ -11,6 +11,9 @@ from prefect.logging import get_run_logger
 
 from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import SocrataSettings
+from crimeflow.domain.etl_run import LateUpdates, late_rows_by_month
+from crimeflow.domain.ingest import EtlState
+from crimeflow.stores.etl_run import late_updates_where
 from crimeflow.stores.files import STATION_COLUMNS
 from crimeflow.stores.socrata import ProgressCallback, SodaSource
 from tasks import step
@@ -39,9 +42,8 @@ def _log_progress(logger: Logger, what: str) -> ProgressCallback:
 
 # No Prefect `retries=` on these tasks: every page already retries with backoff, and a task
 # retry would restart the pull from offset 0 and multiply attempts against a struggling server.
-@step(name="extract-crimes")
-def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
-    """Pull the crimes matching a SoQL `$where`, every contract column, as raw strings."""
+def _pull_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
+    """The crimes matching a SoQL `$where`, every contract column, as raw strings."""
     logger = _run_logger()
     logger.info("extracting crimes where %s", where)
     source = SodaSource(soda, logger=logger)
@@ -53,6 +55,23 @@ def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
     )
     logger.info("extracted %s crime rows", f"{len(frame):,}")
     return frame
+
+
+@step(name="extract-crimes")
+def extract_crimes(soda: SocrataSettings, where: str) -> pd.DataFrame:
+    """Pull the crimes matching a SoQL `$where`, every contract column, as raw strings."""
+    return _pull_crimes(soda, where)
+
+
+@step(name="extract-late-updates")
+def extract_late_updates(soda: SocrataSettings, state: EtlState, months: list[str]) -> LateUpdates:
+    """Re-pull the rows of ingested months updated since the watermark (late arrests), by month;
+    nothing on a first run. Its size follows the updates since the last run, not the lake's."""
+    where = late_updates_where(state, months)
+    if where is None:
+        return LateUpdates(pulled=0, by_month={})
+    rows = _pull_crimes(soda, where)
+    return LateUpdates(pulled=len(rows), by_month=late_rows_by_month(rows, state.months, months))
 
 
 @step(name="extract-stations")

@@ -98,7 +98,10 @@ class EtlSettings(Group):
     backfill_months: int = Field(12, ge=1, description="Months a first run on an empty lake pulls.")
     training_window_months: int = Field(12, ge=1, description="Months in the rolling window.")
     max_bad_row_share: float = Field(
-        0.05, ge=0, le=1, description="Fail the ETL when more than this share of rows is bad."
+        0.05,
+        ge=0,
+        le=1,
+        description="Fail the ETL when more than this share of a month's rows is bad.",
     )
 
 

@@ -1,18 +1,31 @@
-"""One ETL run's months in memory: staged (raw upserted), checked (validated and enriched),
-and counted for the run summary. Pure: the lake reads and writes happen in the tasks."""
+"""One month of an ETL run: staged (raw upserted), checked (validated and enriched), then
+reduced to what the run summary needs. Pure: the lake reads and writes happen in the tasks.
+
+A run handles its months one at a time and keeps only each month's `MonthOutcome` (counts,
+quarantine reasons, newest update, incidents per day: a few kilobytes), so its memory is
+bounded by one month whatever the length of a backfill.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import pandas as pd
 
 from crimeflow.contract.months import month_bounds
 from crimeflow.domain.enrich import StationIndex, enrich
-from crimeflow.domain.etl_summary import EtlRunSummary, MonthCounts
-from crimeflow.domain.ingest import as_raw_strings, rows_by_month, upsert_counts, upsert_raw
+from crimeflow.domain.etl_summary import EtlRunSummary, MonthCounts, daily_incidents
+from crimeflow.domain.ingest import (
+    as_raw_strings,
+    max_updated_on,
+    rows_by_month,
+    upsert_counts,
+    upsert_raw,
+)
 from crimeflow.domain.validate import ValidationResult, check_bad_share, validate_incidents
 
 
@@ -42,34 +55,53 @@ class CheckedMonth:
     features: pd.DataFrame
 
 
-def incoming_by_month(
-    pulled: dict[str, pd.DataFrame], late: pd.DataFrame | None, ingested: list[str]
+@dataclass(frozen=True)
+class MonthOutcome:
+    """What a run keeps of a month once it is written: the summary's inputs, no rows."""
+
+    counts: MonthCounts
+    reasons: dict[str, int]  # quarantine reasons, as `ValidationResult.reasons`
+    newest_update: datetime | None  # newest `updated_on` of the month's raw rows
+    daily: pd.DataFrame  # incidents and arrests per day, for the summary's plot
+
+
+@dataclass
+class LateUpdates:
+    """Rows of already-ingested months updated since the last run (late arrests, mostly)."""
+
+    pulled: int  # rows the late-update query returned, all months together
+    by_month: dict[str, pd.DataFrame]  # the ones this run upserts, by month
+
+
+def late_rows_by_month(
+    late: pd.DataFrame | None, ingested: Sequence[str], pulled: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
-    """This run's rows per month as raw text: the pulled months, plus late updates of the
-    already-ingested months that were not pulled again."""
-    # Socrata's JSON gives booleans and strings; the raw zone stores them all as text.
-    incoming = {month: as_raw_strings(rows) for month, rows in pulled.items()}
-    if late is not None and len(late):
-        late_months = [m for m in ingested if m not in pulled]
-        incoming.update(rows_by_month(as_raw_strings(late), late_months))
-    return incoming
+    """Late updates split by month, for the already-ingested months this run does not pull in
+    full (a pulled month gets its late rows with the rest of its rows)."""
+    if late is None or not len(late):
+        return {}
+    return rows_by_month(late, [m for m in ingested if m not in pulled])
+
+
+def months_to_run(pulled: Sequence[str], late: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Every month a run stages, validates and writes, oldest first."""
+    return sorted({*pulled, *late})
 
 
 def stage_month(month: str, existing: pd.DataFrame | None, rows: pd.DataFrame) -> StagedMonth:
-    """Upsert a month's incoming rows into its existing raw partition (None: a new month)."""
-    merged = upsert_raw(existing, rows)
-    return StagedMonth(month, merged, len(rows), *upsert_counts(existing, merged))
+    """Upsert a month's incoming SODA rows (as raw text) into its existing raw partition (None:
+    a new month)."""
+    # Socrata's JSON gives booleans and strings; the raw zone stores them all as text.
+    incoming = as_raw_strings(rows)
+    merged = upsert_raw(existing, incoming)
+    return StagedMonth(month, merged, len(incoming), *upsert_counts(existing, merged))
 
 
-def check_months(
-    staged: list[StagedMonth], stations: StationIndex, max_bad_share: float
-) -> list[CheckedMonth]:
-    """Validate and enrich every staged month; raise before any write if too many rows are bad."""
-    results = [validate_incidents(s.raw, month_bounds(s.month)) for s in staged]
-    check_bad_share(ValidationResult.combine(results), max_bad_share)
-    return [
-        CheckedMonth(s, r, enrich(r.clean, stations)) for s, r in zip(staged, results, strict=True)
-    ]
+def check_staged(staged: StagedMonth, stations: StationIndex, max_bad_share: float) -> CheckedMonth:
+    """Validate and enrich a staged month; raise before it is written if too many rows are bad."""
+    result = validate_incidents(staged.raw, month_bounds(staged.month))
+    check_bad_share(result, max_bad_share)
+    return CheckedMonth(staged, result, enrich(result.clean, stations))
 
 
 def month_counts(item: CheckedMonth, written: Mapping[str, PartitionWrite]) -> MonthCounts:
@@ -89,21 +121,40 @@ def month_counts(item: CheckedMonth, written: Mapping[str, PartitionWrite]) -> M
     )
 
 
+def month_outcome(item: CheckedMonth, written: Mapping[str, PartitionWrite]) -> MonthOutcome:
+    """What the run keeps of a written month (its frames can then be dropped)."""
+    return MonthOutcome(
+        counts=month_counts(item, written),
+        reasons=item.validation.reasons,
+        newest_update=max_updated_on([item.staged.raw]),
+        daily=daily_incidents(item.features),
+    )
+
+
+def newest_update(outcomes: Sequence[MonthOutcome]) -> datetime | None:
+    """The newest `updated_on` a run saw (None when it saw none)."""
+    stamps = [o.newest_update for o in outcomes if o.newest_update is not None]
+    return max(stamps) if stamps else None
+
+
 def run_summary(
     run_id: str,
     lake_url: str,
-    checked: list[CheckedMonth],
-    written: Mapping[str, Mapping[str, PartitionWrite]],
-    late: pd.DataFrame | None,
+    outcomes: Sequence[MonthOutcome],
+    late_updates_pulled: int,
     window: list[str],
     seconds: dict[str, float],
 ) -> EtlRunSummary:
     """The run's summary: counts per month, reasons, timings."""
+    reasons: Counter[str] = Counter()
+    for outcome in outcomes:
+        reasons.update(outcome.reasons)
     return EtlRunSummary(
         run_id=run_id,
-        months=[month_counts(c, written[c.staged.month]) for c in checked],
-        quarantine_reasons=ValidationResult.combine([c.validation for c in checked]).reasons,
-        late_updates_pulled=0 if late is None else len(late),
+        months=[o.counts for o in outcomes],
+        # Ordered as `ValidationResult.combine` orders them: by count, ties by first seen.
+        quarantine_reasons=dict(reasons.most_common()),
+        late_updates_pulled=late_updates_pulled,
         window=window,
         seconds=seconds,
         lake_url=lake_url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -106,19 +106,32 @@ def summary_markdown(summary: EtlRunSummary, plot_png: bytes | None = None) -> s
     return "\n".join(lines)
 
 
-def incidents_per_day_png(features: pd.DataFrame) -> bytes:
-    """A small bar-and-line PNG: incidents and arrests per day of the run's months."""
+def daily_incidents(features: pd.DataFrame) -> pd.DataFrame:
+    """Incidents and arrests per day (index `day`) of enriched rows: what the plot draws."""
+    return (
+        features.assign(day=features["date"].dt.floor("D"), arrests=features["arrest"].astype(int))
+        .groupby("day")
+        .agg(incidents=("id", "size"), arrests=("arrests", "sum"))
+    )
+
+
+def combine_daily(frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """One per-day frame from several months' (None when they hold no day)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    # A day lies in one month, so the sum only guards against a caller passing a day twice.
+    return pd.concat(frames).groupby(level="day").sum()
+
+
+def incidents_per_day_png(daily: pd.DataFrame) -> bytes:
+    """A small bar-and-line PNG of `daily_incidents`: incidents and arrests per day."""
     # Imported here: matplotlib is heavy and only the summary step needs it.
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    daily = (
-        features.assign(day=features["date"].dt.floor("D"), arrests=features["arrest"].astype(int))
-        .groupby("day")
-        .agg(incidents=("id", "size"), arrests=("arrests", "sum"))
-    )
     fig, ax = plt.subplots(figsize=(7, 2.4), dpi=80)
     ax.bar(daily.index, daily["incidents"], width=0.9, color="#4c78a8", label="incidents")
     ax.plot(daily.index, daily["arrests"], color="#e45756", label="arrests")

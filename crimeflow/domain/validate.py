@@ -403,6 +403,10 @@ def _certify(clean: pd.DataFrame, window: Window | None, contract_rows: int) -> 
         schema.validate(clean, lazy=True, inplace=True)
     else:
         schema.validate(clean, sample=contract_rows, random_state=0, lazy=True, inplace=True)
+    # pandera caches a `clean.pandera` accessor that points back at `clean`: a reference cycle
+    # that only the cyclic GC frees, so every validated frame would outlive its last use (a
+    # backfill kept one clean month per month run until a full collection). Nothing reads it.
+    vars(clean).pop("pandera", None)
 
 
 def check_bad_share(result: ValidationResult, max_share: float, examples: int = 3) -> None:

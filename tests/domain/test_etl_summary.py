@@ -6,6 +6,8 @@ from crimeflow.domain.etl_summary import (
     EtlRunSummary,
     MonthCounts,
     Stopwatch,
+    combine_daily,
+    daily_incidents,
     incidents_per_day_png,
     summary_markdown,
 )
@@ -41,9 +43,25 @@ def test_plot_is_a_png_and_embeds_in_markdown():
             "arrest": [True, False] * 24,
         }
     )
-    png = incidents_per_day_png(frame)
+    png = incidents_per_day_png(daily_incidents(frame))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert "data:image/png;base64," in summary_markdown(summary(), png)
+
+
+def test_daily_totals_of_months_combine_into_the_whole_runs():
+    frame = pd.DataFrame(
+        {
+            "id": range(96),
+            "date": pd.date_range("2018-03-30", periods=96, freq="h"),  # Mar 30 .. Apr 2
+            "arrest": [True, False, False] * 32,
+        }
+    )
+    march, april = (frame[frame["date"].dt.month == m] for m in (3, 4))
+    combined = combine_daily([daily_incidents(april), daily_incidents(march.head(0))])
+    combined = combine_daily([daily_incidents(march), combined])
+    pd.testing.assert_frame_equal(combined, daily_incidents(frame))
+    assert combined["incidents"].tolist() == [24, 24, 24, 24]
+    assert combine_daily([daily_incidents(frame.head(0))]) is None
 
 
 def test_stopwatch_adds_repeated_steps():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,17 @@ def test_clean_rows_pass_untouched_with_canonical_dtypes():
     assert result.clean["id"].tolist() == [1, 2]
     assert str(result.clean["arrest"].dtype) == "boolean"
     assert list(result.quarantine.columns) == [*SODA_COLUMNS, REASON_COLUMN]
+
+
+def test_validated_frames_are_freed_without_waiting_for_the_cyclic_gc():
+    result = validate_incidents(raw_frame(good_row(1), good_row(2, district="999")), JANUARY)
+    frames = [weakref.ref(f) for f in (result.clean, result.quarantine)]
+    gc.disable()  # a reference cycle would keep them until a full collection
+    try:
+        del result
+        assert [f() for f in frames] == [None, None]
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize(

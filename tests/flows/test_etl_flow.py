@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -10,9 +11,10 @@ import pytest
 
 from crimeflow.contract.months import previous_month, shift_month
 from crimeflow.domain.validate import ValidationFailed
-from crimeflow.standins.generate import add_bad_rows, generate_incidents
+from crimeflow.standins.generate import add_bad_rows, generate_incidents, to_soda_strings
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.lake import CLEAN_CRIMES, FEATURES, QUARANTINE_CRIMES, RAW_CRIMES, Lake
+from crimeflow.stores.socrata import SodaSource
 from flows.etl import monthly_etl
 
 ROWS = 1500
@@ -170,3 +172,66 @@ def test_the_raw_zone_keeps_socrata_text(incidents, configure):
     assert set(raw["arrest"].unique()) == {"true", "false"}
     assert raw["beat"].str.fullmatch(r"\d{4}").all()
     assert raw["date"].str.endswith(".000").all()  # SODA's floating timestamp text
+
+
+def test_a_backfill_holds_one_month_at_a_time(configure, monkeypatch):
+    """Each month is pulled only once the month before is written, and by then none of the
+    earlier months' frames (pulled, raw, clean, quarantine, features) is alive any more."""
+    last = previous_month(datetime.now(ZoneInfo("America/Chicago")).date())
+    months = [shift_month(last, offset) for offset in range(-3, 1)]
+    data = generate_incidents(months[0], last, rows_per_month=300, seed=7)
+    events: list[tuple[str, str, list[str]]] = []
+    frames: list[tuple[str, weakref.ref]] = []  # (month, the frame) of every month so far
+
+    def alive() -> list[str]:
+        return sorted({month for month, ref in frames if ref() is not None})
+
+    def fetch(self, dataset, where, select, on_progress=None):
+        frame = real_fetch(self, dataset, where, select, on_progress)
+        if "date >=" in (where or ""):
+            month = where.split("'")[1][:7]
+            events.append(("fetch", month, alive()))
+            frames.append((month, weakref.ref(frame)))
+        return frame
+
+    def write(self, zone, frame, month=None):
+        if month is not None:
+            events.append(("write", month, [zone]))
+            frames.append((month, weakref.ref(frame)))
+        return real_write(self, zone, frame, month)
+
+    real_fetch, real_write = SodaSource.fetch, Lake.write
+    monkeypatch.setattr(SodaSource, "fetch", fetch)
+    monkeypatch.setattr(Lake, "write", write)
+    with StandinServer(data) as server:
+        configure(socrata_url=server.url, backfill_months=len(months))
+        result = monthly_etl()
+
+    assert [m["month"] for m in result["months"]] == months
+    fetches = [(month, live) for kind, month, live in events if kind == "fetch"]
+    # When a month is pulled, no frame of any earlier month is still in memory.
+    assert fetches == [(month, []) for month in months]
+    # Pulls and writes interleave: month by month, each month's four zones written in turn.
+    zones = ["clean/crimes", "quarantine/crimes", "features", "raw/crimes"]
+    expected = [e for m in months for e in [("fetch", m, []), *(("write", m, [z]) for z in zones)]]
+    assert events == expected
+    assert alive() == []
+
+
+def test_a_bad_month_stops_a_backfill_before_it_is_written_and_commits_nothing(configure):
+    last = previous_month(datetime.now(ZoneInfo("America/Chicago")).date())
+    months = [shift_month(last, offset) for offset in range(-2, 1)]
+    data = generate_incidents(months[0], last, rows_per_month=300, seed=9)
+    bad = data["date"].dt.strftime("%Y-%m") == months[1]
+    dirty = pd.concat([to_soda_strings(data[~bad]), add_bad_rows(data[bad], share=0.2, seed=5)])
+    with StandinServer(dirty.reset_index(drop=True)) as server:
+        settings = configure(socrata_url=server.url, backfill_months=len(months))
+        with pytest.raises(ValidationFailed, match=r"above the 5\.00% threshold"):
+            monthly_etl()
+    lake = Lake.from_settings(settings)
+    # The month before is whole in every zone; the bad month and the ones after are not there.
+    for zone in (RAW_CRIMES, CLEAN_CRIMES, QUARANTINE_CRIMES, FEATURES):
+        assert lake.months(zone) == months[:1]
+    # Not committed: no state, no training window, so the next run pulls them all again.
+    assert lake.read_json("state/etl.json") is None
+    assert lake.read_json("window.json") is None

@@ -4,13 +4,19 @@ The real thing: `crimeflow api --workers 2` in its own process, a limit of LIMIT
 minute counted in the Redis on 127.0.0.1:6379 (a database of its own, its keys deleted first),
 SENT requests over fresh connections so that both workers answer some (each access-log line
 names the worker's pid). Exactly LIMIT get 200, the rest 429, and `/metrics` from either worker
-counts every request that was sent.
+counts every request that was sent. Then the supervisor is SIGKILLed (the OOM killer, `kill -9`,
+a container runtime): its workers must follow it (`api.server.exit_with_parent`) and free the
+port, where uvicorn's own workers would go on serving and the next start would fail with
+"address in use".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -35,6 +41,52 @@ CONCURRENCY = 12
 # A database no other test of the project uses; this test deletes only the limiter's keys.
 REDIS_URL = "redis://127.0.0.1:6379/13"
 ROUTE = "/model"
+
+
+GONE_WITHIN_S = 5.0
+
+
+def children(pid: int) -> set[int]:
+    """The live (not zombie) processes whose parent is `pid`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def workers_outlive(port: int, workers: set[int]) -> tuple[bool, list[int]]:
+    """After their supervisor died: (whether the port is still held, workers still alive)."""
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while time.monotonic() < deadline and (accepts(port) or any(map(alive, workers))):
+        time.sleep(0.1)
+    return accepts(port), sorted(filter(alive, workers))
 
 
 def access_lines(log_file: Path) -> list[dict[str, Any]]:
@@ -96,6 +148,7 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
         redis.delete(*stale)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    workers: set[int] = set()
     env = child_environment(
         {
             "CRIMEFLOW_HOME": str(registry_settings.home),
@@ -129,8 +182,15 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
                 break
         time.sleep(0.3)  # the access lines are written by a background thread
         model_pids, metrics_pids = served_by(log_file, ROUTE), served_by(log_file, "/metrics")
+        workers = children(process.pid)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+        held, left = workers_outlive(port, workers)
     finally:
         stop(process, timeout_s=20)
+        for pid in workers:  # never leave a worker behind, whatever the outcome
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
         used = list(redis.scan_iter(match=RATE_LIMIT_KEY_PREFIX + "*"))
         if used:
             redis.delete(*used)
@@ -147,3 +207,5 @@ def test_two_workers_share_the_rate_limit_and_the_metrics(
     # Both workers ready (the minimum over them is 1); stopped workers took their live gauges.
     assert all(ready), report
     assert not list(metrics_dir.glob("gauge_live*")), sorted(metrics_dir.iterdir())
+    # The killed supervisor's workers drained and exited: nothing holds the port.
+    assert len(workers) >= 2 and not held and not left, f"port held: {held}, alive: {left}"

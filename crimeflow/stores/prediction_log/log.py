@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from crimeflow.contract.redact import redact
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import engine as store
 from crimeflow.stores.prediction_log.reads import (
@@ -206,7 +207,7 @@ class PredictionLog:
         try:
             return await asyncio.to_thread(lambda: store.probe_writable(self.engine))
         except (sa.exc.SQLAlchemyError, OSError) as error:
-            logger.warning("prediction log ping failed: %s", error)
+            logger.warning("prediction log ping failed: %s", redact(str(error)))
             return False
 
     # --- reading ----------------------------------------------------------------------------

@@ -180,11 +180,12 @@ class ApiSettings(Group):
         15.0, gt=0, description="How often the API checks whether the champion alias moved."
     )
     model_load_wait_s: float = Field(
-        5.0,
+        30.0,
         ge=0,
         description=(
             "How long API startup waits for the first model load before listening anyway "
-            "(the load goes on; /ready says 'loading the model' meanwhile)."
+            "(the load goes on; /ready says 'loading the model' meanwhile). An unreachable "
+            "registry ends the wait at once, a hanging one within the MLflow request timeouts."
         ),
     )
     drain_timeout_s: int = Field(

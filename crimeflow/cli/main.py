@@ -66,14 +66,16 @@ def train(
 ) -> None:
     """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
     from crimeflow.stores.registry import RegistryUnavailableError, check_registry_reachable
-    from flows.train import train as train_flow
 
     try:
-        # Before minutes of training: an unreachable registry fails in seconds, in one line.
+        # Before Prefect starts and minutes of training: an unreachable registry fails in
+        # seconds, in one line.
         check_registry_reachable(get_settings())
     except RegistryUnavailableError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+    from flows.train import train as train_flow
+
     result = train_flow(
         until=until,
         holdout_months=holdout_months,

@@ -133,7 +133,7 @@ class ModelHolder:
         """What readiness should say: the reason there is no model, or a failed newer load."""
         if self._current is None:
             return self.unavailable_reason()
-        return self.last_error  # e.g. "champion v5 failed to load: ...; serving v4"
+        return self.last_error  # e.g. "champion version 5 failed to load: ...; serving version 4"
 
     def _reason(self, error: BaseException) -> str:
         """One masked line for a failed registry call or load."""

@@ -16,14 +16,18 @@ MASK = "********"
 # scheme://user:password@ -> scheme://user:********@ ; the password may hold an unencoded '@'
 # (greedy up to the last '@' before the path), never a '/' or whitespace.
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s\"']*:)[^/\s\"']+@")
-# name=value where the name says secret: query strings (?token=, &X-Amz-Signature=), libpq
-# key/value DSNs (password=...), form bodies. The name may have prefixes or suffixes.
-_SECRET_PARAM = re.compile(
-    r"(?P<head>(?:^|(?<=[?&;\s\"',]))[\w.\-]*"
-    r"(?:pass|pwd|token|secret|signature|sig|credential|apikey|api_key|access_key|auth)"
-    r"[\w.\-]*=)[^&\s#;\"',]+",
-    re.IGNORECASE,
+# name=value pairs (query strings, libpq key/value DSNs, form bodies); the value is masked when
+# the name says secret (`SECRET_NAME`), prefixes and suffixes allowed (X-Amz-Signature).
+_PARAM = re.compile(r"(?:(?<=[?&;\s\"',])|^)(?P<name>[\w.\-]+)=(?P<value>[^&\s#;\"',]+)")
+SECRET_NAME = re.compile(
+    r"pass|pwd|token|secret|signature|sig|credential|apikey|api_key|access_key|auth", re.I
 )
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    """One name=value pair, its value masked if the name says secret."""
+    name = match["name"]
+    return f"{name}={MASK}" if SECRET_NAME.search(name) else match[0]
 
 
 def redact(text: str) -> str:
@@ -32,7 +36,7 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
     if "=" in text:
-        text = _SECRET_PARAM.sub(lambda m: f"{m['head']}{MASK}", text)
+        text = _PARAM.sub(_mask_param, text)
     return text
 
 

@@ -115,8 +115,7 @@ def invalid_input_handler(_: Request[Any, Any, Any], error: InvalidInputError) -
 # What a client learns when the prediction log fails; the driver's error (host, port, database
 # name) goes to the server log only, masked.
 LOG_UNAVAILABLE = (
-    "the prediction could not be logged, so it is not served: "
-    "the prediction log database is unreachable or refused the write"
+    "the prediction log database is unreachable or refused the write: the request was not served"
 )
 
 

@@ -4,11 +4,16 @@
 database opens in the lifespan and closes with it (uvicorn runs the shutdown on SIGTERM after
 in-flight requests finish, so every answered prediction is committed). Serve it with
 `crimeflow api` or `uvicorn --factory api.app:create_app`.
+
+The champion loads in a background task: startup waits for it at most
+`CRIMEFLOW_API_MODEL_LOAD_WAIT_S`, then the server listens anyway, so an unreachable registry
+never keeps `/health` down; `/ready` answers 503 "loading the model", then the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -57,12 +62,9 @@ from api.observability import (
 from api.report_routes import ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
 from api.server import BODY_READ_TIMEOUT_S, exit_with_parent, uvicorn_options
+from crimeflow.contract.redact import redact
 from crimeflow.contract.settings import Settings, get_settings
-from crimeflow.stores.prediction_log import (
-    PredictionLog,
-    PredictionLogError,
-    PredictionLogUnavailableError,
-)
+from crimeflow.stores.prediction_log import PredictionLog, PredictionLogError
 from crimeflow.stores.serving import ServingModel
 
 logger = logging.getLogger("crimeflow.api")
@@ -113,13 +115,21 @@ def invalid_input_handler(_: Request[Any, Any, Any], error: InvalidInputError) -
     return _error(400, error.detail, error.errors)
 
 
+# What a client learns when the prediction log fails; the driver's error (host, port, database
+# name) goes to the server log only, masked.
+LOG_UNAVAILABLE = (
+    "the prediction log database is unreachable or refused the write: the request was not served"
+)
+
+
 def unavailable_handler(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """503: no model, a failed reload, or a prediction log that cannot commit."""
-    if isinstance(error, PredictionLogUnavailableError):
-        return _error(503, "the prediction log is unavailable: the feedback was not stored")
     if isinstance(error, PredictionLogError):
-        return _error(503, f"the prediction could not be logged, so it is not served: {error}")
-    return _error(503, str(error))
+        fields = {"event": "prediction_log_error", "error": redact(str(error))}
+        logger.warning("prediction log unavailable", extra={"fields": fields})
+        return _error(503, LOG_UNAVAILABLE)
+    # Model errors are built from masked one-line reasons (api.model_service).
+    return _error(503, redact(str(error)))
 
 
 def http_error_handler(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
@@ -175,9 +185,23 @@ def _swapped(metrics: ApiMetrics) -> Callable[[ServingModel | None, ServingModel
             # The old model was frozen with the heap; thaw so a collection can free it. This
             # stalls the loop once per swap (a model swap happens about monthly).
             gc.unfreeze()
-            _freeze_heap()
+        _freeze_heap()  # the first model too: it loads after startup froze the libraries
 
     return on_swap
+
+
+async def _load_then_poll(services: Services, interval_s: float) -> None:
+    """Load the champion (the server answers meanwhile), report readiness, then poll."""
+    holder = services.holder
+    with contextlib.suppress(ModelReloadError):  # the reason stays in holder.last_error
+        await holder.reload()
+    if holder.current is None:
+        # The server still runs: /ready and /predict answer 503 with the reason until a
+        # champion loads (the poll keeps trying).
+        fields = {"reason": holder.unavailable_reason()}
+        logger.warning("serving without a model", extra={"fields": fields})
+    await check_readiness(services)
+    await holder.poll(interval_s)
 
 
 @asynccontextmanager
@@ -191,13 +215,6 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
     await prediction_log.start()
     metrics.model_version.labels(model=settings.model_name).set(0)
     holder = ModelHolder(settings, on_swap=_swapped(metrics))
-    try:
-        outcome = await holder.reload()
-        if holder.current is None:
-            # The server still starts: /ready and /predict answer 503 until a champion exists.
-            logger.warning("serving without a model", extra={"fields": {"reason": outcome.detail}})
-    except ModelReloadError as error:
-        logger.warning("serving without a model", extra={"fields": {"reason": str(error)}})
     _freeze_heap()
     batcher = MicroBatcher(
         holder,
@@ -215,7 +232,10 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         batch_slots=asyncio.Semaphore(1),
     )
     interval = settings.api.model_poll_interval_s
-    poll = asyncio.create_task(holder.poll(interval), name="model-poll")
+    poll = asyncio.create_task(_load_then_poll(state.services, interval), name="model-poll")
+    # A healthy registry usually loads within the wait, so clients rarely meet "loading"; a
+    # down or hanging one does not hold the server (the load goes on in the background).
+    await _first_load(holder, settings.api.model_load_wait_s)
     await check_readiness(state.services)
     watch = asyncio.create_task(_watch_readiness(state.services, interval), name="readiness")
     current = holder.current
@@ -245,6 +265,12 @@ async def serving_lifespan(app: Litestar) -> AsyncIterator[None]:
         gc.unfreeze()  # the process may go on (tests, an embedding app): make it collectable again
         metrics.worker_stopped()
         logger.info("api stopped", extra={"fields": {"event": "shutdown"}})
+
+
+async def _first_load(holder: ModelHolder, wait_s: float) -> None:
+    """Wait up to `wait_s` for the first reload to end (it goes on in the background)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(holder.first_attempt.wait(), wait_s)
 
 
 async def _watch_readiness(services: Services, interval_s: float) -> None:
@@ -387,6 +413,9 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         lifespan="on",
         # One JSON access line per request comes from the app; uvicorn's would double it.
         access_log=False,
+        # SIGTERM: requests still running after this long (a reload stuck on the registry) are
+        # cancelled, so the process exits within the orchestrator's grace period.
+        timeout_graceful_shutdown=settings.api.drain_timeout_s,
         log_level="info",
         # Bounded request heads, keep-alive, and forwarded headers only from trusted proxies.
         **uvicorn_options(settings),

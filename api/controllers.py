@@ -438,18 +438,20 @@ async def check_readiness(services: Services) -> Readiness:
     writable = await services.prediction_log.ping()
     reasons, codes = [], []
     if model is None:
-        reasons.append(holder.last_error or "no model loaded")
+        reasons.append(holder.unavailable_reason())
         codes.append(NO_MODEL)
     if not writable:
         reasons.append("the prediction log is not writable")
         codes.append(LOG_NOT_WRITABLE)
     services.metrics.set_ready(codes)
+    # Serving an older model while a newer champion fails to load is ready (every replica
+    # would fail the same load: 503 would take the service down), but says so in `detail`.
     return Readiness(
         ready=not reasons,
         model_loaded=model is not None,
         model_version=model.version if model else None,
         prediction_log_writable=writable,
-        detail="; ".join(reasons) or None,
+        detail="; ".join(reasons) or holder.status_detail(),
     )
 
 

@@ -3,6 +3,12 @@
 Loading a model (threshold, holdout metrics, warm-up) and scoring rows live in
 `crimeflow.stores.serving`, which the retrain flow uses too.
 
+Registry calls run in daemon threads, awaited: a cancelled reload (shutdown) abandons its thread
+instead of waiting for MLflow, and the process can exit while one still hangs (the thread of
+`asyncio.to_thread` would be joined at exit). MLflow's own requests are bounded too
+(`CRIMEFLOW_MLFLOW_REQUEST_*`). A failed reload keeps the previous model serving and leaves its
+reason in `status_detail()`, which readiness reports.
+
 `ModelHolder.current` is the one reference every request reads. A reload loads the new version
 beside the old one (in a thread: MLflow and skops block), warms it up, and only then replaces
 the reference in a single assignment, so a request either sees the old model or the fully
@@ -16,19 +22,24 @@ batching is what makes the API fast under concurrency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.settings import Settings
-from crimeflow.stores.registry import CHAMPION
+from crimeflow.stores.registry import CHAMPION, describe_error
 from crimeflow.stores.serving import ServingModel, alias_version, load_serving_model, score_rows
 
 logger = logging.getLogger("crimeflow.api.model")
+
+T = TypeVar("T")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -37,6 +48,32 @@ class ModelUnavailableError(RuntimeError):
 
 class ModelReloadError(RuntimeError):
     """Looking up or loading the champion failed; the previous model keeps serving."""
+
+
+async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a daemon thread, awaited; cancelling the await abandons the thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile: nobody wants the answer
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(*args), None)
+        except BaseException as error:  # handed to the awaiting task, which re-raises it
+            outcome = (None, error)
+        # A closed loop raises RuntimeError: the process is shutting down, nobody waits.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name="crimeflow-registry", daemon=True).start()
+    return await future
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,8 @@ class ModelHolder:
         self._current: ServingModel | None = None
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
+        self.attempted = False  # whether a reload has ended (loaded, or failed with a reason)
+        self.first_attempt = asyncio.Event()  # set when the first reload ends
 
     @property
     def current(self) -> ServingModel | None:
@@ -79,61 +118,90 @@ class ModelHolder:
         """The current model, or ModelUnavailableError explaining why there is none."""
         model = self._current
         if model is None:
-            reason = self.last_error or "the model has not been loaded yet"
-            raise ModelUnavailableError(f"no model is being served: {reason}")
+            raise ModelUnavailableError(f"no model is being served: {self.unavailable_reason()}")
         return model
+
+    def unavailable_reason(self) -> str:
+        """Why no model serves: still loading, or what the last attempt ran into."""
+        if self.last_error:
+            return self.last_error
+        if not self.attempted:
+            return f"loading the model ({self.alias} of {self._settings.model_name!r})"
+        return "no model loaded"
+
+    def status_detail(self) -> str | None:
+        """What readiness should say: the reason there is no model, or a failed newer load."""
+        if self._current is None:
+            return self.unavailable_reason()
+        return self.last_error  # e.g. "champion version 5 failed to load: ...; serving version 4"
+
+    def _reason(self, error: BaseException) -> str:
+        """One masked line for a failed registry call or load."""
+        return describe_error(self._settings, error)
 
     async def reload(self) -> ReloadOutcome:
         """Load the alias's version if it differs from the served one, then swap atomically."""
         async with self._lock:
-            previous = self._current
-            previous_version = previous.version if previous else None
             try:
-                wanted = await asyncio.to_thread(self._resolver, self._settings, self.alias)
-            except Exception as error:
-                self.last_error = f"model registry unavailable: {error}"
-                raise ModelReloadError(self.last_error) from error
-            if wanted is None:
-                detail = f"no version of {self._settings.model_name!r} has alias {self.alias!r}"
-                if previous is None:
-                    self.last_error = detail
-                else:
-                    detail += f"; still serving version {previous_version}"
-                return ReloadOutcome(False, previous_version, previous_version, detail)
-            if previous is not None and previous.version == wanted:
-                return ReloadOutcome(
-                    False, wanted, previous_version, f"version {wanted} is already served"
-                )
-            started = time.perf_counter()
-            try:
-                model = await asyncio.to_thread(self._loader, self._settings, self.alias)
-            except Exception as error:
-                self.last_error = f"loading {self.alias} (version {wanted}) failed: {error}"
-                raise ModelReloadError(self.last_error) from error
-            # The swap: one reference assignment, after the new model is fully loaded and warm.
-            self._current = model
-            self.last_error = None
-            seconds = time.perf_counter() - started
-            logger.info(
-                "model swapped in",
-                extra={
-                    "fields": {
-                        "event": "model_reload",
-                        "model_name": model.name,
-                        "version": model.version,
-                        "previous_version": previous_version,
-                        "load_seconds": round(seconds, 3),
-                    }
-                },
-            )
-            if self._on_swap is not None:
-                self._on_swap(previous, model)
+                return await self._reload()
+            finally:
+                self.attempted = True
+                self.first_attempt.set()
+
+    async def _reload(self) -> ReloadOutcome:
+        """The reload itself (under the lock)."""
+        previous = self._current
+        previous_version = previous.version if previous else None
+        serving = f"; serving version {previous_version}" if previous else ""
+        try:
+            wanted = await in_daemon_thread(self._resolver, self._settings, self.alias)
+        except Exception as error:
+            self.last_error = f"model registry unavailable: {self._reason(error)}{serving}"
+            raise ModelReloadError(self.last_error) from error
+        if wanted is None:
+            detail = f"no version of {self._settings.model_name!r} has alias {self.alias!r}"
+            if previous is None:
+                self.last_error = detail
+            else:
+                detail += f"; still serving version {previous_version}"
+            return ReloadOutcome(False, previous_version, previous_version, detail)
+        if previous is not None and previous.version == wanted:
+            self.last_error = None  # e.g. the alias went back to the served version
             return ReloadOutcome(
-                True,
-                model.version,
-                previous_version,
-                f"now serving version {model.version} (was {previous_version})",
+                False, wanted, previous_version, f"version {wanted} is already served"
             )
+        started = time.perf_counter()
+        try:
+            model = await in_daemon_thread(self._loader, self._settings, self.alias)
+        except Exception as error:
+            self.last_error = (
+                f"{self.alias} version {wanted} failed to load: {self._reason(error)}{serving}"
+            )
+            raise ModelReloadError(self.last_error) from error
+        # The swap: one reference assignment, after the new model is fully loaded and warm.
+        self._current = model
+        self.last_error = None
+        seconds = time.perf_counter() - started
+        logger.info(
+            "model swapped in",
+            extra={
+                "fields": {
+                    "event": "model_reload",
+                    "model_name": model.name,
+                    "version": model.version,
+                    "previous_version": previous_version,
+                    "load_seconds": round(seconds, 3),
+                }
+            },
+        )
+        if self._on_swap is not None:
+            self._on_swap(previous, model)
+        return ReloadOutcome(
+            True,
+            model.version,
+            previous_version,
+            f"now serving version {model.version} (was {previous_version})",
+        )
 
     async def poll(self, interval_s: float) -> None:
         """Reload every `interval_s` seconds, forever; failures are logged, never raised."""

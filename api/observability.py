@@ -48,6 +48,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from crimeflow.contract.redact import redact
 from crimeflow.stores.prediction_log import WriterHooks
 
 __all__ = [
@@ -159,7 +160,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
         # msgspec: a tenth of json.dumps' cost, on the event loop thread for every request.
-        return _LINE_ENCODER.encode(payload).decode()
+        # Masked last, so no message, field or traceback carries a URL's password or a token.
+        return redact(_LINE_ENCODER.encode(payload).decode())
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

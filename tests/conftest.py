@@ -106,7 +106,12 @@ def register_model(settings: Settings, *, seed: int = 5, aliases: tuple[str, ...
 
     from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, ModelConfig, time_split, train_model
     from crimeflow.standins.generate import generate_incidents
-    from crimeflow.stores.registry import ensure_experiment, mlflow_client, set_alias
+    from crimeflow.stores.registry import (
+        ensure_experiment,
+        mlflow_client,
+        record_content_hash,
+        set_alias,
+    )
 
     frame = generate_incidents("2024-01", "2024-03", rows_per_month=1500, seed=seed)
     train, valid, _ = time_split(frame, 1, 0)
@@ -123,6 +128,7 @@ def register_model(settings: Settings, *, seed: int = 5, aliases: tuple[str, ...
             registered_model_name=settings.model_name,
         )
     version = str(info.registered_model_version)
+    record_content_hash(client, settings, version)
     for alias in aliases:
         set_alias(client, settings.model_name, alias, version)
     return version

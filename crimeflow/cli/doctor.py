@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from crimeflow.cli.masking import MASK, mask_url
 from crimeflow.cli.prefect_server import default_api_url
+from crimeflow.contract.redact import MASK, redact
 from crimeflow.contract.settings import Settings
 
 TIMEOUT_S = 3.0
@@ -254,20 +254,20 @@ def checks(settings: Settings) -> list[Check]:
     found = [
         Check(
             "Prefect API",
-            mask_url(settings.prefect.api_url),
+            redact(settings.prefect.api_url),
             prefect_fix,
             lambda: probe_prefect(settings),
         ),
         Check(
             "MLflow",
-            mask_url(settings.mlflow.tracking_uri),
+            redact(settings.mlflow.tracking_uri),
             "set CRIMEFLOW_MLFLOW_TRACKING_URI",
             lambda: probe_mlflow(settings),
         ),
-        Check("lake", mask_url(settings.lake_url), lake_fix, lambda: probe_lake(settings)),
+        Check("lake", redact(settings.lake_url), lake_fix, lambda: probe_lake(settings)),
         Check(
             "prediction log",
-            mask_url(settings.prediction_log.url),
+            redact(settings.prediction_log.url),
             "set CRIMEFLOW_PREDICTION_LOG_URL",
             lambda: probe_database(settings.prediction_log.url),
         ),
@@ -276,7 +276,7 @@ def checks(settings: Settings) -> list[Check]:
     found.append(
         Check(
             "Redis",
-            mask_url(redis_url.get_secret_value()) if redis_url else "CRIMEFLOW_REDIS_URL unset",
+            redact(redis_url.get_secret_value()) if redis_url else "CRIMEFLOW_REDIS_URL unset",
             "set CRIMEFLOW_REDIS_URL (or unset it: each API worker counts its own rate limit)",
             (lambda: probe_redis(redis_url.get_secret_value()))
             if redis_url
@@ -286,7 +286,7 @@ def checks(settings: Settings) -> list[Check]:
     found.append(
         Check(
             "Socrata",
-            mask_url(settings.socrata.url),
+            redact(settings.socrata.url),
             "set CRIMEFLOW_SOCRATA_URL",
             lambda: probe_socrata(settings),
         )

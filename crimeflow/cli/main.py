@@ -99,6 +99,15 @@ def train(
     balance: Annotated[bool, typer.Option(help="SMOTE + undersampling while fitting.")] = False,
 ) -> None:
     """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
+    from crimeflow.stores.registry import RegistryUnavailableError, check_registry_reachable
+
+    try:
+        # Before Prefect starts and minutes of training: an unreachable registry fails in
+        # seconds, in one line.
+        check_registry_reachable(get_settings())
+    except RegistryUnavailableError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     from flows.train import train as train_flow
 
     with _reporting():

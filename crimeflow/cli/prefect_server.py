@@ -122,7 +122,7 @@ def flow_runs_reporting(settings: Settings, say: Callable[[str], None]) -> Itera
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from crimeflow.cli.masking import mask_url
+    from crimeflow.contract.redact import redact
 
     url = settings.prefect.api_url
     derived = default_api_url(settings)
@@ -130,17 +130,17 @@ def flow_runs_reporting(settings: Settings, say: Callable[[str], None]) -> Itera
     probed = not derived or not own
     if probed and prefect_answers(url):
         origin = "the server of `crimeflow up`" if derived else "CRIMEFLOW_PREFECT_API_URL"
-        say(f"Prefect: {mask_url(url)} ({origin})")
+        say(f"Prefect: {redact(url)} ({origin})")
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
         return
     if own:
         # Prefect's own setting (env or profile) names a server: Prefect's choice stands.
-        silent = f"; no server answers at {mask_url(url)}" if probed else ""
-        say(f"Prefect: {mask_url(own)} (PREFECT_API_URL{silent})")
+        silent = f"; no server answers at {redact(url)}" if probed else ""
+        say(f"Prefect: {redact(own)} (PREFECT_API_URL{silent})")
     else:
         say(
-            f"Prefect: ephemeral, inside this process (no server answers at {mask_url(url)}; "
+            f"Prefect: ephemeral, inside this process (no server answers at {redact(url)}; "
             "its events trigger nothing: start `crimeflow up` or set CRIMEFLOW_PREFECT_API_URL)"
         )
     yield None

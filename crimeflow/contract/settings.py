@@ -30,8 +30,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from crimeflow.contract.redact import MASK, redact, without_credentials
+
 ENV_PREFIX = "CRIMEFLOW_"
-MASK = "********"
 # HS256 wants a key at least as long as its 32-byte output (RFC 7518 3.2).
 MIN_JWT_SECRET_CHARS = 32
 # A TCP port: `CRIMEFLOW_API_PORT=-1` is a configuration error, not a bind error later.
@@ -143,6 +144,15 @@ class MlflowSettings(Group):
         ),
     )
     experiment: str = Field("crimeflow", description="MLflow experiment of the runs.")
+    request_timeout_s: int = Field(
+        5, gt=0, description="Timeout of one MLflow HTTP request (connect and read), seconds."
+    )
+    request_max_retries: int = Field(
+        1, ge=0, le=10, description="Retries of a failed MLflow HTTP request (refused, 5xx, 429)."
+    )
+    request_backoff_factor: int = Field(
+        1, ge=0, le=120, description="Backoff between MLflow retries: factor * 2^(retry-1) s."
+    )
     reference_sample_rows: int = Field(
         20_000, gt=0, description="Training rows logged as the drift monitor's reference."
     )
@@ -176,6 +186,23 @@ class ApiSettings(Group):
     key: SecretStr | None = Field(None, description="Key for /admin/*; admin is off unset.")
     model_poll_interval_s: float = Field(
         15.0, gt=0, description="How often the API checks whether the champion alias moved."
+    )
+    model_load_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "How long API startup waits for the first model load before listening anyway "
+            "(the load goes on; /ready says 'loading the model' meanwhile). An unreachable "
+            "registry ends the wait at once, a hanging one within the MLflow request timeouts."
+        ),
+    )
+    drain_timeout_s: int = Field(
+        20,
+        gt=0,
+        description=(
+            "On SIGTERM, requests still running after this many seconds are cancelled "
+            "(keep it below the orchestrator's grace period, 30 s in deployments/k8s)."
+        ),
     )
     predict_batch_max_rows: int = Field(10_000, gt=0, description="Rows per /predict/batch.")
     microbatch_max_rows: int = Field(
@@ -596,11 +623,15 @@ class Settings(BaseSettings):
             self.api.public_url = local_url(self.api.host, self.api.port)
         if not self.mlflow.public_url:
             remote = self.mlflow.tracking_uri.startswith(("http://", "https://"))
+            # A link people open carries no credentials, whatever the client's URI holds.
             self.mlflow.public_url = (
-                self.mlflow.tracking_uri if remote else local_url("127.0.0.1", self.mlflow.port)
+                without_credentials(self.mlflow.tracking_uri)
+                if remote
+                else local_url("127.0.0.1", self.mlflow.port)
             )
         if not self.prefect.public_url:
-            self.prefect.public_url = self.prefect.api_url.removesuffix("/").removesuffix("/api")
+            api_url = without_credentials(self.prefect.api_url)
+            self.prefect.public_url = api_url.removesuffix("/").removesuffix("/api")
         for group in (self.api, self.mlflow, self.prefect):
             group.public_url = group.public_url.rstrip("/")
 
@@ -612,11 +643,11 @@ class Settings(BaseSettings):
         }
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings by flat name as JSON-ready data, every secret masked."""
-        data = {
-            name: MASK if isinstance(value, SecretStr) else value
-            for name, value in self.flat().items()
-        }
+        """The effective settings by flat name as JSON-ready data, every secret masked.
+
+        Secrets are masked whole; plain URLs keep everything but the credentials inside them.
+        """
+        data = {name: _masked_value(value) for name, value in self.flat().items()}
         return to_jsonable_python(data)
 
     def replace(self, **changes: Any) -> Settings:
@@ -643,6 +674,15 @@ class Settings(BaseSettings):
             meaning = (info.description or "").replace("|", "\\|")  # a bare | splits the row
             rows.append(f"| `{ENV_PREFIX}{flat.upper()}` | {default} | {meaning} |")
         return "\n".join(rows)
+
+
+def _masked_value(value: Any) -> Any:
+    """A setting as `masked()` shows it: a secret as ********, a URL without its password."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 # The group class of every group field of Settings.

@@ -35,6 +35,7 @@ from crimeflow.stores.registry import (
     ensure_experiment,
     mlflow_client,
     promote_if_no_champion,
+    record_content_hash,
     set_alias,
 )
 
@@ -112,6 +113,8 @@ def log_training_run(
             metadata={"decision_threshold": trained.threshold, "classifier": trained.classifier},
         )
     version = str(info.registered_model_version)
+    # Before any alias points at it: every loader can verify the files from the start.
+    record_content_hash(client, settings, version)
     set_alias(client, settings.model_name, CHALLENGER, version)
     tags = version_tags(trained, report, window, splits) | provenance
     for key, value in tags.items():

@@ -106,7 +106,13 @@ def register_champion(
         train_model,
     )
     from crimeflow.standins.generate import generate_incidents
-    from crimeflow.stores.registry import CHAMPION, ensure_experiment, mlflow_client, set_alias
+    from crimeflow.stores.registry import (
+        CHAMPION,
+        ensure_experiment,
+        mlflow_client,
+        record_content_hash,
+        set_alias,
+    )
 
     frame = generate_incidents(*TRAIN_MONTHS, rows_per_month=TRAIN_ROWS_PER_MONTH, seed=seed)
     train, valid, _ = time_split(frame, 1, 0)
@@ -127,6 +133,7 @@ def register_champion(
             metadata={"decision_threshold": trained.threshold, "classifier": trained.classifier},
         )
     version = str(info.registered_model_version)
+    record_content_hash(client, settings, version)
     set_alias(client, settings.model_name, CHAMPION, version)
     return version
 

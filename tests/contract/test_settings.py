@@ -98,6 +98,9 @@ FROZEN_ENV = {
     "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": ("mlflow.artifact_root", "s3://b/art", "s3://b/art"),
     "CRIMEFLOW_MLFLOW_PORT": ("mlflow.port", "5111", 5111),
     "CRIMEFLOW_MLFLOW_EXPERIMENT": ("mlflow.experiment", "exp", "exp"),
+    "CRIMEFLOW_MLFLOW_REQUEST_TIMEOUT_S": ("mlflow.request_timeout_s", "7", 7),
+    "CRIMEFLOW_MLFLOW_REQUEST_MAX_RETRIES": ("mlflow.request_max_retries", "2", 2),
+    "CRIMEFLOW_MLFLOW_REQUEST_BACKOFF_FACTOR": ("mlflow.request_backoff_factor", "3", 3),
     "CRIMEFLOW_MLFLOW_BACKEND_STORE_URI": (
         "mlflow.backend_store_uri",
         "postgresql+psycopg://m:pw@db/mlflow",
@@ -121,6 +124,8 @@ FROZEN_ENV = {
     "CRIMEFLOW_API_WORKERS": ("api.workers", "3", 3),
     "CRIMEFLOW_API_KEY": ("api.key", "k3y", "k3y"),
     "CRIMEFLOW_MODEL_POLL_INTERVAL_S": ("api.model_poll_interval_s", "4.5", 4.5),
+    "CRIMEFLOW_API_MODEL_LOAD_WAIT_S": ("api.model_load_wait_s", "2.5", 2.5),
+    "CRIMEFLOW_API_DRAIN_TIMEOUT_S": ("api.drain_timeout_s", "12", 12),
     "CRIMEFLOW_PREDICT_BATCH_MAX_ROWS": ("api.predict_batch_max_rows", "11", 11),
     "CRIMEFLOW_MICROBATCH_MAX_ROWS": ("api.microbatch_max_rows", "12", 12),
     "CRIMEFLOW_MICROBATCH_WAIT_MS": ("api.microbatch_wait_ms", "3.5", 3.5),

@@ -17,7 +17,14 @@ from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import child_environment
 from crimeflow.standins.generate import generate_incidents
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
-from crimeflow.stores.registry import CHALLENGER, CHAMPION, UntrustedModelError, load_model
+from crimeflow.stores.registry import (
+    CHALLENGER,
+    CHAMPION,
+    UntrustedModelError,
+    load_model,
+    mlflow_client,
+    record_content_hash,
+)
 from flows.train import train
 
 MONTHS = ("2024-01", "2024-04")
@@ -94,6 +101,12 @@ def test_a_tampered_allow_list_is_refused(trained_lake):
     mlmodel.write_text(
         text.replace("skops_trusted_types:", "skops_trusted_types:\n    - os.system", 1)
     )
+    # Two layers refuse it: the files no longer match the hash recorded at registration...
+    with pytest.raises(UntrustedModelError, match="changed after registration"):
+        load_model(trained_lake, CHAMPION)
+    # ...and with the hash re-recorded (a registry writer), the allow-list check still does.
+    client = mlflow_client(trained_lake)
+    record_content_hash(client, trained_lake, "1")
     with pytest.raises(UntrustedModelError, match=r"os\.system"):
         load_model(trained_lake, CHAMPION)
 

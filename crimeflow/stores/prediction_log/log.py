@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from crimeflow.contract.redact import redact
 from crimeflow.contract.settings import Settings
 from crimeflow.stores.prediction_log import engine as store
 from crimeflow.stores.prediction_log.reads import (
@@ -247,7 +248,7 @@ class PredictionLog:
         try:
             return await asyncio.to_thread(lambda: store.probe_writable(self.engine))
         except (sa.exc.SQLAlchemyError, OSError) as error:
-            logger.warning("prediction log ping failed: %s", error)
+            logger.warning("prediction log ping failed: %s", redact(str(error)))
             return False
 
     # --- reading ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from crimeflow.contract.redact import redact
 from crimeflow.stores.prediction_log.table import insert_rows
 
 logger = logging.getLogger(__name__)
@@ -249,7 +250,8 @@ class GroupCommitWriter:
             # Database down, disk full, locked too long: nothing of this batch was committed.
             self.failed_batches += 1
             self.hooks.failed()
-            logger.warning("prediction log: a batch of %d appends failed: %s", len(batch), error)
+            reason = redact(str(error))
+            logger.warning("prediction log: a batch of %d appends failed: %s", len(batch), reason)
             return [(job, self._write_error(job, error)) for job in batch]
         self.hooks.committed(time.perf_counter() - started)
         self.committed_batches += 1

@@ -214,7 +214,7 @@ def test_feedback_while_the_log_database_is_down_is_a_503(client: TestClient[Any
         log._engine = working
     assert response.status_code == 503, response.text
     detail = response.json()["detail"]
-    assert "unavailable" in detail and "127.0.0.1" not in detail and "psycopg" not in detail
+    assert "unreachable" in detail and "127.0.0.1" not in detail and "psycopg" not in detail
 
 
 # --- HEAD -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from crimeflow.cli.doctor import checks, diagnose, run_checks
 from crimeflow.cli.processes import free_port
+from crimeflow.contract.redact import MASK
 from crimeflow.contract.settings import Settings, child_environment
 from crimeflow.standins.generate import generate_incidents
 from crimeflow.standins.soda import StandinServer
@@ -129,4 +130,4 @@ def test_a_broken_configuration_names_every_setting_in_bounded_time(tmp_path, si
         assert re.match(rf"FAIL +{name} ", line), line
         assert f"set {setting}" in line, line
     assert "pw-" not in done.stdout + done.stderr
-    assert f"http://mlflow:***@{hung}" in done.stdout
+    assert f"http://mlflow:{MASK}@{hung}" in done.stdout

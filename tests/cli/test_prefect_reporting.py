@@ -15,6 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from crimeflow.cli.prefect_server import flow_runs_reporting
 from crimeflow.cli.processes import free_port
+from crimeflow.contract.redact import MASK
 from crimeflow.contract.settings import Settings
 
 
@@ -85,4 +86,4 @@ def test_the_printed_url_is_masked(healthy_port, tmp_path):
     settings = Settings(home=tmp_path, prefect_api_url=api, _env_file=None)
     url, _, [line] = choose(settings, None)
     assert url == api
-    assert "s3cr3t" not in line and "user:***@" in line
+    assert "s3cr3t" not in line and f"user:{MASK}@" in line

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from crimeflow.contract.incident import columns_of
+from crimeflow.stores.prediction_log import writer as writer_module
 from crimeflow.stores.prediction_log import (
     PREDICTIONS,
     PredictionBatch,
@@ -134,16 +135,21 @@ async def test_lifecycle_errors_are_clear(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_failed_commit_reaches_every_waiter_and_the_writer_recovers(log_url: str) -> None:
+async def test_a_failed_commit_reaches_every_waiter_and_the_writer_recovers(
+    log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = PredictionLog(log_url, batch_wait_ms=50)
     await log.start()
     broken = {"on": True}
+    real_insert = writer_module.insert_rows
 
-    def fail_inserts(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if broken["on"] and statement.lstrip().upper().startswith("INSERT"):
+    # At the insert itself: PostgreSQL's COPY bypasses SQLAlchemy's cursor events.
+    def fail_inserts(connection: sa.Connection, rows: Any) -> None:
+        if broken["on"]:
             raise RuntimeError("disk on fire")
+        real_insert(connection, rows)
 
-    sa.event.listen(log.engine, "before_cursor_execute", fail_inserts)
+    monkeypatch.setattr(writer_module, "insert_rows", fail_inserts)
     try:
         doomed = [record() for _ in range(3)]
         outcomes = await asyncio.gather(*(log.append([r]) for r in doomed), return_exceptions=True)
@@ -349,6 +355,7 @@ import asyncio, signal, sys
 from datetime import UTC, datetime
 from crimeflow.contract.incident import INCIDENT_FIELDS, CanonicalIncident
 from crimeflow.contract.incident import columns_of
+from crimeflow.stores.prediction_log import writer as writer_module
 from crimeflow.stores.prediction_log import (
     PredictionBatch,
     PredictionLog, PredictionLogClosedError, PredictionRecord, new_prediction_id,

@@ -368,7 +368,7 @@ def _timestamp_column(texts: list[Any], now: datetime) -> list[datetime] | None:
         return None
     if not values or any(map(_TZINFO, values)):  # a tzinfo object is truthy
         return None
-    if not (EARLIEST_DATE <= min(values) and max(values) <= now + LATEST_AHEAD):
+    if not (min(values) >= EARLIEST_DATE and max(values) <= now + LATEST_AHEAD):
         return None
     return values
 

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from crimeflow.contract.incident import columns_of
-from crimeflow.stores.prediction_log import writer as writer_module
 from crimeflow.stores.prediction_log import (
     PREDICTIONS,
     PredictionBatch,
@@ -35,6 +34,7 @@ from crimeflow.stores.prediction_log import (
     PredictionLogWriteError,
     WriterHooks,
 )
+from crimeflow.stores.prediction_log import writer as writer_module
 from tests.stores.test_prediction_log.records import (
     REPO,
     T0,

@@ -535,3 +535,24 @@ async def test_a_column_batch_is_stored_like_the_same_records(log_url: str) -> N
         assert log.count() == 8
     finally:
         await log.stop()
+
+
+@pytest.mark.anyio
+async def test_text_with_copy_escapes_and_exact_floats_round_trip(log_url: str) -> None:
+    # PostgreSQL takes rows through COPY's text format: tabs, newlines, backslashes and a
+    # literal \N must come back as sent, and floats bit for bit.
+    log = PredictionLog(log_url, batch_wait_ms=0)
+    await log.start()
+    try:
+        tricky = record(block="A\tB\nC\\D \\N é")
+        tricky = msgspec.structs.replace(tricky, probability=0.1 + 0.2)
+        await log.append([tricky])
+    finally:
+        await log.stop()
+    engine = sa.create_engine(log_url, poolclass=NullPool)
+    with engine.connect() as connection:
+        block, probability = connection.execute(
+            sa.select(PREDICTIONS.c.block, PREDICTIONS.c.probability)
+        ).one()
+    engine.dispose()
+    assert block == "A\tB\nC\\D \\N é" and probability == 0.1 + 0.2

@@ -289,7 +289,7 @@ def score_batch(
     served_at = datetime.now(UTC)
     threshold = model.threshold
     labels = [probability >= threshold for probability in probabilities]
-    ids = [new_id() for _ in probabilities]  # uuid4 hex, like prediction_log.new_prediction_id
+    ids = new_id.many(len(probabilities))  # uuid4 hex, like prediction_log.new_prediction_id
     batch = PredictionBatch(
         incidents=columns,
         prediction_ids=ids,

@@ -87,6 +87,7 @@ class CanonicalIncident(msgspec.Struct, frozen=True, gc=False):
 # Every input field of an incident, in the order of the SODA contract (no label).
 INCIDENT_FIELDS: tuple[str, ...] = tuple(c for c in SODA_COLUMNS if c != LABEL)
 _FIELD_GETTER = operator.attrgetter(*INCIDENT_FIELDS)
+_TZINFO = operator.attrgetter("tzinfo")
 
 
 class RawIncident(Protocol):
@@ -353,6 +354,25 @@ def _pairs(first: str, a: list[Any], second: str, b: list[Any]) -> None:
             _pair(first, x, second, y)
 
 
+def _timestamp_column(texts: list[Any], now: datetime) -> list[datetime] | None:
+    """The per-row timestamp parse of a column in a few C-level passes; None: parse per row.
+
+    Only for the plain case, where both give the same values: every value is ISO text without
+    surrounding blanks (`fromisoformat` rejects them) or an offset, and the column's min and
+    max are in range. Anything else (blank, None, an offset, a bad or out-of-range value) is
+    left to the per-row parse, which also names the problem.
+    """
+    try:
+        values = list(map(datetime.fromisoformat, texts))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not values or any(map(_TZINFO, values)):  # a tzinfo object is truthy
+        return None
+    if not (min(values) >= EARLIEST_DATE and max(values) <= now + LATEST_AHEAD):
+        return None
+    return values
+
+
 def canonical_columns(
     incidents: Sequence[RawIncident], now: datetime | None = None
 ) -> IncidentColumns:
@@ -374,8 +394,12 @@ def canonical_columns(
         out[name] = _coordinates(name, raw[name])
     _pairs("x_coordinate", out["x_coordinate"], "y_coordinate", out["y_coordinate"])
     _pairs("latitude", out["latitude"], "longitude", out["longitude"])
-    out["date"] = [_incident_date(text, now) for text in raw["date"]]
-    out["updated_on"] = [_updated_on(text, now) for text in raw["updated_on"]]
+    out["date"] = _timestamp_column(raw["date"], now) or [
+        _incident_date(text, now) for text in raw["date"]
+    ]
+    out["updated_on"] = _timestamp_column(raw["updated_on"], now) or [
+        _updated_on(text, now) for text in raw["updated_on"]
+    ]
     for name in _CODES:
         out[name] = _mapped(raw[name], lambda value, name=name: _code(name, value))
     for name in _TEXT_FIELDS:

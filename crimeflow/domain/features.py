@@ -340,6 +340,11 @@ class DistanceOutliers(TransformerMixin, BaseEstimator):
         return np.asarray(X, dtype="float64")[:, self.column]
 
 
+# From this many rows on, FeatureMatrix codes each distinct value once (`_factorized_codes`);
+# below it, a dict lookup per value is cheaper than the factorizing.
+_FACTORIZE_ROWS = 64
+
+
 class FeatureMatrix(TransformerMixin, BaseEstimator):
     """The encoder input as one float matrix: category codes (crosses included), then numbers.
 
@@ -375,14 +380,54 @@ class FeatureMatrix(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """(n, n_categorical + n_numeric) float64: codes first, then the numeric columns."""
         check_is_fitted(self, "vocabularies_")
-        categories = self._categories(X)
         matrix = np.empty((len(X), len(self.categorical_) + len(self.numeric_)))
-        for j, name in enumerate(self.categorical_):
-            lookup = self.vocabularies_[name].get
-            matrix[:, j] = [lookup(value, 0) for value in categories[name]]
+        coded = self._factorized_codes(X) if len(X) >= _FACTORIZE_ROWS else None
+        if coded is None:
+            categories = self._categories(X)
+            coded = [
+                [self.vocabularies_[name].get(value, 0) for value in categories[name]]
+                for name in self.categorical_
+            ]
+        for j, codes in enumerate(coded):
+            matrix[:, j] = codes
         # One block copy instead of a Series per column: ~10 us per column saved on one row.
         matrix[:, len(self.categorical_) :] = X[self.numeric_].to_numpy(dtype="float64")
         return matrix
+
+    def _factorized_codes(self, X: pd.DataFrame) -> list[np.ndarray] | None:
+        """The codes of `categorical_` for many rows; None if a value is missing (NaN/None).
+
+        Equal to the per-value lookups (tested). Each column is factorized once (one hash per
+        value, in C) and only its distinct values are looked up; a cross is coded from its two
+        sides' factor codes, so its text is built once per distinct pair instead of per row.
+        `IncidentEnricher` never leaves a value missing; for other input the per-value path
+        gives its own answer.
+        """
+        low, high, _ = feature_columns(seasonal=self.seasonal, crosses=())
+        names = [*low, *high]
+        block = X[names].to_numpy(dtype=object)
+        factors: dict[str, tuple[np.ndarray, Sequence[Any]]] = {}
+        for j, name in enumerate(names):
+            codes, distinct = pd.factorize(block[:, j])
+            if codes.size and codes.min() < 0:
+                return None
+            factors[name] = (codes, distinct)
+        for left, right in self.crosses:
+            (left_codes, left_values), (right_codes, right_values) = factors[left], factors[right]
+            width = len(right_values)
+            pair_codes, pairs = pd.factorize(left_codes.astype("int64") * width + right_codes)
+            texts = [
+                left_values[pair // width] + "|" + right_values[pair % width]
+                for pair in pairs.tolist()
+            ]
+            factors[cross_name(left, right)] = (pair_codes, texts)
+        coded = []
+        for name in self.categorical_:
+            codes, distinct = factors[name]
+            lookup = self.vocabularies_[name].get
+            table = np.array([lookup(value, 0) for value in distinct], dtype="float64")
+            coded.append(table[codes])
+        return coded
 
     def _categories(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """Every categorical column (crosses included) as an object array of str."""

@@ -188,3 +188,16 @@ def test_workers_add_up_queue_rows_and_the_least_ready_wins(tmp_path: Path) -> N
     assert value(after, "crimeflow_prediction_log_queue_rows") == 3
     assert value(after, "crimeflow_ready", reason="") == 1
     assert value(after, "crimeflow_prediction_probability_count") == 4
+
+
+def test_batch_ids_are_distinct_uuid4s_like_single_ones() -> None:
+    import uuid
+
+    from api.observability import RandomIds
+
+    ids = RandomIds()
+    many = ids.many(2000)
+    assert len(set(many)) == 2000 and ids.many(0) == []
+    for text in [*many, ids()]:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

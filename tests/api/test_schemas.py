@@ -226,7 +226,16 @@ def _incidents(rows: list[Any]) -> list[Incident] | None:
 # Values the wire shape takes but the codec may refuse (or takes in an unusual form).
 CODEC_EDGES: dict[str, Any] = {
     "primary_type": st.sampled_from(["  ", "", " THEFT "]),
-    "date": st.sampled_from(["2000-12-31T23:59:59", "2099-01-01", "2024-05-01T14:30:00-05:00"]),
+    "date": st.sampled_from(
+        [
+            "2000-12-31T23:59:59",
+            "2099-01-01",
+            "2024-05-01T14:30:00-05:00",
+            " 2024-05-01T14:30:00 ",
+            "2024-05-01T14:30:00.250",
+            "20240501T143000",
+        ]
+    ),
     "updated_on": st.sampled_from(["", "  ", "yesterday", "2024-05-01T14:30:00Z"]),
     "domestic": st.sampled_from(["maybe", " TRUE ", "", True]),
     "beat": st.sampled_from([12, 614, "0614", 99999]),

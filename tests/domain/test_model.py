@@ -206,6 +206,44 @@ def test_feature_matrix_gives_rare_and_unseen_categories_code_zero(
     assert codes[0] > 0 and codes[1] == 0 and codes[2] == 0
 
 
+def _per_value_codes(matrix: FeatureMatrix, frame: pd.DataFrame) -> np.ndarray:
+    """FeatureMatrix.transform as it was before factorizing: one dict lookup per value."""
+    categories = matrix._categories(frame)
+    out = np.empty((len(frame), len(matrix.categorical_) + len(matrix.numeric_)))
+    for j, name in enumerate(matrix.categorical_):
+        lookup = matrix.vocabularies_[name].get
+        out[:, j] = [lookup(value, 0) for value in categories[name]]
+    out[:, len(matrix.categorical_) :] = frame[matrix.numeric_].to_numpy(dtype="float64")
+    return out
+
+
+def test_feature_matrix_factorized_codes_equal_per_value_lookups(
+    incidents: pd.DataFrame,
+) -> None:
+    enriched = IncidentEnricher().fit(incidents).transform(incidents)
+    matrix = FeatureMatrix(min_count=10).fit(enriched)
+    fitted_state = set(vars(matrix))
+    rng = np.random.default_rng(3)
+    edge = enriched.sample(300, replace=True, random_state=3).reset_index(drop=True)
+    texts = ["NEVER-SEEN", "", MISSING_CATEGORY, "a|b", "|", "Ünïcode", "0", "nan"]
+    for name in ("iucr", "primary_type", "location_description", "beat", "domestic"):
+        at = rng.choice(len(edge), size=60, replace=False)
+        edge.loc[at, name] = rng.choice(texts, size=60)
+    # Crossed sides that only differ in where the "|" falls ("a|b" + "c" vs "a" + "b|c").
+    edge.loc[0, ["primary_type", "location_description"]] = ["a|b", "c"]
+    edge.loc[1, ["primary_type", "location_description"]] = ["a", "b|c"]
+    frames = [enriched, edge, enriched.head(64), enriched.head(63), enriched.head(1)]
+    for frame in frames:
+        fast, slow = matrix.transform(frame), _per_value_codes(matrix, frame)
+        assert fast.dtype == slow.dtype and fast.tobytes() == slow.tobytes()  # bit-identical
+    # The fitted state (what skops saves) is the vocabularies alone: nothing cached on it.
+    assert set(vars(matrix)) == fitted_state
+    # A missing value (never produced by IncidentEnricher) gets the per-value answer too.
+    holes = edge.copy()
+    holes.loc[5, "ward"] = None
+    assert matrix.transform(holes).tobytes() == _per_value_codes(matrix, holes).tobytes()
+
+
 def test_code_target_encoder_transform_equals_sklearn() -> None:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 40, size=(3000, 3)).astype("float64")

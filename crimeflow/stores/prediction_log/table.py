@@ -325,13 +325,32 @@ def batch_values(batch: PredictionBatch) -> list[tuple[Any, ...]]:
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
+def _sqlite_datetime(processor: Any) -> Any:
+    """SQLite's DateTime bind `processor` with a C-level fast path for plain naive datetimes.
+
+    SQLAlchemy formats `YYYY-MM-DD HH:MM:SS.ffffff` with a %-dict per value (~2 us);
+    `isoformat(" ", "microseconds")` writes the same text for a naive `datetime` (tested).
+    """
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return processor(value)
+
+    return process
+
+
 def _bind_processors(dialect: sa.Dialect) -> list[tuple[int, Any]]:
     """(position, processor) of every inserted column whose type converts values on this dialect."""
     found = []
     for index, name in enumerate(INSERT_COLUMNS):
-        processor = PREDICTIONS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is not None:
-            found.append((index, processor))
+        kind = PREDICTIONS.c[name].type
+        processor = kind.dialect_impl(dialect).bind_processor(dialect)
+        if processor is None:
+            continue
+        if dialect.name == "sqlite" and type(kind) is sa.DateTime:
+            processor = _sqlite_datetime(processor)
+        found.append((index, processor))
     return found
 
 
@@ -342,19 +361,65 @@ def _bound(rows: Sequence[tuple[Any, ...]], dialect: sa.Dialect) -> list[tuple[A
         return list(rows)
     columns = list(zip(*rows, strict=True))
     for index, processor in processors:
-        # Timestamps and flags repeat (served_at is one per batch): convert each value once.
-        table = {value: processor(value) for value in set(columns[index])}
-        columns[index] = tuple(table[value] for value in columns[index])
+        values = columns[index]
+        distinct = set(values)
+        if len(distinct) * 2 > len(values):
+            # Mostly distinct (incident timestamps): a dict would cost more than it saves.
+            columns[index] = tuple(map(processor, values))
+        else:
+            # Timestamps and flags repeat (served_at is one per batch): convert each value once.
+            table = {value: processor(value) for value in distinct}
+            columns[index] = tuple(map(table.__getitem__, values))
     return list(zip(*columns, strict=True))
 
 
-def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """INSERT rows of `INSERT_COLUMNS` values as one executemany of pre-bound tuples.
+def _copy_statement(dialect: sa.Dialect) -> str:
+    """COPY ... FROM STDIN of the inserted columns (PostgreSQL)."""
+    quote = dialect.identifier_preparer.quote
+    return f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in INSERT_COLUMNS)}) FROM STDIN"
 
-    SQLAlchemy's own executemany builds and processes a dict per row, which cost more than the
-    database's work; here each column's values are converted once, as a column.
+
+def copy_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows into PostgreSQL with one COPY on the connection's own transaction (psycopg 3).
+
+    COPY sends the rows as one stream; an executemany, even pipelined, costs a round of
+    protocol messages per row (about 20 ms per 1,000 rows against 3 here). Driver errors are
+    raised as SQLAlchemy's (IntegrityError for a duplicate id; a dropped connection is
+    invalidated and flagged, so the writer retries once on a fresh one), like `execute` does.
     """
     dialect = connection.dialect
+    statement = _copy_statement(dialect)
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            write = copy.write_row
+            for row in rows:
+                write(row)
+    except dialect.loaded_dbapi.Error as error:
+        disconnected = dialect.is_disconnect(error, driver, None)
+        if disconnected:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            statement,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        ) from error
+
+
+def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT rows of `INSERT_COLUMNS` values: a COPY on psycopg, else one executemany.
+
+    The values are pre-bound: SQLAlchemy's own executemany builds and processes a dict per
+    row, which cost more than the database's work; here each column's values are converted
+    once, as a column.
+    """
+    dialect = connection.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        copy_rows(connection, _bound(rows, dialect))
+        return
     placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
     if placeholder is None:  # a driver with named parameters: SQLAlchemy's own path
         connection.execute(

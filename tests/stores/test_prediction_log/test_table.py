@@ -101,3 +101,24 @@ def test_rows_hold_the_typed_values_and_refuse_the_wrong_types() -> None:
             record_to_row(record(**change))
     with pytest.raises(TypeError, match="CanonicalIncident"):
         record_to_row(msgspec.structs.replace(record(), incident=msgspec.structs.asdict(INCIDENT)))
+
+
+def test_sqlite_datetimes_bind_as_sqlalchemy_formats_them() -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import sqlite
+
+    from crimeflow.stores.prediction_log.table import _sqlite_datetime
+
+    dialect = sqlite.dialect()
+    original = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    fast = _sqlite_datetime(original)
+    values = [
+        datetime(2024, 4, 1, 0, 0),
+        datetime(2024, 4, 1, 23, 59, 59, 999_999),
+        datetime(1, 1, 1),
+        datetime(999, 12, 31, 1, 2, 3, 4),
+        datetime(2024, 4, 1, 12, 0, tzinfo=UTC),  # aware: SQLAlchemy's own path
+        pd.Timestamp("2024-04-01 12:00:00.000001"),  # a subclass: SQLAlchemy's own path
+        None,
+    ]
+    assert [fast(v) for v in values] == [original(v) for v in values]

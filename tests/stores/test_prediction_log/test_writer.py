@@ -34,6 +34,7 @@ from crimeflow.stores.prediction_log import (
     PredictionLogWriteError,
     WriterHooks,
 )
+from crimeflow.stores.prediction_log import writer as writer_module
 from tests.stores.test_prediction_log.records import (
     REPO,
     T0,
@@ -134,16 +135,21 @@ async def test_lifecycle_errors_are_clear(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_failed_commit_reaches_every_waiter_and_the_writer_recovers(log_url: str) -> None:
+async def test_a_failed_commit_reaches_every_waiter_and_the_writer_recovers(
+    log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = PredictionLog(log_url, batch_wait_ms=50)
     await log.start()
     broken = {"on": True}
+    real_insert = writer_module.insert_rows
 
-    def fail_inserts(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if broken["on"] and statement.lstrip().upper().startswith("INSERT"):
+    # At the insert itself: PostgreSQL's COPY bypasses SQLAlchemy's cursor events.
+    def fail_inserts(connection: sa.Connection, rows: Any) -> None:
+        if broken["on"]:
             raise RuntimeError("disk on fire")
+        real_insert(connection, rows)
 
-    sa.event.listen(log.engine, "before_cursor_execute", fail_inserts)
+    monkeypatch.setattr(writer_module, "insert_rows", fail_inserts)
     try:
         doomed = [record() for _ in range(3)]
         outcomes = await asyncio.gather(*(log.append([r]) for r in doomed), return_exceptions=True)
@@ -349,6 +355,7 @@ import asyncio, signal, sys
 from datetime import UTC, datetime
 from crimeflow.contract.incident import INCIDENT_FIELDS, CanonicalIncident
 from crimeflow.contract.incident import columns_of
+from crimeflow.stores.prediction_log import writer as writer_module
 from crimeflow.stores.prediction_log import (
     PredictionBatch,
     PredictionLog, PredictionLogClosedError, PredictionRecord, new_prediction_id,
@@ -528,3 +535,24 @@ async def test_a_column_batch_is_stored_like_the_same_records(log_url: str) -> N
         assert log.count() == 8
     finally:
         await log.stop()
+
+
+@pytest.mark.anyio
+async def test_text_with_copy_escapes_and_exact_floats_round_trip(log_url: str) -> None:
+    # PostgreSQL takes rows through COPY's text format: tabs, newlines, backslashes and a
+    # literal \N must come back as sent, and floats bit for bit.
+    log = PredictionLog(log_url, batch_wait_ms=0)
+    await log.start()
+    try:
+        tricky = record(block="A\tB\nC\\D \\N é")
+        tricky = msgspec.structs.replace(tricky, probability=0.1 + 0.2)
+        await log.append([tricky])
+    finally:
+        await log.stop()
+    engine = sa.create_engine(log_url, poolclass=NullPool)
+    with engine.connect() as connection:
+        block, probability = connection.execute(
+            sa.select(PREDICTIONS.c.block, PREDICTIONS.c.probability)
+        ).one()
+    engine.dispose()
+    assert block == "A\tB\nC\\D \\N é" and probability == 0.1 + 0.2

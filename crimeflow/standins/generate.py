@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from crimeflow.contract.incident import chicago_now
 from crimeflow.contract.schema import SODA_COLUMNS, empty_canonical, parse_timestamps
 
 if TYPE_CHECKING:
@@ -848,7 +849,11 @@ def _updated_on(
     late_hours = 24.0 * (LATE_ARREST_MIN_DAYS + rngs["late"].exponential(LATE_ARREST_MEAN_DAYS, n))
     # Whole seconds, as SODA timestamps have.
     lag_ns = (np.where(late, late_hours, hours) * 3600).astype(np.int64) * 10**9
-    return (dates.astype(np.int64) + lag_ns).astype("datetime64[ns]")
+    updated = (dates.astype(np.int64) + lag_ns).astype("datetime64[ns]")
+    # A feed holds no update from the future (the API refuses one): a recent row whose lag
+    # reaches past now was last updated now. Months older than the longest lag never change.
+    now = np.datetime64(chicago_now().replace(microsecond=0), "ns")
+    return np.maximum(dates, np.minimum(updated, now))
 
 
 def _location_names(compiled: _Compiled, drift: Drift) -> np.ndarray:
@@ -919,7 +924,8 @@ def generate_incidents(
     """Seeded Chicago-shaped incidents, `rows_per_month` in every month from first to last.
 
     Returns the canonical frame (`schema.SODA_COLUMNS`, canonical dtypes) sorted by `date`, ids
-    `start_id, start_id + 1, ...`. Same arguments give an identical frame. `profile` replaces the
+    `start_id, start_id + 1, ...`. Same arguments give an identical frame (for months whose
+    record-keeping lags end before now: no `updated_on` lies in the future). `profile` replaces the
     packaged statistics (the calibration script uses it).
     """
     frame, _ = _generate(

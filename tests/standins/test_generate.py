@@ -14,6 +14,8 @@ import pytest
 from pyproj import Transformer
 from sklearn.metrics import roc_auc_score
 
+from crimeflow.contract.incident import chicago_now
+from crimeflow.contract.months import previous_month
 from crimeflow.contract.schema import (
     CHICAGO_BOUNDS,
     KNOWN_DISTRICTS,
@@ -102,6 +104,16 @@ def test_updated_on_follows_date_and_arrests_are_often_recorded_late(
     assert late[~arrested].mean() < 0.03
     assert 0.5 * LATE_ARREST_SHARE < late[arrested].mean() < LATE_ARREST_SHARE
     assert lag[arrested].max() > pd.Timedelta(days=28)
+
+
+def test_no_record_of_last_month_is_updated_in_the_future() -> None:
+    # Late arrests of last month's incidents would be recorded weeks ahead; a feed read now
+    # cannot hold them (the API refuses an updated_on after now + 1 day).
+    now = pd.Timestamp(chicago_now())
+    month = previous_month(now.date())
+    frame = generate_incidents(month, month, rows_per_month=2000, seed=5)
+    assert (frame["updated_on"] <= now).all(), frame["updated_on"].max()
+    assert (frame["updated_on"] >= frame["date"]).all()
 
 
 def test_coordinates_fall_inside_chicago_and_agree_with_lat_lon(incidents: pd.DataFrame) -> None:

@@ -48,7 +48,6 @@ from api.observability import (
     PROMETHEUS_CONTENT_TYPE,
     ApiMetrics,
     current_request_id,
-    new_id,
 )
 from api.schemas import (
     BatchPredictionOut,
@@ -70,7 +69,12 @@ from api.schemas import (
 from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
-from crimeflow.stores.prediction_log import PredictionBatch, PredictionLog, PredictionRecord
+from crimeflow.stores.prediction_log import (
+    PredictionBatch,
+    PredictionLog,
+    PredictionRecord,
+    prediction_ids,
+)
 from crimeflow.stores.serving import ServingModel, score_columns
 
 API_KEY_HEADER = "X-API-Key"
@@ -253,7 +257,7 @@ def _record(
     request_id: str | None,
 ) -> tuple[PredictionRecord, PredictionOut]:
     """The log record and the response of one prediction."""
-    prediction_id = new_id()  # a uuid4 hex, like prediction_log.new_prediction_id
+    prediction_id = prediction_ids()  # time-ordered: the log's index grows at its right edge
     label = probability >= model.threshold
     record = PredictionRecord(
         prediction_id=prediction_id,
@@ -289,7 +293,7 @@ def score_batch(
     served_at = datetime.now(UTC)
     threshold = model.threshold
     labels = [probability >= threshold for probability in probabilities]
-    ids = new_id.many(len(probabilities))  # uuid4 hex, like prediction_log.new_prediction_id
+    ids = prediction_ids.many(len(probabilities))  # increasing, like single predictions' ids
     batch = PredictionBatch(
         incidents=columns,
         prediction_ids=ids,

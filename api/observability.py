@@ -114,7 +114,7 @@ class RandomIds:
 
     A system call on the event loop thread gives up the GIL, and under load the scoring
     thread then holds it for milliseconds; `uuid.uuid4()` per id measured 56 us instead of
-    2 us that way. Pooling keeps the ids as unpredictable as uuid4 (they key /feedback).
+    2 us that way. Request ids; prediction ids are time-ordered (`prediction_log.ids`).
     """
 
     def __init__(self, ids_per_refill: int = 256) -> None:
@@ -131,20 +131,6 @@ class RandomIds:
             chunk = self._pool[self._at : self._at + 16]
             self._at += 16
         return uuid.UUID(bytes=chunk, version=4).hex
-
-    def many(self, count: int) -> list[str]:
-        """`count` new uuid4s as 32 hex digits: one getrandom() and a few array operations.
-
-        A batch's ids cost ~3 us each through `__call__` (a lock and a UUID object per id);
-        this sets the same version and variant bits on the whole block at once.
-        """
-        if count <= 0:
-            return []
-        block = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
-        block[:, 6] = (block[:, 6] & 0x0F) | 0x40  # version 4, as uuid.UUID(version=4) sets
-        block[:, 8] = (block[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
-        text = block.tobytes().hex()
-        return [text[at : at + 32] for at in range(0, 32 * count, 32)]
 
 
 new_id = RandomIds()

@@ -162,7 +162,9 @@ class Incident(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 class PredictionOut(msgspec.Struct, kw_only=True):
     """One prediction: the arrest probability, its label at the model's threshold, the model."""
 
-    prediction_id: Annotated[str, Meta(description="uuid4 hex; quote it in POST /feedback")]
+    prediction_id: Annotated[
+        str, Meta(description="32 hex digits, time-ordered; quote it in POST /feedback")
+    ]
     arrest_probability: Annotated[float, Meta(ge=0.0, le=1.0)]
     arrest: Annotated[bool, Meta(description="arrest_probability >= the model's threshold")]
     model_name: str

@@ -83,6 +83,8 @@ TRAIN_MONTHS = ("2024-01", "2024-03")
 TRAIN_ROWS_PER_MONTH = 5000
 PAYLOAD_MONTH = "2024-04"
 PAYLOAD_ROWS = 5000
+ROW_CHECK_EVERY = 8  # count the rows of every 8th response per connection (the 1st included)
+ROW_MARKER = b'probability"'  # once per row: crimeflow's arrest_probability, baseline's probability
 SEED = 2024
 # Far above the load, so the limiter still runs (its cost is measured) but never answers 429.
 RATE_LIMIT_PER_MINUTE = 100_000_000
@@ -250,6 +252,8 @@ class RunResult:
     client_cpu_pct: float
     server_cpu_pct: float = math.nan
     other_cpu_pct: float = math.nan
+    checked: int = 0  # responses whose rows were counted (a sample: see ROW_CHECK_EVERY)
+    load_1m: float = math.nan  # the machine's 1-minute load average at the end of the run
 
 
 @dataclass
@@ -259,7 +263,23 @@ class _Tally:
     latencies: list[float] = field(default_factory=list)
     ok: int = 0
     ok_rows: int = 0
+    checked: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+    def answered(self, status: int, body: bytes, rows: int) -> None:
+        """Count one response; on a sample, check it holds one prediction per row sent."""
+        if status != 200:
+            self.error(f"http {status}")
+            return
+        # Counting a marker in the raw bytes (C speed) instead of parsing the JSON: the client
+        # shares the 2 cores with the server, and decoding 10,000-row answers would take one.
+        if (len(self.latencies) - 1) % ROW_CHECK_EVERY == 0:  # this connection's 1st, 9th, ...
+            self.checked += 1
+            if body.count(ROW_MARKER) != rows:
+                self.error("wrong row count")
+                return
+        self.ok += 1
+        self.ok_rows += rows
 
     def error(self, kind: str) -> None:
         """Count one failed request by kind."""
@@ -321,18 +341,14 @@ async def _raw_worker(
             tick = time.perf_counter()
             try:
                 writer.write(payload)
-                status, _, closing = await _read_response(reader)
+                status, body, closing = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 tally.error("connection")
                 writer.close()
                 writer = None
                 continue
             tally.latencies.append(time.perf_counter() - tick)
-            if status == 200:
-                tally.ok += 1
-                tally.ok_rows += rows
-            else:
-                tally.error(f"http {status}")
+            tally.answered(status, body, rows)
             if closing:
                 writer.close()
                 writer = None
@@ -365,11 +381,7 @@ async def _httpx_worker(
             tally.error("connection")
             continue
         tally.latencies.append(time.perf_counter() - tick)
-        if response.status_code == 200:
-            tally.ok += 1
-            tally.ok_rows += rows
-        else:
-            tally.error(f"http {response.status_code}")
+        tally.answered(response.status_code, response.content, rows)
 
 
 async def _drive(
@@ -409,6 +421,7 @@ async def _drive(
         merged.latencies.extend(tally.latencies)
         merged.ok += tally.ok
         merged.ok_rows += tally.ok_rows
+        merged.checked += tally.checked
         for kind, count in tally.errors.items():
             merged.errors[kind] = merged.errors.get(kind, 0) + count
     return merged
@@ -461,6 +474,8 @@ def run_load(
         other_cpu_pct=100.0 * max(0.0, busy - client_cpu - server_cpu) / elapsed
         if server_pgid
         else math.nan,
+        checked=tally.checked,
+        load_1m=os.getloadavg()[0],
     )
 
 
@@ -670,7 +685,7 @@ def print_table(results: Sequence[RunResult]) -> None:
     header = (
         f"{'server':<15}{'mode':<16}{'conc':>5}{'ok':>9}{'rps':>9}{'rows/s':>10}"
         f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
-        f"{'client CPU':>12}{'server CPU':>12}{'other CPU':>11}"
+        f"{'client CPU':>12}{'server CPU':>12}{'other CPU':>11}{'load':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -680,6 +695,7 @@ def print_table(results: Sequence[RunResult]) -> None:
             f"{r.rows_per_s:>10,.0f}{r.p50_ms:>9.1f}{r.p95_ms:>9.1f}{r.p99_ms:>9.1f}"
             f"{r.max_ms:>9.1f}{sum(r.errors.values()):>8}"
             f"{r.client_cpu_pct:>11.0f}%{r.server_cpu_pct:>11.0f}%{r.other_cpu_pct:>10.0f}%"
+            f"{r.load_1m:>7.2f}"
         )
     for r in results:
         if r.errors:
@@ -835,6 +851,8 @@ def _batch_summary(results: list[RunResult], speeds: dict[int, float]) -> bool:
             # CPU per row is steadier than rows/s on a machine shared with other jobs.
             cpu_ms = 1e4 * r.server_cpu_pct / max(r.rows_per_s, 1e-9)
             line += f", server CPU {cpu_ms:.0f} ms per 1,000 rows"
+            line += f"; CPU % of a core: server {r.server_cpu_pct:.0f}, client "
+            line += f"{r.client_cpu_pct:.0f}, other {r.other_cpu_pct:.0f}; load {r.load_1m:.2f}"
         if r.server.startswith("crimeflow"):
             line += f" (target >= {BATCH_ROWS_PER_S_TARGET:,.0f} rows/s)"
             met &= r.rows_per_s >= BATCH_ROWS_PER_S_TARGET

@@ -3,6 +3,7 @@
 Every name callers use is importable from here; the guarantee is described in `log`.
 """
 
+from crimeflow.stores.prediction_log.ids import PredictionIds, new_prediction_id, prediction_ids
 from crimeflow.stores.prediction_log.log import (
     PredictionLog,
     export_predictions,
@@ -18,7 +19,6 @@ from crimeflow.stores.prediction_log.table import (
     TABLE_NAME,
     PredictionBatch,
     PredictionRecord,
-    new_prediction_id,
     record_to_row,
 )
 from crimeflow.stores.prediction_log.writer import (
@@ -40,6 +40,7 @@ __all__ = [
     "FeedbackOutcome",
     "LogStats",
     "PredictionBatch",
+    "PredictionIds",
     "PredictionLog",
     "PredictionLogClosedError",
     "PredictionLogError",
@@ -51,6 +52,7 @@ __all__ = [
     "export_predictions",
     "new_prediction_id",
     "parse_utc",
+    "prediction_ids",
     "read_predictions",
     "record_to_row",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,11 +84,6 @@ class PredictionBatch:
     request_id: str | None
     probabilities: list[float]
     labels: list[bool]
-
-
-def new_prediction_id() -> str:
-    """A fresh prediction id (uuid4 hex)."""
-    return uuid.uuid4().hex
 
 
 # --- the table ------------------------------------------------------------------------------

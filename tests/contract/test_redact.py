@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from crimeflow.cli.main import app
 from crimeflow.contract.redact import MASK, redact, without_credentials
 from crimeflow.contract.settings import Settings
+from tests.contract.test_settings import config_show
 
 
 @pytest.mark.parametrize(
@@ -68,13 +67,7 @@ PASSWORDS = ("mlpass1", "dbpass2", "pfpass3", "s3pass4", "sopass5")
 def test_config_show_masks_credentials_inside_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in CREDENTIAL_URLS.items():
         monkeypatch.setenv(name, value)
-    from crimeflow.contract import settings as settings_module
-
-    settings_module.get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["config", "show"])
-    finally:
-        settings_module.get_settings.cache_clear()
+    result = config_show()
     assert result.exit_code == 0, result.output
     assert not [p for p in PASSWORDS if p in result.output]
     shown = json.loads(result.output)

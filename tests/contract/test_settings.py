@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from crimeflow.cli.main import app
-from crimeflow.contract.settings import Settings
+from crimeflow.contract.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,15 +44,18 @@ def test_masked_hides_secrets_only(monkeypatch):
     assert "tok-123" not in json.dumps(masked)
 
 
+def config_show() -> Result:
+    """`crimeflow config show` run on the settings of the current environment."""
+    get_settings.cache_clear()  # read the environment the test just set
+    try:
+        return CliRunner().invoke(app, ["config", "show"])
+    finally:
+        get_settings.cache_clear()
+
+
 def test_config_show_prints_masked_json(monkeypatch):
     monkeypatch.setenv("CRIMEFLOW_SOCRATA_APP_TOKEN", "tok-456")
-    from crimeflow.contract import settings as settings_module
-
-    settings_module.get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["config", "show"])
-    finally:
-        settings_module.get_settings.cache_clear()
+    result = config_show()
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["socrata_app_token"] == "********"

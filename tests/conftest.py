@@ -31,6 +31,19 @@ def real_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_boundaries(real_data_dir: Path) -> dict[str, Any]:
+    """The real police districts and community areas as GeoDataFrames (EPSG:3435), by layer."""
+    from crimeflow.domain.geography import LAYERS, boundaries_from_geojson
+
+    return {
+        name: boundaries_from_geojson(
+            (real_data_dir / "geo" / f"{name}.geojson").read_bytes(), layer
+        )
+        for name, layer in LAYERS.items()
+    }
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """URL of a moto S3 server on 127.0.0.1 (a free port), running for the whole session."""
     moto_server = pytest.importorskip("moto.server")

@@ -139,3 +139,23 @@ def test_realized_refuses_bad_labels(y: list, message: str) -> None:
 def test_confidence_must_be_a_probability() -> None:
     with pytest.raises(ValueError, match="confidence"):
         estimate_performance([0.2, 0.7], confidence=1.0)
+
+
+def test_estimate_is_the_expected_pair_ordering_and_expected_precision() -> None:
+    """Against NannyML's definition, computed another way: expected labels are the probabilities.
+
+    CBPE's ROC-AUC is the Mann-Whitney count of (positive above negative) pairs with expected
+    labels, sum_{i above j} p_i (1 - p_j) plus half of each row paired with itself, over
+    sum p * sum (1 - p); its AP weighs the expected precision at each row by its recall step.
+    """
+    rng = np.random.default_rng(7)
+    proba = np.sort(window(rng, 400))[::-1]  # distinct scores, ranked
+    above = np.triu(np.ones((400, 400)), k=1)  # i ranked above j
+    expected_pairs = proba @ above @ (1 - proba)
+    self_pairs = np.sum(proba * (1 - proba)) / 2
+    roc = (expected_pairs + self_pairs) / (proba.sum() * (1 - proba).sum())
+    precision = np.cumsum(proba) / np.arange(1, 401)
+    ap = np.sum(proba / proba.sum() * precision)
+    estimate = estimate_performance(proba, simulations=2)
+    assert estimate.roc_auc.value == pytest.approx(roc, abs=1e-12)
+    assert estimate.pr_auc.value == pytest.approx(ap, abs=1e-12)

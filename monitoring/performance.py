@@ -156,10 +156,12 @@ def _percentile_interval(value: float, draws: np.ndarray, confidence: float) -> 
     return Interval(value, float(low), float(high), float(np.nanstd(draws)))
 
 
-def _check_confidence(confidence: float) -> None:
-    """Refuse a confidence level that gives no interval."""
+def _check_options(confidence: float, draws: int, name: str) -> None:
+    """Refuse a confidence level or a number of draws that gives no interval."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: must lie in (0, 1), got {confidence}")
+    if draws < 2:
+        raise ValueError(f"{name}: need at least 2 draws for a spread, got {draws}")
 
 
 def estimate_performance(
@@ -170,7 +172,7 @@ def estimate_performance(
     seed: int = 0,
 ) -> EstimatedPerformance:
     """CBPE estimate of ROC-AUC, PR-AUC and arrest rate from calibrated probabilities alone."""
-    _check_confidence(confidence)
+    _check_options(confidence, simulations, "simulations")
     p = _check_proba(proba)
     order, ends = _ranking(p)
     ranked = p[order]
@@ -184,7 +186,7 @@ def estimate_performance(
     for i in range(simulations):
         labels = (rng.random(len(ranked)) < ranked).astype("float64")
         draws[i] = _roc_pr(labels, 1.0 - labels, ends)
-    roc_se, pr_se = np.nanstd(draws, axis=0) if simulations > 1 else (0.0, 0.0)
+    roc_se, pr_se = np.nanstd(draws, axis=0)
     # A Poisson-binomial count: its variance is the sum of p(1 - p), exactly.
     rate_se = float(np.sqrt(np.sum(p * (1.0 - p))) / len(p))
     return EstimatedPerformance(
@@ -205,7 +207,7 @@ def realized_performance(
     seed: int = 0,
 ) -> RealizedPerformance:
     """ROC-AUC, PR-AUC, arrest rate and calibration gap on labelled rows, with bootstrap CIs."""
-    _check_confidence(confidence)
+    _check_options(confidence, resamples, "resamples")
     p = _check_proba(proba)
     y = _check_labels(y_true, len(p))
     order, ends = _ranking(p)

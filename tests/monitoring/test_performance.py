@@ -136,9 +136,13 @@ def test_realized_refuses_bad_labels(y: list, message: str) -> None:
         realized_performance(y, [0.2, 0.5, 0.7])
 
 
-def test_confidence_must_be_a_probability() -> None:
+def test_confidence_and_draws_must_give_an_interval() -> None:
     with pytest.raises(ValueError, match="confidence"):
         estimate_performance([0.2, 0.7], confidence=1.0)
+    with pytest.raises(ValueError, match="simulations: need at least 2"):
+        estimate_performance([0.2, 0.7], simulations=1)
+    with pytest.raises(ValueError, match="resamples: need at least 2"):
+        realized_performance([0, 1], [0.2, 0.7], resamples=0)
 
 
 def test_estimate_is_the_expected_pair_ordering_and_expected_precision() -> None:

@@ -94,7 +94,9 @@ class S3Settings(Group):
 class EtlSettings(Group):
     """The monthly ETL and the rolling training window it keeps."""
 
-    unprefixed = frozenset({"backfill_months", "training_window_months", "max_bad_row_share"})
+    unprefixed = frozenset(
+        {"backfill_months", "training_window_months", "max_bad_row_share", "label_maturity_days"}
+    )
 
     backfill_months: int = Field(12, ge=1, description="Months a first run on an empty lake pulls.")
     training_window_months: int = Field(12, ge=1, description="Months in the rolling window.")
@@ -103,6 +105,14 @@ class EtlSettings(Group):
         ge=0,
         le=1,
         description="Fail the ETL when more than this share of a month's rows is bad.",
+    )
+    # Measured on the real 2018 records (docs/monitoring-and-retraining.md#label-maturity): 60
+    # days after the incident at most 5 % of arrest flags can still change.
+    label_maturity_days: int = Field(
+        60,
+        ge=0,
+        description="Days after an incident before its arrest flag counts as final (realized "
+        "performance); younger windows get the label-free estimate.",
     )
 
 

@@ -141,3 +141,71 @@ print(pd.DataFrame(py.predict(rows)).iloc[:, 1].round(6).tolist())
     expected = load_model(trained_lake, CHAMPION).model.predict_proba(rows)[:, 1].round(6)
     assert json.loads(sklearn_line) == expected.tolist()
     assert json.loads(pyfunc_line) == expected.tolist()
+
+
+def _artifact_markdown(key: str) -> str:
+    """The newest Prefect artifact with `key`, as markdown."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return sorted(found, key=lambda a: a.created)[-1].data
+
+
+@pytest.fixture
+def audit_lake(configure):
+    """Like `trained_lake`, with a holdout month large enough for districts of ≥ 200 rows."""
+    settings = configure()
+    lake = Lake.from_settings(settings)
+    for month, rows in (("2024-01", 1500), ("2024-02", 1500), ("2024-03", 1500), ("2024-04", 6000)):
+        frame = generate_incidents(month, month, rows_per_month=rows, seed=21)
+        lake.write(CLEAN_CRIMES, frame.reset_index(drop=True), month)
+    return settings
+
+
+def test_every_run_logs_the_per_area_audit_and_maps_it_with_boundaries(audit_lake):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from crimeflow.domain.geography import COMMUNITY_AREAS
+    from crimeflow.stores.boundaries import write_boundaries
+
+    # Without boundaries in the lake: tables logged, the map skipped and the summary says so.
+    first = train(holdout_months=1, classifier="logistic_regression")
+    client = MlflowClient(audit_lake.mlflow.tracking_uri)
+    audit = {a.path for a in client.list_artifacts(first["run_id"], "audit")}
+    assert audit == {
+        "audit/per_district.csv",
+        "audit/per_community_area.csv",
+        "audit/largest_gaps.csv",
+    }
+    assert "map skipped" in _artifact_markdown("training-summary")
+    per_district = pd.read_csv(
+        client.download_artifacts(first["run_id"], "audit/per_district.csv"), dtype={"area": str}
+    )
+    holdout_rows = first["splits"]["holdout"]
+    assert per_district["rows"].sum() == holdout_rows  # every labelled holdout row, once
+    assert per_district["area"].str.fullmatch(r"\d{3}|pooled").all()
+    assert (~per_district["pooled"]).sum() >= 5  # districts audited on their own
+    metrics = client.get_run(first["run_id"]).data.metrics
+    assert (
+        metrics["audit.district.worst_pr_auc"] == per_district.query("not pooled")["pr_auc"].min()
+    )
+
+    # With community areas in the lake (squares standing in for the real shapes): the map too.
+    squares = gpd.GeoDataFrame(
+        {"community_area": pd.array(range(1, 78), dtype="Int64"), "name": "area"},
+        geometry=[box(i % 10, i // 10, i % 10 + 1, i // 10 + 1) for i in range(77)],
+        crs="EPSG:3435",
+    )
+    write_boundaries(Lake.from_settings(audit_lake), COMMUNITY_AREAS, squares)
+    second = train(holdout_months=1, classifier="logistic_regression")
+    audit = {a.path for a in client.list_artifacts(second["run_id"], "audit")}
+    assert "audit/community_area_pr_auc.png" in audit
+    summary = _artifact_markdown("training-summary")
+    assert "## Per-area audit (holdout)" in summary and "map skipped" not in summary
+    assert f"run_uuid={second['run_id']}" in summary
+    assert "| district | PR-AUC |" in summary

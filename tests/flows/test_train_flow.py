@@ -83,6 +83,12 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake, co
     assert list(reference.columns) == [*SODA_COLUMNS, "arrest_probability"]
     assert reference["date"].max() < pd.Timestamp("2024-04-01")  # training period only
     assert reference["arrest_probability"].between(0, 1).all()
+    # The per-area audit: tables always; the map skipped (no boundaries in this lake), said so.
+    audit = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
+    assert audit == {
+        f"audit/{t}.csv" for t in ("per_district", "per_community_area", "largest_gaps")
+    }
+    assert "map skipped" in _artifact_markdown("training-summary")
 
 
 def test_champion_loads_with_the_reviewed_allow_list_and_scores_raw_rows(trained_lake):
@@ -173,39 +179,34 @@ def test_every_run_logs_the_per_area_audit_and_maps_it_with_boundaries(audit_lak
     from crimeflow.domain.geography import COMMUNITY_AREAS
     from crimeflow.stores.boundaries import write_boundaries
 
-    # Without boundaries in the lake: tables logged, the map skipped and the summary says so.
-    first = train(holdout_months=1, classifier="logistic_regression")
-    client = MlflowClient(audit_lake.mlflow.tracking_uri)
-    audit = {a.path for a in client.list_artifacts(first["run_id"], "audit")}
-    assert audit == {
-        "audit/per_district.csv",
-        "audit/per_community_area.csv",
-        "audit/largest_gaps.csv",
-    }
-    assert "map skipped" in _artifact_markdown("training-summary")
-    per_district = pd.read_csv(
-        client.download_artifacts(first["run_id"], "audit/per_district.csv"), dtype={"area": str}
-    )
-    holdout_rows = first["splits"]["holdout"]
-    assert per_district["rows"].sum() == holdout_rows  # every labelled holdout row, once
-    assert per_district["area"].str.fullmatch(r"\d{3}|pooled").all()
-    assert (~per_district["pooled"]).sum() >= 5  # districts audited on their own
-    metrics = client.get_run(first["run_id"]).data.metrics
-    assert (
-        metrics["audit.district.worst_pr_auc"] == per_district.query("not pooled")["pr_auc"].min()
-    )
-
-    # With community areas in the lake (squares standing in for the real shapes): the map too.
+    # Community areas in the lake (squares standing in for the real shapes): the map is drawn.
+    # (Without them the map is skipped and said so: the first test of this module.)
     squares = gpd.GeoDataFrame(
         {"community_area": pd.array(range(1, 78), dtype="Int64"), "name": "area"},
         geometry=[box(i % 10, i // 10, i % 10 + 1, i // 10 + 1) for i in range(77)],
         crs="EPSG:3435",
     )
     write_boundaries(Lake.from_settings(audit_lake), COMMUNITY_AREAS, squares)
-    second = train(holdout_months=1, classifier="logistic_regression")
-    audit = {a.path for a in client.list_artifacts(second["run_id"], "audit")}
-    assert "audit/community_area_pr_auc.png" in audit
+    result = train(holdout_months=1, classifier="logistic_regression")
+
+    client = MlflowClient(audit_lake.mlflow.tracking_uri)
+    audit = {a.path for a in client.list_artifacts(result["run_id"], "audit")}
+    assert audit == {
+        "audit/per_district.csv",
+        "audit/per_community_area.csv",
+        "audit/largest_gaps.csv",
+        "audit/community_area_pr_auc.png",
+    }
+    per_district = pd.read_csv(
+        client.download_artifacts(result["run_id"], "audit/per_district.csv"), dtype={"area": str}
+    )
+    assert per_district["rows"].sum() == result["splits"]["holdout"]  # every holdout row, once
+    assert per_district["area"].str.fullmatch(r"\d{3}|pooled").all()
+    assert (~per_district["pooled"]).sum() >= 5  # districts audited on their own
+    metrics = client.get_run(result["run_id"]).data.metrics
+    own = per_district[~per_district["pooled"]]
+    assert metrics["audit.district.worst_pr_auc"] == own["pr_auc"].min()
     summary = _artifact_markdown("training-summary")
     assert "## Per-area audit (holdout)" in summary and "map skipped" not in summary
-    assert f"run_uuid={second['run_id']}" in summary
+    assert f"run_uuid={result['run_id']}" in summary
     assert "| district | PR-AUC |" in summary

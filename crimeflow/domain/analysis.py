@@ -92,6 +92,20 @@ class Analysis:
         """The numbers as plain JSON types (what the lake stores next to the HTML)."""
         return asdict(self)
 
+    def key_numbers(self) -> dict[str, Any]:
+        """The headline numbers (what a flow run returns): rate, both chi-squares, the trend."""
+        chi_d, chi_t, trend = self.chi_square_district, self.chi_square_type, self.trend
+        return {
+            "month": self.month,
+            "window": self.window,
+            "incidents": self.overall.incidents,
+            "arrest_rate": self.overall.rate,
+            "chi_square_district": None if chi_d is None else chi_d.statistic,
+            "chi_square_type": None if chi_t is None else chi_t.statistic,
+            "trend_per_month": None if trend is None else trend.slope_per_month,
+            "trend_z": None if trend is None else trend.z,
+        }
+
 
 def wilson_interval(
     arrests: np.ndarray | int, incidents: np.ndarray | int, confidence: float = CONFIDENCE
@@ -281,3 +295,17 @@ def analyse(month: str, frames: Mapping[str, pd.DataFrame]) -> Analysis:
         heat_incidents=heat_incidents,
         notes=notes,
     )
+
+
+def analysis_window(available: list[str], month: str | None, size: int) -> list[str]:
+    """The window of a report: the newest `size` available months up to `month` (default: the
+    newest available), oldest first; a month the lake lacks is an error naming it."""
+    if not available:
+        raise ValueError("the lake has no features partition yet: run monthly-etl first")
+    target = month or max(available)
+    if target not in available:
+        raise ValueError(
+            f"month {target} has no features partition in the lake (it has "
+            f"{min(available)}..{max(available)}): run monthly-etl --month {target} first"
+        )
+    return sorted(m for m in available if m <= target)[-size:]

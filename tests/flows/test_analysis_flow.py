@@ -76,3 +76,18 @@ def test_a_month_the_lake_lacks_fails_naming_it(features, configure):
     fill(lake, features)
     with pytest.raises(ValueError, match="2024-07 has no features partition"):
         monthly_analysis(month="2024-07")
+
+
+def test_cli_writes_the_report_and_names_a_missing_month(features, configure):
+    from typer.testing import CliRunner
+
+    from crimeflow.cli.main import app
+
+    lake = Lake.from_settings(configure())
+    fill(lake, features)
+    missing = CliRunner().invoke(app, ["analysis", "--month", "2023-12"])
+    assert missing.exit_code == 1 and "2023-12 has no features partition" in missing.output
+    done = CliRunner().invoke(app, ["analysis"])
+    assert done.exit_code == 0, done.output
+    assert "2024-03 (window 2024-01..2024-03)" in done.output and "no map" in done.output
+    assert lake.exists(html_key("2024-03"))

@@ -189,3 +189,19 @@ def test_real_2018_october_report(real_data_dir, real_boundaries) -> None:
         f"{district.statistic:.1f} dof {district.dof}; type {kind.statistic:.1f} dof {kind.dof};"
         f" trend {trend.slope_per_month * 100:+.3f} pt/month Z {trend.z:.2f}"
     )
+
+
+def test_a_month_without_labels_or_frame_is_refused_by_name(generated) -> None:
+    unlabelled = generated["2024-03"].assign(arrest=pd.NA)
+    with pytest.raises(ValueError, match="2024-03 has no incident with a known arrest flag"):
+        analyse("2024-03", {**generated, "2024-03": unlabelled})
+    with pytest.raises(ValueError, match="month 2024-09 is not among the frames"):
+        analyse("2024-09", generated)
+
+
+def test_unlabelled_rows_are_counted_and_left_out(generated) -> None:
+    month = generated["2024-02"].copy()
+    month["arrest"] = month["arrest"].astype("boolean")
+    month.loc[month.index[:100], "arrest"] = pd.NA
+    analysis = analyse("2024-02", {"2024-01": generated["2024-01"], "2024-02": month})
+    assert analysis.unlabelled == 100 and analysis.overall.incidents == len(month) - 100

@@ -205,3 +205,21 @@ def test_unlabelled_rows_are_counted_and_left_out(generated) -> None:
     month.loc[month.index[:100], "arrest"] = pd.NA
     analysis = analyse("2024-02", {"2024-01": generated["2024-01"], "2024-02": month})
     assert analysis.unlabelled == 100 and analysis.overall.incidents == len(month) - 100
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_every_real_2018_month_renders(real_data_dir, real_boundaries) -> None:
+    """Each month Jan-Oct 2018 with the window so far: pages with both plots, sane numbers."""
+    frame = add_temporal_features(read_incidents_file(real_data_dir / FILE_2018))
+    frames = {m: g for m, g in frame.groupby(frame["date"].dt.strftime("%Y-%m"))}
+    areas = real_boundaries["community_areas"]
+    for month in sorted(frames):
+        window = {m: f for m, f in frames.items() if m <= month}
+        analysis = analyse(month, window)
+        assert analysis.overall.incidents == frames[month]["arrest"].notna().sum() > 15000
+        assert 0.15 < analysis.overall.rate < 0.25
+        assert analysis.chi_square_district.p_value < 1e-6 and analysis.chi_square_type.dof >= 15
+        assert (analysis.trend is None) == (month == "2018-01")
+        page = report_html(analysis, heat_map_png(analysis), area_map_png(analysis, areas), "t")
+        assert page.count("data:image/png;base64,") == 2, month

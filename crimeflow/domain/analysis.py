@@ -250,6 +250,12 @@ def heat_table(frame: pd.DataFrame) -> tuple[list[list[float | None]], list[list
     return rates, counts.astype(int).tolist()
 
 
+def _numeric_first(rate: Rate) -> tuple[bool, int, str]:
+    """Sort key: numeric groups (community areas 1..77) in number order, then the rest."""
+    numeric = rate.group.isdigit()
+    return (not numeric, int(rate.group) if numeric else 0, rate.group)
+
+
 def _month_rate(month: str, frame: pd.DataFrame) -> Rate:
     """One window month's arrest rate (its labelled rows)."""
     return rate_of(labelled(frame), month)
@@ -286,7 +292,7 @@ def analyse(month: str, frames: Mapping[str, pd.DataFrame]) -> Analysis:
         by_district=rates_by(current, "district"),
         by_hour=rates_by(current, "hour"),
         by_weekday=rates_by(current, "weekday"),
-        by_area=rates_by(current, "community_area"),
+        by_area=sorted(rates_by(current, "community_area"), key=_numeric_first),
         by_month=by_month,
         chi_square_district=chi_district,
         chi_square_type=chi_type,

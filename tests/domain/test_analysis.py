@@ -136,6 +136,8 @@ def test_generated_month_renders_with_numbers_that_match_its_rows(generated) -> 
     assert analysis.overall.arrests == int(month["arrest"].sum())
     assert [r.group for r in analysis.by_weekday] == list(WEEKDAYS)
     assert sum(r.incidents for r in analysis.by_hour) == len(month)
+    areas = [int(r.group) for r in analysis.by_area if r.group.isdigit()]
+    assert areas == sorted(areas) and sum(r.incidents for r in analysis.by_area) == len(month)
     assert analysis.window == ["2024-01", "2024-02", "2024-03"] and analysis.trend is not None
     table = pd.crosstab(month["district"], month["arrest"]).to_numpy()
     assert not analysis.chi_square_district.pooled  # 4,000 rows fill every district

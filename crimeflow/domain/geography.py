@@ -13,12 +13,17 @@ through the same atomic, idempotent Parquet writes as every other partition.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
+
+from crimeflow.contract.schema import ZERO_PADDED
+from crimeflow.domain.enrich import US_SURVEY_FOOT_M, state_plane_xy
 
 # Illinois State Plane East (US feet): the incidents' x/y coordinates are in it.
 PROJECTED_CRS = "EPSG:3435"
@@ -112,3 +117,154 @@ def boundaries_from_frame(frame: pd.DataFrame, layer: BoundaryLayer) -> gpd.GeoD
         geometry=shapely.from_wkb(frame["wkb"].to_numpy()),
         crs=PROJECTED_CRS,
     )
+
+
+# --- point-in-polygon: locate, fill and flag (pure) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class AreaCheck:
+    """One layer checked against a frame's coordinates: masks aligned with the frame's rows.
+
+    `located` is the id of the polygon holding each row's point (<NA> without coordinates or
+    outside every polygon); `filled` marks rows whose reported id was missing and now comes
+    from the coordinates; `disagrees` marks rows whose reported id differs from the located one.
+    """
+
+    layer: BoundaryLayer
+    located: pd.Series
+    filled: np.ndarray
+    disagrees: np.ndarray
+
+
+def _points(x: np.ndarray, y: np.ndarray) -> gpd.GeoDataFrame:
+    """EPSG:3435 points (NaN coordinates give empty points, which match nothing)."""
+    return gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=PROJECTED_CRS)
+
+
+def locate(
+    x: np.ndarray, y: np.ndarray, boundaries: gpd.GeoDataFrame, layer: BoundaryLayer
+) -> pd.Series:
+    """The id (Int64, positional index) of the `layer` polygon containing each EPSG:3435 point."""
+    points = _points(np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"))
+    shapes = boundaries.to_crs(PROJECTED_CRS)[[layer.id_column, "geometry"]]
+    joined = gpd.sjoin(points, shapes, how="left", predicate="within")
+    # A point on a shared edge lies in both polygons: keep the lower id, so the answer is stable.
+    joined = joined.sort_values(layer.id_column, kind="stable")
+    first = joined[~joined.index.duplicated(keep="first")].sort_index()
+    return pd.Series(first[layer.id_column].to_numpy(), dtype="Int64")
+
+
+def reported_ids(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A frame's reported area ids as Int64 ('006' -> 6; blank or junk -> <NA>), positional."""
+    if column not in frame.columns:
+        return pd.Series(pd.NA, index=range(len(frame)), dtype="Int64")
+    numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+    whole = np.where(np.isfinite(numbers) & (numbers == np.round(numbers)), numbers, np.nan)
+    return pd.Series(whole, dtype="float64").astype("Int64")
+
+
+def check_areas(
+    frame: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    boundaries: gpd.GeoDataFrame,
+    layer: BoundaryLayer,
+) -> AreaCheck:
+    """Locate each row's point in `layer` and compare with the id the row reports."""
+    located = locate(x, y, boundaries, layer)
+    reported = reported_ids(frame, layer.id_column)
+    found = located.notna().to_numpy()
+    has = reported.notna().to_numpy()
+    differs = (reported.fillna(-1).to_numpy() != located.fillna(-1).to_numpy()) & found & has
+    return AreaCheck(layer, located, found & ~has, differs)
+
+
+def _as_column_values(located: pd.Series, like: pd.Series, column: str) -> pd.Series:
+    """Located ids written the way `like` (the frame's column) holds its values."""
+    if pd.api.types.is_numeric_dtype(like.dtype):
+        return located.astype(like.dtype)
+    # Text columns: the feed's form, zero-padded where Socrata pads ('6' -> '006' for district).
+    width = ZERO_PADDED.get(column, 0)
+    return located.astype("string").str.zfill(width) if width else located.astype("string")
+
+
+def fill_missing(frame: pd.DataFrame, checks: list[AreaCheck]) -> pd.DataFrame:
+    """A copy of `frame` whose missing area ids are filled from the checks' located ids."""
+    out = frame.copy()
+    for check in checks:
+        column = check.layer.id_column
+        if not check.filled.any():
+            continue
+        if column not in out.columns:
+            out[column] = pd.Series(pd.NA, index=out.index, dtype="string")
+        values = _as_column_values(check.located, out[column], column)
+        values.index = out.index
+        fill = pd.Series(check.filled, index=out.index)
+        out[column] = out[column].astype(values.dtype).mask(fill, values)
+    return out
+
+
+def check_layers(
+    frame: pd.DataFrame, boundaries: Mapping[str, gpd.GeoDataFrame]
+) -> list[AreaCheck]:
+    """Every given layer checked against the frame's points (x/y, else projected lat/lon)."""
+    x, y = state_plane_xy(frame)
+    return [
+        check_areas(frame, x, y, shapes, layer_named(name)) for name, shapes in boundaries.items()
+    ]
+
+
+def area_counts(checks: list[AreaCheck], keep: np.ndarray | None = None) -> dict[str, int]:
+    """Filled and disagreeing rows per layer ('community_area_filled', ...), over `keep` rows."""
+    counts: dict[str, int] = {}
+    for check in checks:
+        mask = np.ones(check.filled.size, dtype=bool) if keep is None else keep
+        column = check.layer.id_column
+        counts[f"{column}_filled"] = int((check.filled & mask).sum())
+        counts[f"{column}_disagrees"] = int((check.disagrees & mask).sum())
+    return counts
+
+
+# --- nearest police station through geopandas (the ETL's path) -------------------------------
+
+
+def stations_layer(x: np.ndarray, y: np.ndarray, districts: Sequence[str]) -> gpd.GeoDataFrame:
+    """Police stations as EPSG:3435 points with their district label (`StationIndex` arrays)."""
+    return gpd.GeoDataFrame(
+        {"station_district": pd.array(list(districts), dtype="string")},
+        geometry=gpd.points_from_xy(x, y),
+        crs=PROJECTED_CRS,
+    )
+
+
+def nearest_station(
+    x: np.ndarray, y: np.ndarray, stations: gpd.GeoDataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Meters to, and district of, the nearest station (`sjoin_nearest`); NaN in -> NaN/None."""
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    distance = np.full(x.size, np.nan)
+    district = np.full(x.size, None, dtype=object)
+    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    if ok.size == 0:
+        return distance, district
+    points = gpd.GeoDataFrame(geometry=gpd.points_from_xy(x[ok], y[ok]), crs=PROJECTED_CRS)
+    joined = gpd.sjoin_nearest(points, stations, how="left", distance_col="feet")
+    # Equidistant stations give several rows per point; the first (lowest station row) wins.
+    joined = joined[~joined.index.duplicated(keep="first")].sort_index()
+    distance[ok] = joined["feet"].to_numpy(dtype="float64") * US_SURVEY_FOOT_M
+    district[ok] = joined["station_district"].to_numpy(dtype=object)
+    return distance, district
+
+
+def nearest_station_features(
+    frame: pd.DataFrame, stations: gpd.GeoDataFrame
+) -> dict[str, pd.Series]:
+    """The station columns of `enrich.station_features`, computed with `sjoin_nearest`."""
+    x, y = state_plane_xy(frame)
+    distance, district = nearest_station(x, y, stations)
+    return {
+        "station_distance_m": pd.Series(distance, index=frame.index, dtype="float64"),
+        "nearest_station_district": pd.Series(district, index=frame.index, dtype="string"),
+    }

@@ -148,8 +148,8 @@ def locate(
     """The id (Int64, positional index) of the `layer` polygon containing each EPSG:3435 point."""
     points = _points(np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"))
     shapes = boundaries.to_crs(PROJECTED_CRS)[[layer.id_column, "geometry"]]
-    joined = gpd.sjoin(points, shapes, how="left", predicate="within")
-    # A point on a shared edge lies in both polygons: keep the lower id, so the answer is stable.
+    joined = gpd.sjoin(points, shapes, how="left", predicate="intersects")
+    # A point on a shared edge touches both polygons: keep the lower id, so the answer is stable.
     joined = joined.sort_values(layer.id_column, kind="stable")
     first = joined[~joined.index.duplicated(keep="first")].sort_index()
     return pd.Series(first[layer.id_column].to_numpy(), dtype="Int64")

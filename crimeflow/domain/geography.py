@@ -128,13 +128,16 @@ class AreaCheck:
 
     `located` is the id of the polygon holding each row's point (<NA> without coordinates or
     outside every polygon); `filled` marks rows whose reported id was missing and now comes
-    from the coordinates; `disagrees` marks rows whose reported id differs from the located one.
+    from the coordinates; `disagrees` marks rows whose point lies in another polygon and more
+    than `EDGE_TOLERANCE_M` from the one they report; `on_edge` marks rows whose point lies in
+    another polygon but within that tolerance of the reported one (not a disagreement).
     """
 
     layer: BoundaryLayer
     located: pd.Series
     filled: np.ndarray
     disagrees: np.ndarray
+    on_edge: np.ndarray
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> gpd.GeoDataFrame:
@@ -142,17 +145,35 @@ def _points(x: np.ndarray, y: np.ndarray) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=PROJECTED_CRS)
 
 
+def _join_ids(
+    points: gpd.GeoDataFrame, shapes: gpd.GeoDataFrame, column: str, predicate: str
+) -> pd.Series:
+    """The `column` id of the shape each point matches (lowest id when several), by position."""
+    joined = gpd.sjoin(points, shapes, how="left", predicate=predicate)
+    joined = joined.sort_values(column, kind="stable")
+    first = joined[~joined.index.duplicated(keep="first")].sort_index()
+    return pd.Series(first[column].to_numpy(), dtype="Int64")
+
+
 def locate(
     x: np.ndarray, y: np.ndarray, boundaries: gpd.GeoDataFrame, layer: BoundaryLayer
 ) -> pd.Series:
     """The id (Int64, positional index) of the `layer` polygon containing each EPSG:3435 point."""
-    points = _points(np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"))
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    points = _points(x, y)
     shapes = boundaries.to_crs(PROJECTED_CRS)[[layer.id_column, "geometry"]]
-    joined = gpd.sjoin(points, shapes, how="left", predicate="intersects")
-    # A point on a shared edge touches both polygons: keep the lower id, so the answer is stable.
-    joined = joined.sort_values(layer.id_column, kind="stable")
-    first = joined[~joined.index.duplicated(keep="first")].sort_index()
-    return pd.Series(first[layer.id_column].to_numpy(), dtype="Int64")
+    # `within` is the fast path (0.3 s for 222k points; `intersects` on all of them took ~10x
+    # longer); only the few points it leaves, e.g. exactly on an edge, go through `intersects`,
+    # where a point on a shared edge gets the lower id, so the answer is stable.
+    located = _join_ids(points, shapes, layer.id_column, "within")
+    left = np.flatnonzero(located.isna().to_numpy() & np.isfinite(x) & np.isfinite(y))
+    if left.size:
+        edge = _join_ids(
+            points.iloc[left].reset_index(drop=True), shapes, layer.id_column, "intersects"
+        )
+        located.iloc[left] = edge.to_numpy()
+    return located
 
 
 def reported_ids(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -162,6 +183,27 @@ def reported_ids(frame: pd.DataFrame, column: str) -> pd.Series:
     numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
     whole = np.where(np.isfinite(numbers) & (numbers == np.round(numbers)), numbers, np.nan)
     return pd.Series(whole, dtype="float64").astype("Int64")
+
+
+# Addresses are geocoded onto street centre lines, and the boundaries run along the same lines:
+# on the 2018 file 88 % of the community-area and 99.6 % of the district mismatches lie within
+# 1 m of the polygon the row reports (median 0.09 m), and the share barely grows up to 10 m.
+# Those are the same place, not a disagreement (docs/model-and-data.md, scripts/geo_counts.py).
+EDGE_TOLERANCE_M = 10.0
+
+
+def _distance_to_reported_m(
+    x: np.ndarray, y: np.ndarray, reported: np.ndarray, boundaries: gpd.GeoDataFrame, column: str
+) -> np.ndarray:
+    """Meters from each point to the polygon of its reported id (inf for an id not in the layer)."""
+    shapes = dict(zip(boundaries[column].astype(int), boundaries.geometry, strict=True))
+    polygons = np.array([shapes.get(int(r)) for r in reported], dtype=object)
+    known = np.array([p is not None for p in polygons], dtype=bool)
+    meters = np.full(reported.size, np.inf)
+    if known.any():
+        points = shapely.points(x[known], y[known])
+        meters[known] = shapely.distance(points, polygons[known]) * US_SURVEY_FOOT_M
+    return meters
 
 
 def check_areas(
@@ -177,7 +219,19 @@ def check_areas(
     found = located.notna().to_numpy()
     has = reported.notna().to_numpy()
     differs = (reported.fillna(-1).to_numpy() != located.fillna(-1).to_numpy()) & found & has
-    return AreaCheck(layer, located, found & ~has, differs)
+    rows = np.flatnonzero(differs)
+    near = np.zeros(differs.size, dtype=bool)
+    if rows.size:
+        shapes = boundaries.to_crs(PROJECTED_CRS)
+        meters = _distance_to_reported_m(
+            np.asarray(x, dtype="float64")[rows],
+            np.asarray(y, dtype="float64")[rows],
+            reported.to_numpy()[rows],
+            shapes,
+            layer.id_column,
+        )
+        near[rows[meters <= EDGE_TOLERANCE_M]] = True
+    return AreaCheck(layer, located, found & ~has, differs & ~near, near)
 
 
 def _as_column_values(located: pd.Series, like: pd.Series, column: str) -> pd.Series:
@@ -223,6 +277,7 @@ def area_counts(checks: list[AreaCheck], keep: np.ndarray | None = None) -> dict
         column = check.layer.id_column
         counts[f"{column}_filled"] = int((check.filled & mask).sum())
         counts[f"{column}_disagrees"] = int((check.disagrees & mask).sum())
+        counts[f"{column}_on_edge"] = int((check.on_edge & mask).sum())
     return counts
 
 

@@ -163,8 +163,10 @@ def test_missing_ids_are_filled_and_disagreements_flagged(monkeypatch: pytest.Mo
     assert area_counts(checks) == {
         "community_area_filled": 2,
         "community_area_disagrees": 1,
+        "community_area_on_edge": 0,
         "district_filled": 2,
         "district_disagrees": 1,
+        "district_on_edge": 0,
     }
     assert checks[0].filled.tolist() == [True, False, False, True, False]
     assert checks[0].disagrees.tolist() == [False, False, True, False, False]
@@ -185,6 +187,26 @@ def test_missing_ids_are_filled_and_disagreements_flagged(monkeypatch: pytest.Mo
     assert out["community_area"].tolist()[:4] == [7, 3, 7, 7]
 
 
+def test_a_point_just_over_the_edge_is_not_a_disagreement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reported 7 (x 0-100 ft) at x = 120 ft (6 m over) is on the edge; at x = 200 ft, disagrees."""
+    import crimeflow.domain.geography as geography
+
+    monkeypatch.setattr(
+        geography,
+        "state_plane_xy",
+        lambda f: (f["x"].to_numpy(dtype="float64"), f["y"].to_numpy(dtype="float64")),
+    )
+    assert geography.EDGE_TOLERANCE_M == 10.0
+    rows = _incidents(x=[120.0, 180.0, 150.0], y=[50.0] * 3, community_area=["7", "7", "99"])
+    [check] = check_layers(rows, {"community_areas": _grid("community_area", (7, 3))})
+    assert check.located.tolist() == [3, 3, 3]
+    assert check.on_edge.tolist() == [True, False, False]
+    # 80 ft = 24 m over the edge: a disagreement; an id the layer does not know is one too.
+    assert check.disagrees.tolist() == [False, True, True]
+
+
 def test_real_2018_rows_fill_and_flag(real_data_dir: Path, real_boundaries: dict) -> None:
     """On real rows, the located area mostly matches the reported one; a blanked one comes back."""
     frame = pd.read_csv(
@@ -203,9 +225,10 @@ def test_real_2018_rows_fill_and_flag(real_data_dir: Path, real_boundaries: dict
     counts = area_counts(again)
     assert counts["community_area_filled"] == int(checks[0].located.notna().sum())
     filled = fill_missing(blanked, again)
-    agree = ~checks[0].disagrees & checks[0].located.notna().to_numpy()
+    # Rows whose point lies in the polygon they report get that id back.
+    agree = ~checks[0].disagrees & ~checks[0].on_edge & checks[0].located.notna().to_numpy()
     assert (filled["community_area"][agree] == frame["community_area"][agree]).all()
-    agree_d = ~checks[1].disagrees & checks[1].located.notna().to_numpy()
+    agree_d = ~checks[1].disagrees & ~checks[1].on_edge & checks[1].located.notna().to_numpy()
     assert (filled["district"][agree_d] == frame["district"][agree_d]).all()
 
 

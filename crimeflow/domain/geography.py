@@ -8,6 +8,12 @@ incident column it matches: `district`, `community_area`), a `name`, and the geo
 
 The lake keeps a layer as a plain frame (`id`, `name`, hex WKB geometry in EPSG:3435), so it goes
 through the same atomic, idempotent Parquet writes as every other partition.
+
+The ETL uses the layers on incident points (pure functions below): `locate` (point-in-polygon
+through `geopandas.sjoin`), `check_layers` / `fill_missing` / `area_counts` (fill a missing
+`community_area` or `district` from the point, flag a reported id the point disagrees with),
+and `nearest_station` (`geopandas.sjoin_nearest`, the same meters as the serving path's
+`enrich.StationIndex`).
 """
 
 from __future__ import annotations
@@ -141,7 +147,7 @@ class AreaCheck:
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> gpd.GeoDataFrame:
-    """EPSG:3435 points (NaN coordinates give empty points, which match nothing)."""
+    """EPSG:3435 points (a NaN coordinate gives a NaN point, which matches nothing)."""
     return gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=PROJECTED_CRS)
 
 
@@ -163,9 +169,10 @@ def locate(
     y = np.asarray(y, dtype="float64")
     points = _points(x, y)
     shapes = boundaries.to_crs(PROJECTED_CRS)[[layer.id_column, "geometry"]]
-    # `within` is the fast path (0.3 s for 222k points; `intersects` on all of them took ~10x
-    # longer); only the few points it leaves, e.g. exactly on an edge, go through `intersects`,
-    # where a point on a shared edge gets the lower id, so the answer is stable.
+    # `within` is the fast path (0.6 s CPU for 200k points, make bench-geo; `intersects` on
+    # every point took 5-7x the wall time on the 2018 file). Only the few points it leaves,
+    # e.g. exactly on an edge, go through `intersects`, where a point on a shared edge gets the
+    # lower id, so the answer is stable.
     located = _join_ids(points, shapes, layer.id_column, "within")
     left = np.flatnonzero(located.isna().to_numpy() & np.isfinite(x) & np.isfinite(y))
     if left.size:

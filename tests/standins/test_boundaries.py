@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 
 from crimeflow.contract.settings import SocrataSettings
 from crimeflow.domain.geography import (
@@ -16,8 +20,8 @@ from crimeflow.domain.geography import (
     check_layers,
 )
 from crimeflow.standins.boundaries import boundaries_from_folder, generated_boundaries
-from crimeflow.standins.generate import generate_incidents
-from crimeflow.standins.soda import StandinServer
+from crimeflow.standins.generate import generate_incidents, write_incidents
+from crimeflow.standins.soda import StandinServer, serve_forever
 from crimeflow.stores.socrata import SodaError, SodaSource
 
 
@@ -84,3 +88,30 @@ def test_a_folder_without_the_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "police_districts.geojson").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"community_areas\.geojson"):
         boundaries_from_folder(tmp_path)
+
+
+def test_soda_serve_with_a_boundaries_folder(
+    real_data_dir: Path, incidents: pd.DataFrame, tmp_path: Path
+) -> None:
+    """`crimeflow soda serve --boundaries DIR`'s function serves that folder's files."""
+    crimes = write_incidents(incidents.head(100), tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stop = threading.Event()
+    kwargs = {"port": port, "boundaries_dir": real_data_dir / "geo", "until": stop}
+    thread = threading.Thread(target=serve_forever, args=(crimes,), kwargs=kwargs, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}/resource/{SocrataSettings().districts_dataset}.geojson"
+        for _ in range(100):
+            try:
+                answer = requests.get(url, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert answer.headers["Content-Type"].startswith("application/vnd.geo+json")
+        assert answer.content == (real_data_dir / "geo" / "police_districts.geojson").read_bytes()
+    finally:
+        stop.set()
+        thread.join(timeout=10)

@@ -245,11 +245,18 @@ def soda_serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    boundaries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with police_districts.geojson and community_areas.geojson "
+            "(default: generated layers covering the generator's coordinates)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a crimes file as a local SODA endpoint (set CRIMEFLOW_SOCRATA_URL to it)."""
     from crimeflow.standins.soda import serve_forever
 
-    serve_forever(crimes, stations, host=host, port=port)
+    serve_forever(crimes, stations, host=host, port=port, boundaries_dir=boundaries)
 
 
 @app.command()

@@ -53,6 +53,10 @@ class Links:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def mlflow_artifact(self, run_id: str, path: str) -> str:
+        """The raw file of a run's artifact, as the MLflow UI serves it (an image embeds)."""
+        return f"{self.mlflow}/get-artifact?path={quote(path, safe='')}&run_uuid={run_id}"
+
     def model(self, model_name: str) -> str:
         """A registered model's page in the MLflow UI (all its versions and aliases)."""
         return f"{self.mlflow}/#/models/{quote(model_name, safe='')}"

@@ -470,6 +470,14 @@ class GateSettings(Group):
     shadow_rows: int = Field(
         1000, ge=0, description="Recent logged requests the candidate must score without failure."
     )
+    district_min_rows: int = Field(
+        500, ge=1, description="Staging rows a police district needs for the per-district rule."
+    )
+    max_district_drop: float = Field(
+        0.05,
+        ge=0,
+        description="How much lower than the champion's a district's staging PR-AUC may be.",
+    )
 
     @field_validator("primary_metric")
     @classmethod

@@ -211,6 +211,8 @@ FROZEN_ENV = {
     "CRIMEFLOW_GATE_MAX_CALIBRATION_GAP": ("gate.max_calibration_gap", "0.04", 0.04),
     "CRIMEFLOW_GATE_MAX_P99_MS": ("gate.max_p99_ms", "21.5", 21.5),
     "CRIMEFLOW_GATE_SHADOW_ROWS": ("gate.shadow_rows", "22", 22),
+    "CRIMEFLOW_GATE_DISTRICT_MIN_ROWS": ("gate.district_min_rows", "300", 300),
+    "CRIMEFLOW_GATE_MAX_DISTRICT_DROP": ("gate.max_district_drop", "0.08", 0.08),
 }
 
 

@@ -39,11 +39,14 @@ TASK_NAMES = {
     "run_gate": "retrain_steps",
     "stage_candidate": "retrain_steps",
     "stage_champion": "retrain_steps",
+    "audit_holdout": "train_steps",
     "evaluate_holdout": "train_steps",
     "fit_model": "train_steps",
+    "load_area_boundaries": "train_steps",
     "load_stations": "train_steps",
     "load_training_window": "train_steps",
     "log_and_register": "train_steps",
+    "log_audit_tables": "train_steps",
     "publish_training_summary": "train_steps",
 }
 

@@ -11,10 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.domain.analysis import Analysis, analyse, analysis_window
 from crimeflow.domain.analysis_plots import area_map_png, heat_map_png
-from crimeflow.domain.analysis_report import NO_MAP, report_html, report_markdown
-from crimeflow.domain.geography import COMMUNITY_AREAS
+from crimeflow.domain.analysis_report import report_html, report_markdown
 from crimeflow.stores.analysis_reports import AnalysisReports
-from crimeflow.stores.boundaries import read_boundaries
 from crimeflow.stores.lake import FEATURES, Lake
 from tasks import step
 
@@ -24,15 +22,6 @@ def load_window(lake: Lake, month: str | None, size: int) -> dict[str, pd.DataFr
     """The features partitions of the report's window, by month (the report month is newest)."""
     window = analysis_window(lake.months(FEATURES), month, size)
     return {each: lake.read(FEATURES, each) for each in window}
-
-
-@step
-def load_community_areas(lake: Lake) -> gpd.GeoDataFrame | None:
-    """The community-area shapes from the lake, or None (the report says it has no map)."""
-    areas = read_boundaries(lake, COMMUNITY_AREAS)
-    if areas is None:
-        get_run_logger().warning(NO_MAP)
-    return areas
 
 
 @step

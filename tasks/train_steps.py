@@ -12,7 +12,6 @@ from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.audit_report import MAP_ARTIFACT, HoldoutAudit, audit_markdown, holdout_audit
 from crimeflow.domain.evaluate import evaluate
-from crimeflow.domain.geography import COMMUNITY_AREAS
 from crimeflow.domain.model import ModelConfig, TrainedModel, train_model
 from crimeflow.domain.training_run import (
     RegisteredModel,
@@ -20,7 +19,6 @@ from crimeflow.domain.training_run import (
     newest_months,
     summary_markdown,
 )
-from crimeflow.stores.boundaries import read_boundaries
 from crimeflow.stores.files import read_stations_file
 from crimeflow.stores.lake import CLEAN_CRIMES, RAW_STATIONS, STATE_KEY, Lake
 from crimeflow.stores.training_log import log_audit, log_training_run
@@ -73,15 +71,6 @@ def fit_model(
 def evaluate_holdout(trained: TrainedModel, holdout: pd.DataFrame) -> dict[str, Any]:
     """All holdout metrics of the calibrated model next to the prior-rate baseline."""
     return evaluate(trained.estimator, holdout)
-
-
-@step
-def load_area_boundaries(lake: Lake) -> Any:
-    """The community-area boundaries the ETL pulled into the lake, or None (the map is skipped)."""
-    areas = read_boundaries(lake, COMMUNITY_AREAS)
-    if areas is None:
-        get_run_logger().warning("no community-area boundaries in the lake: audit map skipped")
-    return areas
 
 
 @step

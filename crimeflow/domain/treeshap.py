@@ -23,6 +23,7 @@ coef_j * (x_j - mean_j), about the training mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from math import comb
 from typing import Any
 
@@ -97,36 +98,84 @@ class LeafTable:
         return np.where(np.isnan(xv), self.nan_ok, inside) & self.active
 
     def _chunk(self, X: np.ndarray) -> np.ndarray:
-        """`shap_values` of a few rows at once."""
+        """`shap_values` of a few rows at once, bucket by bucket of path lengths."""
         n = len(X)
-        leaves, depth = self.feature.shape
-        o = self._satisfied(X).astype("float64")  # (n, L, D)
-        z = np.broadcast_to(self.zero_fraction, o.shape)
-        # prod_j (z_j + o_j t): coefficients of t^0..t^D, one multiplication per slot.
-        poly = np.zeros((n, leaves, depth + 1))
-        poly[..., 0] = 1.0
-        for j in range(depth):
-            shifted = np.zeros_like(poly)
-            shifted[..., 1:] = poly[..., :-1] * o[..., j : j + 1]
-            poly = poly * z[..., j : j + 1] + shifted
-        # Divide out each slot's own factor: by z_i where o_i = 0, by (t + z_i) where o_i = 1
-        # (synthetic division from the top degree; stable since 0 < z_i <= 1).
-        quotient = np.empty((n, leaves, depth, depth))
-        carry = np.zeros((n, leaves, depth))
-        for k in range(depth, 0, -1):
-            carry = poly[..., k : k + 1] - z * carry
-            quotient[..., k - 1] = carry
-        by_z = poly[..., None, :depth] / np.maximum(z, 1e-300)[..., None]
-        quotient = np.where(o[..., None] > 0, quotient, by_z)
-        weights = _shapley_weights(depth)[self.n_unique]  # (L, D) over k
-        summed = np.einsum("nlik,lk->nli", quotient, weights)
-        per_slot = self.value[None, :, None] * (o - z) * summed * self.active
-        rows = np.repeat(np.arange(n), leaves * depth)
-        flat = rows * self.n_features + np.tile(self.feature.ravel(), n)
-        totals = np.bincount(flat, weights=per_slot.ravel(), minlength=n * self.n_features)
+        totals = np.zeros(n * self.n_features)
+        rows = np.arange(n)[:, None] * self.n_features
+        for bucket in self._buckets:
+            per_slot = bucket.values(X)  # (n, L_b, depth)
+            flat = (rows + bucket.feature.ravel()[None, :]).ravel()
+            totals += np.bincount(flat, weights=per_slot.ravel(), minlength=n * self.n_features)
         return totals.reshape(n, self.n_features)
 
+    @cached_property
+    def _buckets(self) -> list[_Bucket]:
+        """Leaves grouped by path length (a few groups): short paths skip the long ones' work."""
+        edges = (0, 4, 7, 10, 13)
+        weights = _shapley_weights(self.feature.shape[1])
+        buckets = []
+        for low, high in zip(edges, (*edges[1:], np.inf), strict=True):
+            leaves = np.flatnonzero((self.n_unique > low) & (self.n_unique <= high))
+            if leaves.size:
+                depth = int(self.n_unique[leaves].max())
+                buckets.append(
+                    _Bucket(
+                        feature=self.feature[leaves, :depth],
+                        lower=self.lower[leaves, :depth],
+                        upper=self.upper[leaves, :depth],
+                        nan_ok=self.nan_ok[leaves, :depth],
+                        zero_fraction=self.zero_fraction[leaves, :depth],
+                        active=self.active[leaves, :depth],
+                        weights=weights[self.n_unique[leaves], :depth],
+                        value=self.value[leaves],
+                    )
+                )
+        return buckets
 
+
+@dataclass(frozen=True)
+class _Bucket:
+    """The leaves of one path-length group, cut to that group's longest path (`depth`)."""
+
+    feature: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    nan_ok: np.ndarray
+    zero_fraction: np.ndarray
+    active: np.ndarray
+    weights: np.ndarray  # (L_b, depth): w(k, d) of each leaf's own d
+    value: np.ndarray
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """(n, L_b, depth) the contribution of each leaf's path slot to its feature."""
+        xv = X[:, self.feature]
+        inside = (xv > self.lower) & (xv <= self.upper)
+        o = np.where(np.isnan(xv), self.nan_ok, inside) & self.active
+        o = o.astype("float64")
+        z = np.broadcast_to(self.zero_fraction, o.shape)
+        depth = self.feature.shape[1]
+        # prod_j (z_j + o_j t): coefficients of t^0..t^depth, one multiplication per slot.
+        poly = np.zeros((*o.shape[:2], depth + 1))
+        poly[..., 0] = 1.0
+        for j in range(depth):
+            top = poly[..., :-1] * o[..., j : j + 1]
+            poly *= z[..., j : j + 1]
+            poly[..., 1:] += top
+        # Divide out each slot's own factor and weight the quotient's coefficients: by z_i
+        # where o_i = 0 (then the top coefficient is 0); by (t + z_i) where o_i = 1, by
+        # synthetic division from the top degree (stable: 0 < z_i <= 1), summing as it goes.
+        weighted = np.einsum("nlk,lk->nl", poly[..., :depth], self.weights)[..., None]
+        summed_zero = weighted / np.maximum(z, 1e-300)
+        carry = np.zeros(o.shape)
+        summed_one = np.zeros(o.shape)
+        for k in range(depth, 0, -1):
+            carry = poly[..., k : k + 1] - z * carry
+            summed_one += carry * self.weights[None, :, k - 1 : k]
+        summed = np.where(o > 0, summed_one, summed_zero)
+        return self.value[None, :, None] * (o - z) * summed * self.active
+
+
+@lru_cache(maxsize=8)
 def _shapley_weights(depth: int) -> np.ndarray:
     """(depth + 1, depth): row d holds w(k, d) = k! (d - k - 1)! / d! for k < d, else 0."""
     table = np.zeros((depth + 1, max(depth, 1)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -40,6 +41,7 @@ __all__ = [
     "Explanation",
     "UnsupportedModelError",
     "global_importance",
+    "importance_figure",
     "readable_feature",
 ]
 
@@ -237,6 +239,19 @@ def global_importance(explainer: Explainer, frame: pd.DataFrame) -> pd.DataFrame
             "share": mean_abs.to_numpy() / total if total > 0 else 0.0,
         }
     )
+
+
+def importance_figure(importance: pd.DataFrame, scale: str) -> Figure:
+    """Horizontal bars of mean |contribution| per readable feature, largest on top."""
+    top = importance.head(15).iloc[::-1]
+    figure = Figure(figsize=(5, 4), dpi=90)  # no pyplot state: safe in worker threads
+    ax = figure.subplots()
+    ax.set_title("Mean |contribution| (exact Shapley)", fontsize=10)
+    ax.barh(top["feature"], top["mean_abs_contribution"], color="#4c78a8")
+    ax.set_xlabel(scale, fontsize=8)
+    ax.tick_params(labelsize=7)
+    figure.tight_layout()
+    return figure
 
 
 def explain_many(

@@ -39,8 +39,8 @@ __all__ = [
     "linear_explainer",
 ]
 
-# Rows per vectorised chunk: the work arrays are rows x leaves x depth x depth floats.
-_CHUNK_FLOATS = 4_000_000
+# Rows per vectorised chunk: the work arrays are rows x leaves x (depth + 1) floats (16 MB).
+_CHUNK_FLOATS = 2_000_000
 
 
 class UnsupportedModelError(TypeError):
@@ -78,7 +78,7 @@ class LeafTable:
         if self.float32_input:
             X = X.astype("float32").astype("float64")
         leaves, depth = self.feature.shape
-        step = max(1, _CHUNK_FLOATS // max(1, leaves * depth * (depth + 1)))
+        step = max(1, _CHUNK_FLOATS // max(1, leaves * (depth + 1)))
         parts = [self._chunk(X[start : start + step]) for start in range(0, len(X), step)]
         return np.vstack(parts) if parts else np.zeros((0, self.n_features))
 

@@ -1,12 +1,13 @@
 """Cost of `?explain=true`: single-prediction latency over HTTP with and without explanations.
 
     python tests/benchmarks/bench_explain.py [--requests 300] [--classifier hist_gradient_boosting]
-        [--batch-rows 1000]
+        [--batch-rows 1000] [--home DIR]
 
 What it does, on 127.0.0.1 with a temporary CRIMEFLOW_HOME:
 
-1. Registers the production champion (HistGradientBoosting fitted on 3 months x 5,000 generated
-   incidents, as tests/benchmarks/bench_api.py does) and starts `python -m crimeflow api`.
+1. Registers the production champion (HistGradientBoosting fitted on 3 months x 5,000
+   generated incidents, as tests/benchmarks/bench_api.py does; skipped when `--home` already
+   holds a registry, which is then kept) and starts `python -m crimeflow api`.
 2. One client, one keep-alive connection, requests one after another (latency, not load):
    `--requests` single-row POST /predict, alternating explain=false and explain=true on the
    same incident, so both see the same machine load. Prints p50/p90/p99 of each and the p50
@@ -122,14 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--classifier", default="hist_gradient_boosting")
     parser.add_argument("--batch-rows", type=int, default=1000)
+    parser.add_argument("--home", type=Path, help="reuse (and keep) this CRIMEFLOW_HOME")
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="crimeflow-bench-explain-"))
-    settings = Settings(home=home, _env_file=None)
+    temporary = args.home is None
+    home = Path(tempfile.mkdtemp(prefix="crimeflow-bench-explain-")) if temporary else args.home
+    settings = Settings(home=home.resolve(), _env_file=None)
     process = None
     try:
         tick = time.perf_counter()
-        version = register_champion(settings, args.classifier)
-        print(f"{args.classifier} champion v{version} in {time.perf_counter() - tick:.0f} s")
+        if not (settings.home / "mlflow.db").exists():
+            version = register_champion(settings, args.classifier)
+            print(f"{args.classifier} champion v{version} in {time.perf_counter() - tick:.0f} s")
         incidents = incident_payloads(200)
         bodies = [json.dumps(i).encode() for i in incidents]
         port = free_port()
@@ -152,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if process is not None:
             stop(process, timeout_s=30)
-        shutil.rmtree(home, ignore_errors=True)
+        if temporary:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

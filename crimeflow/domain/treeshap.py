@@ -100,13 +100,13 @@ class LeafTable:
     def _chunk(self, X: np.ndarray) -> np.ndarray:
         """`shap_values` of a few rows at once, bucket by bucket of path lengths."""
         n = len(X)
-        totals = np.zeros(n * self.n_features)
-        rows = np.arange(n)[:, None] * self.n_features
+        totals = np.zeros(self.n_features * n)
+        rows = np.arange(n)
         for bucket in self._buckets:
-            per_slot = bucket.values(X)  # (n, L_b, depth)
-            flat = (rows + bucket.feature.ravel()[None, :]).ravel()
-            totals += np.bincount(flat, weights=per_slot.ravel(), minlength=n * self.n_features)
-        return totals.reshape(n, self.n_features)
+            per_slot = bucket.values(X)  # (depth, L_b, n)
+            flat = (bucket.feature.T[..., None] * n + rows).ravel()
+            totals += np.bincount(flat, weights=per_slot.ravel(), minlength=self.n_features * n)
+        return totals.reshape(self.n_features, n).T
 
     @cached_property
     def _buckets(self) -> list[_Bucket]:
@@ -147,32 +147,38 @@ class _Bucket:
     value: np.ndarray
 
     def values(self, X: np.ndarray) -> np.ndarray:
-        """(n, L_b, depth) the contribution of each leaf's path slot to its feature."""
-        xv = X[:, self.feature]
-        inside = (xv > self.lower) & (xv <= self.upper)
-        o = np.where(np.isnan(xv), self.nan_ok, inside) & self.active
+        """(depth, L_b, n) the contribution of each leaf's path slot to its feature.
+
+        Slot-major layout (slot or coefficient, leaf, row): every step below works on whole
+        contiguous blocks, several times faster than slicing a trailing coefficient axis.
+        """
+        feature = self.feature.T  # (D, L)
+        xv = np.ascontiguousarray(X.T)[feature]  # (D, L, n)
+        inside = (xv > self.lower.T[..., None]) & (xv <= self.upper.T[..., None])
+        o = np.where(np.isnan(xv), self.nan_ok.T[..., None], inside) & self.active.T[..., None]
         o = o.astype("float64")
-        z = np.broadcast_to(self.zero_fraction, o.shape)
-        depth = self.feature.shape[1]
+        z = self.zero_fraction.T[..., None]  # (D, L, 1)
+        weights = self.weights.T  # (D, L): w(k, d) of each leaf's own d
+        depth = feature.shape[0]
         # prod_j (z_j + o_j t): coefficients of t^0..t^depth, one multiplication per slot.
-        poly = np.zeros((*o.shape[:2], depth + 1))
-        poly[..., 0] = 1.0
+        poly = np.zeros((depth + 1, *o.shape[1:]))
+        poly[0] = 1.0
         for j in range(depth):
-            top = poly[..., :-1] * o[..., j : j + 1]
-            poly *= z[..., j : j + 1]
-            poly[..., 1:] += top
+            top = poly[:-1] * o[j]
+            poly *= z[j]
+            poly[1:] += top
         # Divide out each slot's own factor and weight the quotient's coefficients: by z_i
         # where o_i = 0 (then the top coefficient is 0); by (t + z_i) where o_i = 1, by
         # synthetic division from the top degree (stable: 0 < z_i <= 1), summing as it goes.
-        weighted = np.einsum("nlk,lk->nl", poly[..., :depth], self.weights)[..., None]
-        summed_zero = weighted / np.maximum(z, 1e-300)
+        weighted = np.einsum("kln,kl->ln", poly[:depth], weights)
+        summed_zero = weighted[None] / np.maximum(z, 1e-300)
         carry = np.zeros(o.shape)
         summed_one = np.zeros(o.shape)
         for k in range(depth, 0, -1):
-            carry = poly[..., k : k + 1] - z * carry
-            summed_one += carry * self.weights[None, :, k - 1 : k]
+            carry = poly[k][None] - z * carry
+            summed_one += carry * weights[k - 1][None, :, None]
         summed = np.where(o > 0, summed_one, summed_zero)
-        return self.value[None, :, None] * (o - z) * summed * self.active
+        return self.value[None, :, None] * (o - z) * summed * self.active.T[..., None]
 
 
 @lru_cache(maxsize=8)

@@ -45,6 +45,10 @@ class Links:
         """One drift report's HTML page, served by the API."""
         return f"{self.api}/reports/{report_id}"
 
+    def analysis(self, month: str) -> str:
+        """One month's analyst report, served by the API."""
+        return f"{self.api}/analysis/{month}"
+
     def mlflow_run(self, experiment_id: str, run_id: str) -> str:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -55,6 +55,12 @@ class SocrataSettings(Group):
     app_token: SecretStr | None = Field(None, description="Optional Socrata app token.")
     crimes_dataset: str = Field("ijzp-q8t2", description="Crimes dataset id.")
     stations_dataset: str = Field("z8bn-74gv", description="Police stations dataset id.")
+    districts_dataset: str = Field(
+        "24zt-jpfn", description="Police district boundaries dataset id (GeoJSON; empty: not used)."
+    )
+    community_areas_dataset: str = Field(
+        "igwz-8jzy", description="Community area boundaries dataset id (GeoJSON; empty: not used)."
+    )
     page_size: int = Field(50_000, gt=0, description="Rows per SODA page ($limit).")
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per SODA request.")
     max_retries: int = Field(5, ge=0, description="Retries on timeouts, 5xx and 429.")

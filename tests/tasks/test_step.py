@@ -21,6 +21,8 @@ TASK_NAMES = {
     "validate_month": "etl_steps",
     "write_month": "etl_steps",
     "write_stations": "etl_steps",
+    "write_boundary_layers": "etl_steps",
+    "extract-boundaries": "extract",
     "extract-crimes": "extract",
     "extract-late-updates": "extract",
     "extract-stations": "extract",

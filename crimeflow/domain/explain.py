@@ -93,9 +93,8 @@ def readable_feature(encoded: str) -> str:
     """The readable feature of an encoded column name (`district=011`, `target__iucr`, ...)."""
     column = encoded.split("=", 1)[0].removeprefix("target__")
     column = column.removeprefix("log_") if column == f"log_{DISTANCE_COLUMN}" else column
-    if column not in READABLE:
-        raise KeyError(f"no readable name for model column {encoded!r}")
-    return READABLE[column]
+    # A feature added to the pipeline later is still explained, under its column name.
+    return READABLE.get(column, column)
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ def _category(value: Any) -> Value:
 
 def _value_of(feature: str, frame: pd.DataFrame, enriched: pd.DataFrame, row: int) -> Value:
     """What the incident says for a readable feature (codes as text, distance in meters)."""
-    columns = [c for c, name in READABLE.items() if name == feature]
+    columns = [c for c, name in READABLE.items() if name == feature] or [feature]
     at = enriched.iloc[row]
     if feature == READABLE[DISTANCE_COLUMN]:
         distance = at[DISTANCE_COLUMN]
@@ -221,7 +220,7 @@ def _value_of(feature: str, frame: pd.DataFrame, enriched: pd.DataFrame, row: in
         lat, lon = frame["latitude"].iloc[row], frame["longitude"].iloc[row]
         return None if pd.isna(lat) or pd.isna(lon) else f"{float(lat):.4f}, {float(lon):.4f}"
     sides = columns[0].split("__x__")
-    parts = [_category(at[side]) for side in sides]
+    parts = [_category(at[side]) if side in at.index else None for side in sides]
     if any(part is None for part in parts):
         return None if len(parts) == 1 else " | ".join(p or "(missing)" for p in parts)
     return " | ".join(str(p) for p in parts)

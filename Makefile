@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo clean deployments
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo bench-explain clean deployments
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ bench-drift: install
 # crimeflow's API vs a typical FastAPI + MLflow pyfunc server, 16 concurrent clients.
 bench-api: install
 	$(BIN)/python tests/benchmarks/bench_api.py
+
+# Latency of POST /predict with and without ?explain=true (one client), and the explainer alone.
+bench-explain: install
+	$(BIN)/python tests/benchmarks/bench_explain.py
 
 # Drift event -> retrain -> gate -> API serving the new version, on 12 generated months.
 bench-loop: install

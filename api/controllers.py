@@ -24,6 +24,7 @@ from litestar.dto import AbstractDTO
 from litestar.dto.data_structures import DTOFieldDefinition
 from litestar.exceptions import (
     ClientException,
+    HTTPException,
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
@@ -31,7 +32,7 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Schema
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.typing import FieldDefinition
 
 from api.auth import SCOPE_OPT, bearer, requires
@@ -51,7 +52,9 @@ from api.observability import (
 )
 from api.schemas import (
     BatchPredictionOut,
+    ContributionOut,
     ErrorBody,
+    ExplainedPredictionOut,
     Feedback,
     FeedbackOut,
     Health,
@@ -69,13 +72,14 @@ from api.schemas import (
 from crimeflow.contract.incident import CanonicalIncident
 from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.explain import Explainer, Explanation, UnsupportedModelError
 from crimeflow.stores.prediction_log import (
     PredictionBatch,
     PredictionLog,
     PredictionRecord,
     prediction_ids,
 )
-from crimeflow.stores.serving import ServingModel, score_columns
+from crimeflow.stores.serving import ServingModel, explain_columns, explain_rows, score_columns
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "ApiKeyHeader"
@@ -248,6 +252,47 @@ DEPENDENCIES = {"services": Provide(provide_services, sync_to_thread=False)}
 
 # --- predictions ----------------------------------------------------------------------------
 
+# An explained row costs several times a scored one (TreeSHAP over every leaf of the ensemble):
+# a batch asking for explanations is capped well below the plain batch limit.
+EXPLAIN_BATCH_MAX_ROWS = 1_000
+ExplainFlag = Annotated[
+    bool,
+    Parameter(
+        description=(
+            "Add the top feature contributions (exact Shapley values of the model's score) "
+            "under `contributions`"
+        )
+    ),
+]
+ExplainTop = Annotated[
+    int, Parameter(ge=1, le=40, description="How many contributions (largest first) to return")
+]
+
+
+def explainer_or_501(model: ServingModel) -> Explainer:
+    """The model's explainer, or 501 naming why this model cannot be explained."""
+    try:
+        return model.explainer()
+    except UnsupportedModelError as error:
+        raise HTTPException(status_code=501, detail=str(error)) from None
+
+
+def explained(
+    out: PredictionOut, explanation: Explanation, explainer: Explainer
+) -> ExplainedPredictionOut:
+    """`out` with its explanation attached."""
+    return ExplainedPredictionOut(
+        **msgspec.structs.asdict(out),
+        contributions=[
+            ContributionOut(feature=c.feature, value=c.value, contribution=c.contribution)
+            for c in explanation.contributions
+        ],
+        base_value=explanation.base_value,
+        raw_score=explanation.raw_score,
+        contribution_scale=explainer.scale,
+        explanation_method=explainer.method,
+    )
+
 
 def _record(
     model: ServingModel,
@@ -281,12 +326,16 @@ def _record(
 
 
 def score_batch(
-    model: ServingModel, incidents: list[Incident], request_id: str | None
+    model: ServingModel,
+    incidents: list[Incident],
+    request_id: str | None,
+    explain_top: int | None = None,
 ) -> tuple[PredictionBatch, list[PredictionOut]]:
     """Validate, score and describe a batch with one model (blocking: runs in a worker thread).
 
     Everything per row happens here, off the event loop, column by column: the validated
     columns become the model's frame and the log's rows without a record object per row.
+    With `explain_top`, every row also gets its largest `explain_top` contributions.
     """
     columns = canonical_batch(incidents)
     probabilities = score_columns(model, columns).tolist()
@@ -316,6 +365,13 @@ def score_batch(
         )
         for prediction_id, probability, label in zip(ids, probabilities, labels, strict=True)
     ]
+    if explain_top is not None:
+        explainer = explainer_or_501(model)
+        explanations = explain_columns(model, columns, explain_top)
+        outs = [
+            explained(out, explanation, explainer)
+            for out, explanation in zip(outs, explanations, strict=True)
+        ]
     return batch, outs
 
 
@@ -343,15 +399,27 @@ class PredictionController(Controller):
             ),
         ],
         services: Services,
-    ) -> PredictionOut:
-        """Score one incident (micro-batched with concurrent requests) and log the prediction."""
+        explain: ExplainFlag = False,
+        top: ExplainTop = 5,
+    ) -> PredictionOut | ExplainedPredictionOut:
+        """Score one incident (micro-batched with concurrent requests) and log the prediction.
+
+        `?explain=true` adds the exact contributions of the readable features (501 when the
+        served model has no exact method).
+        """
         incident = canonicalize_one(data)
-        services.holder.require()  # fail fast with the reason, before queueing
+        served = services.holder.require()  # fail fast with the reason, before queueing
+        if explain:
+            explainer_or_501(served)
         model, probability = await services.batcher.predict(incident)
+        explanation = None
+        if explain:  # the model that scored the row explains it (a reload may have swapped)
+            explainer = explainer_or_501(model)
+            (explanation,) = await asyncio.to_thread(explain_rows, model, [incident], top)
         record, out = _record(model, incident, probability, datetime.now(UTC), current_request_id())
         await services.prediction_log.append([record])
         services.metrics.count_predictions([probability], int(out.arrest))
-        return out
+        return out if explanation is None else explained(out, explanation, explainer)
 
     @post(
         "/predict/batch",
@@ -378,16 +446,34 @@ class PredictionController(Controller):
             ),
         ],
         services: Services,
+        explain: ExplainFlag = False,
+        top: ExplainTop = 5,
     ) -> BatchPredictionOut:
-        """Score every row with one model snapshot (off the event loop) and log them all."""
+        """Score every row with one model snapshot (off the event loop) and log them all.
+
+        `?explain=true` adds each row's contributions, for at most 1,000 rows (413 beyond).
+        """
         limit = services.settings.api.predict_batch_max_rows
         if len(data) > limit:
             raise ClientException(
                 status_code=413, detail=f"a batch holds at most {limit:,} rows, got {len(data):,}"
             )
+        if explain and len(data) > EXPLAIN_BATCH_MAX_ROWS:
+            raise ClientException(
+                status_code=413,
+                detail=(
+                    f"a batch with explain=true holds at most {EXPLAIN_BATCH_MAX_ROWS:,} rows, "
+                    f"got {len(data):,}"
+                ),
+            )
         model = services.holder.require()  # one snapshot for the whole batch
+        explain_top = top if explain else None
+        if explain:
+            explainer_or_501(model)
         async with services.batch_slots:
-            batch, outs = await asyncio.to_thread(score_batch, model, data, current_request_id())
+            batch, outs = await asyncio.to_thread(
+                score_batch, model, data, current_request_id(), explain_top
+            )
         await services.prediction_log.append_batch(batch)
         services.metrics.count_predictions(batch.probabilities, sum(batch.labels))
         return BatchPredictionOut(predictions=outs)

@@ -172,6 +172,33 @@ class PredictionOut(msgspec.Struct, kw_only=True):
     served_at: Annotated[datetime, Meta(description="UTC")]
 
 
+class ContributionOut(msgspec.Struct, kw_only=True):
+    """One readable feature's value for this incident and how far it moved the score."""
+
+    feature: Annotated[str, Meta(description="e.g. crime type, location description, hour")]
+    value: Annotated[
+        str | int | float | None,
+        Meta(description="What the incident says (distance in meters; null if missing)"),
+    ]
+    contribution: Annotated[
+        float, Meta(description="Exact Shapley contribution on `contribution_scale`")
+    ]
+
+
+class ExplainedPredictionOut(PredictionOut, kw_only=True):
+    """A prediction with its explanation (`?explain=true`).
+
+    base_value + the contributions of *every* feature = raw_score; the list holds the
+    largest ones only. Calibration is monotone: a positive contribution raises the probability.
+    """
+
+    contributions: list[ContributionOut]
+    base_value: Annotated[float, Meta(description="The score of an average training incident")]
+    raw_score: Annotated[float, Meta(description="This incident's score, before calibration")]
+    contribution_scale: Annotated[str, Meta(examples=["log-odds before calibration"])]
+    explanation_method: Annotated[str, Meta(examples=["path-dependent TreeSHAP"])]
+
+
 class BatchPredictionOut(msgspec.Struct, kw_only=True):
     """The predictions of a batch, in request order."""
 

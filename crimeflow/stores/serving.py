@@ -2,11 +2,14 @@
 
 `load_serving_model` loads `models:/<name>@<alias>`, reads its decision threshold and holdout
 metrics and warms it up, so the API's hot reload and the retrain flow's staging of a candidate
-load a model the same way. `score_rows` scores canonical incidents in one model call.
+load a model the same way. `score_rows` scores canonical incidents in one model call;
+`explain_rows` / `explain_columns` give their exact feature contributions
+(`crimeflow.domain.explain`), with the explainer built once per loaded model.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +24,7 @@ from crimeflow.contract.incident import (
     incidents_frame,
 )
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.explain import Explainer, Explanation, UnsupportedModelError, explain_many
 from crimeflow.stores.registry import (
     CHAMPION,
     LoadedModel,
@@ -70,6 +74,24 @@ class ServingModel(LoadedModel):
     threshold: float = DEFAULT_THRESHOLD
     metrics: dict[str, float] = field(default_factory=dict)
     experiment_id: str | None = None
+    # Built on first use (or at load): the leaf table of an ensemble takes ~0.1-2 s.
+    _explainer: Explainer | UnsupportedModelError | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def explainer(self) -> Explainer:
+        """The model's explainer; UnsupportedModelError when it has no exact method."""
+        found = self._explainer
+        if found is None:
+            try:
+                found = Explainer(self.model)
+            except (UnsupportedModelError, AttributeError, KeyError) as error:
+                reason = f"model {self.name} v{self.version} cannot be explained: {error}"
+                found = UnsupportedModelError(reason)
+            self._explainer = found  # a race builds it twice, harmlessly
+        if isinstance(found, UnsupportedModelError):
+            raise found
+        return found
 
 
 def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.ndarray:
@@ -80,6 +102,20 @@ def score_rows(model: ServingModel, rows: Sequence[CanonicalIncident]) -> np.nda
 def score_columns(model: ServingModel, columns: IncidentColumns) -> np.ndarray:
     """`score_rows` of validated columns (a batch, without a record per row)."""
     return _score_frame(model, columns_frame(columns))
+
+
+def explain_rows(
+    model: ServingModel, rows: Sequence[CanonicalIncident], top: int
+) -> Sequence[Explanation]:
+    """The `top` readable contributions of each row (blocking: run it off the event loop)."""
+    return explain_many(model.explainer(), incidents_frame(rows), top)
+
+
+def explain_columns(
+    model: ServingModel, columns: IncidentColumns, top: int
+) -> Sequence[Explanation]:
+    """`explain_rows` of validated columns (a batch)."""
+    return explain_many(model.explainer(), columns_frame(columns), top)
 
 
 def _score_frame(model: ServingModel, frame: pd.DataFrame) -> np.ndarray:
@@ -124,6 +160,10 @@ def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingMode
         experiment_id=experiment_id,
     )
     score_rows(serving, WARM_UP_ROWS)
+    # Build the explainer now, so that no explain=true request pays for it. A model without an
+    # exact method still serves; explain=true then answers 501 with the reason.
+    with contextlib.suppress(UnsupportedModelError):
+        explain_rows(serving, WARM_UP_ROWS, 1)
     return serving
 
 

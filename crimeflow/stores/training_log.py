@@ -20,8 +20,14 @@ from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.audit_report import AUDIT_DIR, MAP_ARTIFACT, HoldoutAudit, audit_metrics
+from crimeflow.domain.explain import (
+    Explainer,
+    UnsupportedModelError,
+    global_importance,
+    importance_figure,
+)
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
-from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, TrainedModel
+from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, TrainedModel, model_input
 from crimeflow.domain.training_run import (
     RegisteredModel,
     TrainingWindow,
@@ -41,6 +47,28 @@ from crimeflow.stores.registry import (
     record_content_hash,
     set_alias,
 )
+
+# Holdout rows whose contributions make the run's global importance: TreeSHAP of the HGB costs
+# milliseconds a row, and every training run (the e2e tests' too) pays for it.
+GLOBAL_IMPORTANCE_ROWS = 500
+
+
+def log_global_importance(trained: TrainedModel, holdout: pd.DataFrame, seed: int) -> None:
+    """Mean |exact contribution| per readable feature on a holdout sample: CSV, PNG, params."""
+    try:
+        explainer = Explainer(trained.estimator)
+    except UnsupportedModelError:
+        return  # every shipped classifier has a method; a custom one just logs no explanations
+    if holdout.empty:
+        return
+    sample = holdout.sample(min(GLOBAL_IMPORTANCE_ROWS, len(holdout)), random_state=seed)
+    importance = global_importance(explainer, model_input(sample))
+    mlflow.log_text(importance.to_csv(index=False), "explanations/global_importance.csv")
+    figure = importance_figure(importance, explainer.scale)
+    mlflow.log_figure(figure, "explanations/global_importance.png")
+    mlflow.log_params(
+        {"explanation.method": explainer.method, "explanation.scale": explainer.scale}
+    )
 
 
 @contextmanager
@@ -100,6 +128,7 @@ def log_training_run(
         mlflow.log_dict(report, "holdout_report.json")
         for name, figure in evaluation_figures(trained, splits["holdout"], 0).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
+        log_global_importance(trained, splits["holdout"], trained.config.random_state)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "reference.parquet"
             reference.to_parquet(path, index=False)

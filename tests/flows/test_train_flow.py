@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import child_environment
+from crimeflow.domain.explain import READABLE
 from crimeflow.standins.generate import generate_incidents
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.registry import (
@@ -73,6 +74,15 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake, co
     assert {i.dataset.name.split("-")[0] for i in run.inputs.dataset_inputs} >= {"train"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {f"plots/{p}.png" for p in ("roc", "calibration", "permutation_importance")} <= artifacts
+    # Global importance: mean |exact contribution| per readable feature on the holdout.
+    explained = {a.path for a in client.list_artifacts(run.info.run_id, "explanations")}
+    assert "explanations/global_importance.png" in explained
+    importance = pd.read_csv(
+        client.download_artifacts(run.info.run_id, "explanations/global_importance.csv")
+    )
+    assert len(importance) >= 5 and importance["feature"].isin(READABLE.values()).all()
+    assert importance["share"].sum() == pytest.approx(1.0)
+    assert run.data.params["explanation.scale"] == "log-odds before calibration"
 
     lineage = json.loads(
         Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text()

@@ -37,6 +37,12 @@ from crimeflow.contract.settings import Settings
 from crimeflow.stores.registry import CHAMPION, describe_error
 from crimeflow.stores.serving import ServingModel, alias_version, load_serving_model, score_rows
 
+
+def load_explainable_model(settings: Settings, alias: str) -> ServingModel:
+    """The API's loader: the serving model with its explainer built before it serves."""
+    return load_serving_model(settings, alias, warm_explainer=True)
+
+
 logger = logging.getLogger("crimeflow.api.model")
 
 T = TypeVar("T")
@@ -94,7 +100,7 @@ class ModelHolder:
         settings: Settings,
         *,
         alias: str = CHAMPION,
-        loader: Callable[[Settings, str], ServingModel] = load_serving_model,
+        loader: Callable[[Settings, str], ServingModel] = load_explainable_model,
         resolver: Callable[[Settings, str], str | None] = alias_version,
         on_swap: Callable[[ServingModel | None, ServingModel], None] | None = None,
     ) -> None:

@@ -143,7 +143,9 @@ def training_run_facts(
     return run.info.experiment_id, metrics
 
 
-def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingModel:
+def load_serving_model(
+    settings: Settings, alias: str = CHAMPION, warm_explainer: bool = False
+) -> ServingModel:
     """Load `models:/<name>@<alias>`, read its threshold and holdout metrics, and warm it up."""
     loaded = load_model(settings, alias)
     threshold = float(getattr(loaded.model, "decision_threshold_", DEFAULT_THRESHOLD))
@@ -160,10 +162,12 @@ def load_serving_model(settings: Settings, alias: str = CHAMPION) -> ServingMode
         experiment_id=experiment_id,
     )
     score_rows(serving, WARM_UP_ROWS)
-    # Build the explainer now, so that no explain=true request pays for it. A model without an
-    # exact method still serves; explain=true then answers 501 with the reason.
-    with contextlib.suppress(UnsupportedModelError):
-        explain_rows(serving, WARM_UP_ROWS, 1)
+    if warm_explainer:
+        # The API builds the explainer now, so that no explain=true request pays for it (the
+        # retrain's staging loads never explain and skip it). A model without an exact method
+        # still serves; explain=true then answers 501 with the reason.
+        with contextlib.suppress(UnsupportedModelError):
+            explain_rows(serving, WARM_UP_ROWS, 1)
     return serving
 
 

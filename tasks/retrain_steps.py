@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
 from crimeflow.contract.links import Links
+from crimeflow.contract.months import newest_mature_month
 from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.retrain_run import (
@@ -33,7 +34,7 @@ from crimeflow.domain.retrain_run import (
     rollback_urls,
     staging_months,
 )
-from crimeflow.domain.training_run import HOLDOUT_MONTHS_TAG, newest_mature_month
+from crimeflow.domain.training_run import HOLDOUT_MONTHS_TAG
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.promotion import record_decision, roll_back_champion

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from crimeflow.contract.links import Links
-from crimeflow.contract.months import previous_month
+from crimeflow.contract.months import newest_mature_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.domain.evaluate import flatten_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
@@ -63,12 +63,6 @@ def newest_months(
     if rows is not None:
         months = [m for m in months if rows.get(m, 0) > 0]
     return months[-count:]
-
-
-def newest_mature_month(today: date, maturity_days: int) -> str:
-    """The newest month whose every incident is at least `maturity_days` old on `today`: its
-    arrest labels count as final (CRIMEFLOW_LABEL_MATURITY_DAYS)."""
-    return previous_month(today - timedelta(days=maturity_days))
 
 
 def training_until(until: str | None, today: date, maturity_days: int) -> str:

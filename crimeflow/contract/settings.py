@@ -111,8 +111,9 @@ class EtlSettings(Group):
     label_maturity_days: int = Field(
         60,
         ge=0,
-        description="Days after an incident before its arrest flag counts as final (realized "
-        "performance); younger windows get the label-free estimate.",
+        description="Days after an incident before its arrest flag counts as final: training "
+        "and the gate use only months this old (realized performance too); younger windows get "
+        "the label-free estimate.",
     )
     min_month_share: float = Field(
         0.2,

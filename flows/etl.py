@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from prefect import flow, runtime
+from prefect import flow, get_run_logger, runtime
 
 from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings, get_settings
@@ -100,6 +100,7 @@ def etl_month(
             current = f"{datetime.now(chicago()):%Y-%m}"
             share = settings.etl.min_month_share
             if volume_verdict(month, len(rows), rows_before, share, current) == "skip":
+                get_run_logger().info("%s: no rows and no earlier month with data: skipped", month)
                 return None
     with clock("upsert"):
         staged = stage_raw(lake, month, rows)

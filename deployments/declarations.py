@@ -210,7 +210,7 @@ def train_deployment(model_name: str) -> Deployment:
             Parameter(
                 "until",
                 None,
-                'newest month of the window, "YYYY-MM"; null = the newest in the lake',
+                'newest month of the window, "YYYY-MM"; null = the newest mature one in the lake',
             ),
             Parameter("holdout_months", 1),
             Parameter("promote_if_none", False),

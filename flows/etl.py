@@ -6,11 +6,18 @@ from datetime import datetime
 
 import geopandas as gpd
 import pandas as pd
-from prefect import flow, runtime
+from prefect import flow, get_run_logger, runtime
 
 from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings, get_settings
-from crimeflow.domain.etl_run import MonthOutcome, month_outcome, months_to_run, run_summary
+from crimeflow.domain.etl_run import (
+    MonthOutcome,
+    month_outcome,
+    months_to_run,
+    run_summary,
+    volume_history_months,
+    volume_verdict,
+)
 from crimeflow.domain.etl_summary import Stopwatch
 from crimeflow.domain.ingest import plan_months
 from crimeflow.stores.etl_run import run_manifest
@@ -20,6 +27,7 @@ from tasks.etl_steps import (
     commit_run,
     load_state,
     publish_summary,
+    raw_row_counts,
     stage_raw,
     update_training_window,
     validate_month,
@@ -36,11 +44,14 @@ from tasks.extract import (
 
 
 @flow(name="monthly-etl")
-def monthly_etl(month: str | None = None) -> dict:
-    """Pull one month of crimes (default: last month; a backfill on an empty lake) into the lake.
+def monthly_etl(month: str | None = None, until: str | None = None) -> dict:
+    """Pull one month of crimes (default: last month; a backfill on an empty lake, ending at
+    `until` when given) into the lake.
 
     Months go through one at a time, so a backfill of any length holds one month in memory; the
-    run commits (manifest, then state) after the last month is written.
+    run commits (manifest, then state) after the last month is written. A past month with far
+    fewer rows than the months before it fails the run before it is written (the volume rule,
+    CRIMEFLOW_ETL_MIN_MONTH_SHARE); empty months before the source's first data are skipped.
     """
     settings = get_settings()
     lake = Lake.from_settings(settings)
@@ -49,19 +60,31 @@ def monthly_etl(month: str | None = None) -> dict:
     clock = Stopwatch()
 
     state = load_state(lake)
-    months = plan_months(month, state.months, now.date(), settings.etl.backfill_months)
+    months = plan_months(month, state.months, now.date(), settings.etl.backfill_months, until)
     with clock("extract"):
         stations = extract_stations(settings.socrata)
         boundaries = extract_boundaries(settings.socrata, lake)
         late = extract_late_updates(settings.socrata, state, months)
+    rows_before = raw_row_counts(lake, volume_history_months(state.months, months))
     outcomes: list[MonthOutcome] = []
     written: dict[str, dict[str, WriteResult]] = {}
     for each in months_to_run(months, late.by_month):
         # pop: a month's late rows are released once that month is done.
-        outcome, written[each] = etl_month(
-            settings, lake, each, late.by_month.pop(each, None), stations, boundaries, clock
+        done = etl_month(
+            settings,
+            lake,
+            each,
+            late.by_month.pop(each, None),
+            stations,
+            boundaries,
+            clock,
+            rows_before,
         )
+        if done is None:
+            continue  # before the source's first data: nothing to write
+        outcome, written[each] = done
         outcomes.append(outcome)
+        rows_before[each] = outcome.counts.raw
     with clock("write"):
         stations_written = write_stations(lake, stations)
         write_boundary_layers(lake, boundaries)
@@ -82,14 +105,21 @@ def etl_month(
     stations: pd.DataFrame,
     boundaries: dict[str, gpd.GeoDataFrame],
     clock: Stopwatch,
-) -> tuple[MonthOutcome, dict[str, WriteResult]]:
-    """One month: pull it (or take its late updates), upsert it into its raw partition, fill
-    and flag its areas, validate and enrich it, write it. Only counts and write results outlive
-    the call, not its rows."""
+    rows_before: dict[str, int],
+) -> tuple[MonthOutcome, dict[str, WriteResult]] | None:
+    """One month: pull it (or take its late updates), check its volume against `rows_before`,
+    upsert it into its raw partition, fill and flag its areas, validate and enrich it, write it.
+    Only counts and write results outlive the call, not its rows. None: an empty month before
+    the source's data."""
     with clock("extract"):
         rows = late_rows
         if rows is None:
             rows = extract_crimes(settings.socrata, crimes_in_month_where(month))
+            current = f"{datetime.now(chicago()):%Y-%m}"
+            share = settings.etl.min_month_share
+            if volume_verdict(month, len(rows), rows_before, share, current) == "skip":
+                get_run_logger().info("%s: no rows and no earlier month with data: skipped", month)
+                return None
     with clock("upsert"):
         staged = stage_raw(lake, month, rows)
     with clock("validate+enrich"):

@@ -13,13 +13,14 @@ from prefect import flow, runtime
 from prefect.states import Completed, State
 
 from crimeflow.contract.settings import get_settings
-from crimeflow.domain.retrain_run import SKIPPED, missing_months, target_month
+from crimeflow.domain.retrain_run import SKIPPED, missing_months
 from crimeflow.stores.lake import Lake
 from flows.etl import monthly_etl
 from flows.train import train
 from tasks.etl_steps import load_state
 from tasks.retrain_steps import (
     build_staging_set,
+    choose_until,
     earlier_retrain,
     record_and_act,
     roll_back,
@@ -33,8 +34,8 @@ def refresh_lake(lake: Lake, until: str) -> list[str]:
     """Run the ETL (as subflows) for every month up to `until` the lake has not ingested yet."""
     known = load_state(lake).months
     if not known:
-        # An empty lake: the ETL's own backfill.
-        return monthly_etl()["window"]
+        # An empty lake: the ETL's own backfill, ending at `until`.
+        return monthly_etl(until=until)["window"]
     months = missing_months(known, until)
     for month in months:
         monthly_etl(month=month)
@@ -51,8 +52,9 @@ def retrain(
     """Retrain on the newest window and promote the challenger only if the staging gate passes.
 
     `until` (YYYY-MM) is the newest month to ingest and train on; default
-    CRIMEFLOW_RETRAIN_UNTIL, else the last complete month. A drift-triggered run skips itself
-    when another retrain started shortly before it.
+    CRIMEFLOW_RETRAIN_UNTIL, else the last complete month or, when the source ends before it,
+    the newest month the source has (training stops at the newest month with mature labels).
+    A drift-triggered run skips itself when another retrain started shortly before it.
     """
     settings = get_settings()
     lake = Lake.from_settings(settings)
@@ -64,7 +66,7 @@ def retrain(
         if earlier is not None:
             return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")
 
-    month = target_month(until or settings.retrain.until or None, now)
+    month = choose_until(settings, until, now, ask_source=refresh)
     ingested = refresh_lake(lake, month) if refresh else []
     trained = train(until=month, holdout_months=settings.retrain.holdout_months)
 
@@ -76,6 +78,7 @@ def retrain(
     return {
         "reason": trigger,
         "ingested_months": ingested,
+        "until": month,
         "trained_version": trained["version"],
         "promoted": promoted,
         "gate": outcome.to_dict(),

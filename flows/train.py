@@ -32,14 +32,18 @@ def train(
 ) -> dict:
     """Train a challenger on the lake's window up to `until` and register it in MLflow.
 
-    The newest `holdout_months` are held out for the final report; the month before them
-    validates (model choice, calibration, threshold); everything older trains.
+    Only months whose labels are mature (CRIMEFLOW_LABEL_MATURITY_DAYS) are used, so `until`
+    is capped at the newest such month. The newest `holdout_months` are held out for the final
+    report; the month before them validates (model choice, calibration, threshold); everything
+    older trains.
     """
     settings = get_settings()
     lake = Lake.from_settings(settings)
     config = ModelConfig(classifier=classifier, balance=balance)
 
-    window = load_training_window(lake, until, settings.etl.training_window_months)
+    window = load_training_window(
+        lake, until, settings.etl.training_window_months, settings.etl.label_maturity_days
+    )
     train_rows, valid_rows, holdout_rows = time_split(window.frame, 1, holdout_months)
     splits = {"train": train_rows, "validation": valid_rows, "holdout": holdout_rows}
     trained = fit_model(train_rows, valid_rows, config, load_stations(lake))

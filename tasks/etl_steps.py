@@ -52,6 +52,13 @@ def load_state(lake: Lake) -> EtlState:
 
 
 @step
+def raw_row_counts(lake: Lake, months: list[str]) -> dict[str, int]:
+    """Rows of each month's raw partition (Parquet footers only), for the volume rule."""
+    counts = {month: lake.row_count(RAW_CRIMES, month) for month in months}
+    return {month: n for month, n in counts.items() if n is not None}
+
+
+@step
 def stage_raw(lake: Lake, month: str, rows: pd.DataFrame) -> StagedMonth:
     """Upsert a month's incoming rows into its raw partition (in memory only)."""
     return stage_month(month, lake.read(RAW_CRIMES, month), rows)

@@ -15,6 +15,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.events import MODEL_PROMOTED, MODEL_REJECTED, MODEL_ROLLED_BACK, emit
 from crimeflow.contract.links import Links
+from crimeflow.contract.months import newest_mature_month
+from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.retrain_run import (
     RETRAIN_SECONDS_TAG,
@@ -23,6 +25,7 @@ from crimeflow.domain.retrain_run import (
     assemble_staging_set,
     decision_markdown,
     decision_payload,
+    default_until,
     first_earlier_run,
     gate_urls,
     judge_candidate,
@@ -37,6 +40,7 @@ from crimeflow.stores.prediction_log import read_predictions
 from crimeflow.stores.promotion import record_decision, roll_back_champion
 from crimeflow.stores.registry import CHALLENGER, CHAMPION, mlflow_client, version_by_alias
 from crimeflow.stores.serving import ServingModel, load_serving_model
+from crimeflow.stores.socrata import SodaSource
 from tasks import step
 
 
@@ -67,6 +71,32 @@ def earlier_retrain(flow_run_id: str | None, debounce_s: float) -> str | None:
             ),
         )
     return first_earlier_run(runs, me, started)
+
+
+@step
+def choose_until(settings: Settings, until: str | None, now: datetime, ask_source: bool) -> str:
+    """The newest month this retrain ingests and trains on: `until`, else
+    CRIMEFLOW_RETRAIN_UNTIL, else the last complete month or, when the source's data ends
+    before it, the newest month the source has in full; recorded as the `retrain-until`
+    artifact."""
+    requested = until or settings.retrain.until or None
+    if requested is not None:
+        month, why = requested, "requested (the `until` parameter or CRIMEFLOW_RETRAIN_UNTIL)"
+    else:
+        newest = None
+        if ask_source:
+            newest = SodaSource(settings.socrata).newest(settings.socrata.crimes_dataset)
+        month, why = default_until(now.astimezone(chicago()).date(), newest)
+    mature = newest_mature_month(now.astimezone(chicago()).date(), settings.etl.label_maturity_days)
+    text = (
+        f"# Retrain until {month}\n\n{month}: {why}.\n\nTraining, validation and holdout use "
+        f"months up to {min(month, mature)}: labels count as final "
+        f"{settings.etl.label_maturity_days} days after the incident "
+        f"(CRIMEFLOW_LABEL_MATURITY_DAYS), so {mature} is the newest mature month."
+    )
+    create_markdown_artifact(key="retrain-until", markdown=text, description="Retrain months")
+    get_run_logger().info("retrain until %s: %s", month, why)
+    return month
 
 
 @step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -9,6 +10,7 @@ from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from crimeflow.contract.links import Links
+from crimeflow.contract.schema import chicago
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.audit_report import MAP_ARTIFACT, HoldoutAudit, audit_markdown, holdout_audit
 from crimeflow.domain.evaluate import evaluate
@@ -18,6 +20,7 @@ from crimeflow.domain.training_run import (
     TrainingWindow,
     newest_months,
     summary_markdown,
+    training_until,
 )
 from crimeflow.stores.files import read_stations_file
 from crimeflow.stores.lake import CLEAN_CRIMES, RAW_STATIONS, STATE_KEY, Lake
@@ -26,11 +29,29 @@ from tasks import step
 
 
 @step
-def load_training_window(lake: Lake, until: str | None, window_months: int) -> TrainingWindow:
-    """Read the newest `window_months` clean months up to `until` from the lake, with lineage."""
-    months = newest_months(lake.months(CLEAN_CRIMES), until, window_months)
+def load_training_window(
+    lake: Lake, until: str | None, window_months: int, maturity_days: int = 0
+) -> TrainingWindow:
+    """Read the newest `window_months` clean months with rows up to `until` from the lake, with
+    lineage; months whose labels are younger than `maturity_days` are left out."""
+    available = lake.months(CLEAN_CRIMES)
+    newest = training_until(until, datetime.now(chicago()).date(), maturity_days)
+    rows = {m: lake.row_count(CLEAN_CRIMES, m) or 0 for m in available if m <= newest}
+    months = newest_months(available, newest, window_months, rows)
     if not months:
-        raise ValueError(f"no clean months in {lake.url} up to {until}: run the ETL first")
+        raise ValueError(
+            f"no clean months with rows in {lake.url} up to {newest} (until {until}, capped at "
+            f"the newest month whose labels are {maturity_days} days old, "
+            "CRIMEFLOW_LABEL_MATURITY_DAYS): run the ETL first"
+        )
+    if newest != until:
+        get_run_logger().info(
+            "training up to %s: the newest month whose labels are mature (%d days, "
+            "CRIMEFLOW_LABEL_MATURITY_DAYS); until was %s",
+            newest,
+            maturity_days,
+            until,
+        )
     frame = lake.read_months(CLEAN_CRIMES, months)
     state = lake.read_json(STATE_KEY) or {}
     lineage = {

@@ -27,7 +27,7 @@ import httpx
 import pandas as pd
 
 from crimeflow.contract.events import DRIFT_CHECKED, DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED
-from crimeflow.contract.months import previous_month, shift_month
+from crimeflow.contract.months import newest_mature_month, shift_month
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
 from crimeflow.standins.generate import LOCATION_RENAMES_2020, Drift
@@ -95,11 +95,18 @@ def generated_plan(
     old_months: int = OLD_MONTHS,
     new_months: int = NEW_MONTHS,
     rows_per_month: int = ROWS_PER_MONTH,
+    maturity_days: int = 0,
 ) -> DemoPlan:
-    """Seeded incidents ending last month: older months, then newer ones with the drift knob on."""
+    """Seeded incidents ending at the newest month whose labels are `maturity_days` old (0:
+    last month): older months, then newer ones with the drift knob on.
+
+    A retrain learns only from months with mature labels, so the drifted months must be
+    mature for it to learn them: the served source then ends before last month, as a
+    lagging source would.
+    """
     from crimeflow.standins.generate import generate_incidents
 
-    last = previous_month(today)
+    last = newest_mature_month(today, maturity_days)
     new = [shift_month(last, -k) for k in range(new_months - 1, -1, -1)]
     old = [shift_month(new[0], -k) for k in range(old_months, 0, -1)]
     frames = [
@@ -349,7 +356,8 @@ def run_demo(
     summary = DemoSummary()
     started = time.perf_counter()
     if plan is None:
-        plan = file_plan(data) if data else generated_plan(date.today())
+        maturity = settings.etl.label_maturity_days
+        plan = file_plan(data) if data else generated_plan(date.today(), maturity_days=maturity)
     echo(
         f"data: {len(plan.crimes):,} incidents; champion months {plan.old_months[0]}.."
         f"{plan.old_months[-1]}, new months {', '.join(plan.new_months)}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -25,6 +25,12 @@ def shift_month(month: str, delta: int) -> str:
 def previous_month(today: date) -> str:
     """The last complete month before `today`, as 'YYYY-MM'."""
     return shift_month(f"{today.year:04d}-{today.month:02d}", -1)
+
+
+def newest_mature_month(today: date, maturity_days: int) -> str:
+    """The newest month whose every incident is at least `maturity_days` old on `today`: its
+    arrest labels count as final (CRIMEFLOW_LABEL_MATURITY_DAYS)."""
+    return previous_month(today - timedelta(days=maturity_days))
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

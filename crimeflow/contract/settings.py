@@ -117,8 +117,16 @@ class EtlSettings(Group):
     label_maturity_days: int = Field(
         60,
         ge=0,
-        description="Days after an incident before its arrest flag counts as final (realized "
-        "performance); younger windows get the label-free estimate.",
+        description="Days after an incident before its arrest flag counts as final: training "
+        "and the gate use only months this old (realized performance too); younger windows get "
+        "the label-free estimate.",
+    )
+    min_month_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Fail the ETL when a past month has fewer rows than this share of the median "
+        "of the 3 months with data before it (0 turns the check off).",
     )
 
 

@@ -8,11 +8,12 @@ bounded by one month whatever the length of a backfill.
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import geopandas as gpd
 import pandas as pd
@@ -34,7 +35,12 @@ from crimeflow.domain.ingest import (
     upsert_counts,
     upsert_raw,
 )
-from crimeflow.domain.validate import ValidationResult, check_bad_share, validate_incidents
+from crimeflow.domain.validate import (
+    ValidationFailed,
+    ValidationResult,
+    check_bad_share,
+    validate_incidents,
+)
 
 
 class PartitionWrite(Protocol):
@@ -163,6 +169,58 @@ def newest_update(outcomes: Sequence[MonthOutcome]) -> datetime | None:
     """The newest `updated_on` a run saw (None when it saw none)."""
     stamps = [o.newest_update for o in outcomes if o.newest_update is not None]
     return max(stamps) if stamps else None
+
+
+# --- the volume rule ---------------------------------------------------------------------------
+
+TRAILING_MONTHS = 3  # months with data a month's row count is compared with
+VOLUME_SETTING = "CRIMEFLOW_ETL_MIN_MONTH_SHARE"
+
+
+def volume_history_months(ingested: Sequence[str], pulled: Sequence[str]) -> list[str]:
+    """The ingested months whose row counts the volume rule may need for the months pulled: the
+    newest 2 x `TRAILING_MONTHS` before each (twice as many, as some may hold no rows)."""
+    needed: set[str] = set()
+    for month in pulled:
+        needed.update([m for m in sorted(ingested) if m < month][-2 * TRAILING_MONTHS :])
+    return sorted(needed)
+
+
+class MonthTooSmall(ValidationFailed):
+    """A past month has far fewer rows than the months before it (a source outage, a cut-off
+    export): failing beats writing a near-empty partition that a retrain would learn from."""
+
+
+def volume_verdict(
+    month: str,
+    rows: int,
+    before: Mapping[str, int],
+    min_share: float,
+    current_month: str,
+) -> Literal["ingest", "skip"]:
+    """Whether a fully pulled month with `rows` rows may be written, given the row counts of
+    earlier months (`before`, any order; months at or after `month` are ignored).
+
+    - the current (incomplete) month, or a rule turned off (share 0): always ingested;
+    - no earlier month with data: an empty month is one before the source's first data and is
+      skipped (nothing written), a non-empty one is the first month and is ingested;
+    - else `rows` below `min_share` x the median of the `TRAILING_MONTHS` newest earlier months
+      with data raises `MonthTooSmall`, naming the month and the counts.
+    """
+    if month >= current_month or min_share <= 0:
+        return "ingest"
+    trailing = sorted((m, n) for m, n in before.items() if m < month and n > 0)[-TRAILING_MONTHS:]
+    if not trailing:
+        return "skip" if rows == 0 else "ingest"
+    median = statistics.median(n for _, n in trailing)
+    if rows < min_share * median:
+        counts = " / ".join(f"{m}: {n:,}" for m, n in trailing)
+        raise MonthTooSmall(
+            f"month {month} has {rows:,} rows; the trailing months have {counts} (median "
+            f"{median:,.0f}; a month needs at least {min_share:g} of it, {VOLUME_SETTING}). "
+            "Nothing was written for it: check the source, or rerun once its data is complete"
+        )
+    return "ingest"
 
 
 def run_summary(

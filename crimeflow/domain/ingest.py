@@ -23,12 +23,19 @@ from crimeflow.contract.schema import (
 
 
 def plan_months(
-    month: str | None, ingested: list[str], today: date, backfill_months: int
+    month: str | None,
+    ingested: list[str],
+    today: date,
+    backfill_months: int,
+    until: str | None = None,
 ) -> list[str]:
-    """Months this run pulls: the explicit one, a backfill on an empty lake, else last month."""
+    """Months this run pulls: the explicit one, a backfill on an empty lake (ending at `until`,
+    default last month), else last month."""
     if month is not None:
         return [check_month(month)]
     last = previous_month(today)
+    if until is not None and not ingested:
+        last = min(last, check_month(until))
     if ingested:
         return [last]
     return [shift_month(last, -offset) for offset in range(backfill_months - 1, -1, -1)]

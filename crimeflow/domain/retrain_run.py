@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from crimeflow.contract.links import Links
-from crimeflow.contract.months import previous_month, shift_month
+from crimeflow.contract.months import month_bounds, previous_month, shift_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.contract.settings import GateSettings
 from crimeflow.domain.audit import audit_by
@@ -47,9 +47,27 @@ def missing_months(ingested: list[str], until: str) -> list[str]:
     return months
 
 
-def target_month(until: str | None, today: datetime) -> str:
-    """The newest month to retrain on: `until`, else the last complete month."""
-    return until or previous_month(today.date())
+def source_complete_month(newest: datetime) -> str:
+    """The newest month a source whose newest incident is `newest` has in full: that month
+    when the incident fell on its last day, else the month before."""
+    month = f"{newest:%Y-%m}"
+    last_day = month_bounds(month)[1] - timedelta(days=1)
+    return month if newest.date() >= last_day.date() else shift_month(month, -1)
+
+
+def default_until(today: date, source_newest: datetime | None) -> tuple[str, str]:
+    """The newest month a retrain without `until` ingests and trains on, and why: the last
+    complete month, or the newest month the source has in full when its data ends before."""
+    last = previous_month(today)
+    if source_newest is None:
+        return last, f"the last complete month ({last}; the source's newest date is unknown)"
+    complete = source_complete_month(source_newest)
+    if complete < last:
+        return complete, (
+            f"the newest month the source has in full ({complete}; its newest incident is "
+            f"{source_newest:%Y-%m-%d %H:%M}), before the last complete month {last}"
+        )
+    return last, f"the last complete month ({last}; the source has data up to it)"
 
 
 def first_earlier_run(runs: Iterable[Any], me: Any, started: datetime) -> str | None:

@@ -4,13 +4,16 @@ version tags, evaluation figures and the summary a person reads. MLflow I/O live
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from crimeflow.contract.links import Links
+from crimeflow.contract.months import newest_mature_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.domain.evaluate import flatten_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
@@ -51,10 +54,22 @@ class RegisteredModel:
     version_url: str
 
 
-def newest_months(available: list[str], until: str | None, count: int) -> list[str]:
-    """The newest `count` of the `available` months up to `until` (None: up to the newest)."""
+def newest_months(
+    available: list[str], until: str | None, count: int, rows: Mapping[str, int] | None = None
+) -> list[str]:
+    """The newest `count` of the `available` months up to `until` (None: up to the newest) that
+    have data: with `rows` (rows per month), months without rows do not count."""
     months = [m for m in available if until is None or m <= until]
+    if rows is not None:
+        months = [m for m in months if rows.get(m, 0) > 0]
     return months[-count:]
+
+
+def training_until(until: str | None, today: date, maturity_days: int) -> str:
+    """The newest month a model may learn or be judged on: `until`, capped at the newest month
+    whose labels are mature."""
+    mature = newest_mature_month(today, maturity_days)
+    return mature if until is None else min(until, mature)
 
 
 def reference_sample(frame: pd.DataFrame, proba: np.ndarray, rows: int, seed: int) -> pd.DataFrame:

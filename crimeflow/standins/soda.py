@@ -1,10 +1,11 @@
 """A local stand-in for the Socrata SODA 2.x API, enough for sodapy and the monthly extract.
 
 Serves `GET /resource/<dataset>.json` from in-memory frames (the crimes and police-stations
-datasets) with `$select`, `$where` (comparisons joined by AND), `$order`, `$limit`, `$offset`;
-`$$app_token` is accepted and ignored. Rows are rendered as SODA JSON does: every value a string
-except booleans, nulls omitted. Anything else is answered like a Socrata query error: HTTP 400
-with `{"error": true, "message": ...}`. Faults (5xx, 429, stalls) can be injected for tests.
+datasets) with `$select` (column names, or one `max(col)` / `min(col)`), `$where` (comparisons
+joined by AND), `$order`, `$limit`, `$offset`; `$$app_token` is accepted and ignored. Rows
+are rendered as SODA JSON does: every value a string except booleans, nulls omitted. Anything
+else is answered like a Socrata query error: HTTP 400 with `{"error": true, "message": ...}`.
+Faults (5xx, 429, stalls) can be injected for tests.
 
 Row identity: `:id` is the row's position in the served file (Socrata's `:id` is an internal
 row identifier, not the crime `id`), so `$order=:id` pages through the file in file order.
@@ -78,6 +79,12 @@ _TOKEN = re.compile(
       | (?P<word>:?[A-Za-z_][A-Za-z0-9_]*)
     )""",
     re.VERBOSE,
+)
+# The one aggregate form the stand-in answers (enough for "the newest incident date").
+_AGGREGATE = re.compile(
+    r"\s*(?P<function>max|min)\(\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*\)"
+    r"(?:\s+as\s+(?P<alias>[A-Za-z_][A-Za-z0-9_]*))?\s*",
+    re.IGNORECASE,
 )
 _INT64_MAX = np.iinfo(np.int64).max
 _JSON_HEADERS = {"Content-Type": "application/json;charset=utf-8"}
@@ -447,8 +454,33 @@ class SodaTable:
 
     def query(self, params: Mapping[str, list[str]]) -> bytes:
         """Answer one request's query parameters with a JSON body (raises `SoqlError`)."""
+        select = params.get("$select", [""])
+        aggregate = _AGGREGATE.fullmatch(select[0]) if len(select) == 1 else None
+        if aggregate is not None:
+            return self.aggregate(
+                aggregate, parse_query({**params, "$select": ["*"]}, self.columns)
+            )
         query = parse_query(params, self.columns)
         return self.render(self.rows(query), query.select)
+
+    def aggregate(self, match: re.Match[str], query: Query) -> bytes:
+        """`$select=max(col)` / `min(col)` [AS name] over the filtered rows: one row, named as
+        Socrata names it (`max_col`); no value (no rows) gives `[{}]`."""
+        function, column = match["function"].lower(), match["column"]
+        if column not in self.columns:
+            raise SoqlError(f"No such column: {column}")
+        data = self._data[column]
+        mask = data.valid.copy()
+        for term in query.where:
+            mask &= self._mask(term)
+        record: dict[str, Any] = {}
+        if mask.any():
+            positions = np.flatnonzero(mask)
+            keys = data.sort_key()[positions]
+            pick = positions[keys.argmax() if function == "max" else keys.argmin()]
+            record[match["alias"] or f"{function}_{column}"] = data.rendered[pick]
+        rows = [record][query.offset : query.offset + query.limit]
+        return msgspec.json.encode(rows)
 
 
 # --- HTTP -----------------------------------------------------------------------------------

@@ -373,6 +373,16 @@ class Lake:
         frame = self.read(zone, month)
         return None if frame is None else frame_hash(frame)
 
+    def row_count(self, zone: str, month: str | None = None) -> int | None:
+        """Rows of a stored partition, read from its Parquet footer; None when absent."""
+        path = self._path(self.partition_path(zone, month))
+        self._invalidate(path)
+        try:
+            with self.fs.open(path, "rb") as source:
+                return int(pq.read_metadata(source).num_rows)
+        except (FileNotFoundError, pa.ArrowInvalid):
+            return None
+
     def write(self, zone: str, frame: pd.DataFrame, month: str | None = None) -> WriteResult:
         """Atomically store a partition; when its content hash is unchanged nothing is written."""
         key = self.partition_path(zone, month)

@@ -194,6 +194,24 @@ class SodaSource:
             time.sleep(delay)
             attempt += 1
 
+    def newest(self, dataset: str, column: str = "date") -> datetime | None:
+        """The largest value of a timestamp `column` the dataset has (`$select=max(column)`),
+        naive as SODA gives it; None for an empty dataset."""
+        params: dict[str, Any] = {"select": f"max({column})", "limit": 1, "offset": 0}
+        with self._client() as client:
+            rows = self._page(client, dataset, params)
+        # Socrata names the value `max_<column>`; take whatever single value came back.
+        values = [value for row in rows[:1] for value in row.values()]
+        if not values:
+            return None
+        try:
+            return datetime.fromisoformat(str(values[0]))
+        except ValueError:
+            raise SodaError(
+                f"SODA answered max({column}) of dataset {dataset} with {values[0]!r}, not a "
+                f"timestamp ({self.resource_url(dataset, params)})"
+            ) from None
+
     def fetch(
         self,
         dataset: str,

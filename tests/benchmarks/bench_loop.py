@@ -45,7 +45,13 @@ def main() -> None:
             mlflow_port=free_port(),
             _env_file=None,
         )
-        plan = generated_plan(date.today(), args.old_months, args.new_months, args.rows_per_month)
+        plan = generated_plan(
+            date.today(),
+            args.old_months,
+            args.new_months,
+            args.rows_per_month,
+            maturity_days=settings.etl.label_maturity_days,
+        )
         summary = run_demo(settings, plan=plan, echo=lambda line: None)
 
     months = len(plan.old_months) + len(plan.new_months)

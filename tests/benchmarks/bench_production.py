@@ -574,7 +574,12 @@ def loop_section(args: argparse.Namespace, context: dict[str, Any]) -> bool:
     from crimeflow.standins.soda import StandinServer
     from tests.production import loop_overrides, production_form
 
-    plan = generated_plan(date.today(), args.loop_old_months, rows_per_month=args.loop_rows)
+    plan = generated_plan(
+        date.today(),
+        args.loop_old_months,
+        rows_per_month=args.loop_rows,
+        maturity_days=Settings(_env_file=None).etl.label_maturity_days,
+    )
     summary = DemoSummary()
     with (
         StandinServer(plan.crimes) as soda,

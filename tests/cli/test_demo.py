@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
+
 from crimeflow.cli.demo import DemoPlan, DemoSummary, demo_settings, generated_plan, summary_table
 from crimeflow.contract.settings import Settings
 
@@ -18,6 +20,14 @@ def test_generated_plan_ends_last_month_with_the_drifted_months():
     assert plan.crimes["id"].is_unique
     modern = plan.crimes.loc[months.isin(plan.new_months), "location_description"]
     assert modern.str.contains("RESIDENCE - ", regex=False).any()  # the 2020 vocabulary
+
+
+def test_a_generated_plan_with_a_maturity_rule_ends_at_the_newest_mature_month():
+    # 60 days before 2026-12-03 is 2026-10-04: September is the newest month with final labels.
+    plan = generated_plan(date(2026, 12, 3), 2, 2, rows_per_month=50, maturity_days=60)
+    assert plan.old_months == ["2026-06", "2026-07"]
+    assert plan.new_months == ["2026-08", "2026-09"]
+    assert plan.crimes["date"].max() < pd.Timestamp("2026-10-01")
 
 
 def test_demo_settings_live_in_a_folder_of_their_own(tmp_path: Path):

@@ -104,6 +104,7 @@ FROZEN_ENV = {
     "CRIMEFLOW_TRAINING_WINDOW_MONTHS": ("etl.training_window_months", "4", 4),
     "CRIMEFLOW_MAX_BAD_ROW_SHARE": ("etl.max_bad_row_share", "0.5", 0.5),
     "CRIMEFLOW_LABEL_MATURITY_DAYS": ("etl.label_maturity_days", "45", 45),
+    "CRIMEFLOW_ETL_MIN_MONTH_SHARE": ("etl.min_month_share", "0.5", 0.5),
     "CRIMEFLOW_MLFLOW_TRACKING_URI": ("mlflow.tracking_uri", "http://ml:5000", "http://ml:5000"),
     "CRIMEFLOW_MLFLOW_ARTIFACT_ROOT": ("mlflow.artifact_root", "s3://b/art", "s3://b/art"),
     "CRIMEFLOW_MLFLOW_PORT": ("mlflow.port", "5111", 5111),

@@ -10,6 +10,7 @@ import pytest
 
 from crimeflow.domain.enrich import StationIndex
 from crimeflow.domain.etl_run import (
+    MonthTooSmall,
     check_staged,
     late_rows_by_month,
     manifest_key,
@@ -18,6 +19,8 @@ from crimeflow.domain.etl_run import (
     newest_update,
     run_summary,
     stage_month,
+    volume_history_months,
+    volume_verdict,
 )
 from crimeflow.domain.ingest import as_raw_strings
 from crimeflow.domain.validate import ValidationFailed, ValidationResult
@@ -111,3 +114,47 @@ def test_reasons_and_newest_update_add_up_over_months_as_one_combined_result(mar
     assert newest_update(outcomes) == max(stamps)
     assert newest_update([]) is None
     assert isinstance(max(stamps), datetime)
+
+
+# --- the volume rule -----------------------------------------------------------------------------
+
+COUNTS = {"2026-01": 24_812, "2026-02": 25_110, "2026-03": 24_977, "2025-12": 900}
+
+
+def test_an_empty_past_month_fails_naming_the_month_and_the_trailing_counts():
+    with pytest.raises(MonthTooSmall) as caught:
+        volume_verdict("2026-05", 0, COUNTS, 0.2, current_month="2026-12")
+    message = str(caught.value)
+    assert message.startswith("month 2026-05 has 0 rows")
+    # The three newest earlier months with data, not the older 900-row one.
+    assert "2026-01: 24,812 / 2026-02: 25,110 / 2026-03: 24,977" in message
+    assert "median 24,977" in message and "CRIMEFLOW_ETL_MIN_MONTH_SHARE" in message
+    assert isinstance(caught.value, ValidationFailed)  # a data-quality failure like bad rows
+
+
+def test_the_share_is_a_threshold_on_the_median_of_the_trailing_months():
+    floor = 0.2 * 24_977
+    assert volume_verdict("2026-04", int(floor) + 1, COUNTS, 0.2, "2026-12") == "ingest"
+    with pytest.raises(MonthTooSmall, match="month 2026-04 has 4,995 rows"):
+        volume_verdict("2026-04", int(floor), COUNTS, 0.2, "2026-12")
+    # Months after the one checked do not count: 2026-02 is judged by 2025-12 and 2026-01.
+    with pytest.raises(MonthTooSmall, match="2025-12: 900 / 2026-01: 24,812 \\(median 12,856"):
+        volume_verdict("2026-02", 100, COUNTS, 0.2, "2026-12")
+
+
+def test_empty_months_before_the_first_data_are_skipped_and_a_first_month_is_ingested():
+    assert volume_verdict("2025-06", 0, COUNTS, 0.2, "2026-12") == "skip"
+    assert volume_verdict("2025-06", 0, {"2025-05": 0}, 0.2, "2026-12") == "skip"
+    assert volume_verdict("2025-06", 3, {}, 0.2, "2026-12") == "ingest"
+
+
+def test_the_current_month_and_a_zero_share_are_exempt():
+    assert volume_verdict("2026-12", 0, COUNTS, 0.2, current_month="2026-12") == "ingest"
+    assert volume_verdict("2026-05", 0, COUNTS, 0.0, current_month="2026-12") == "ingest"
+
+
+def test_the_history_read_is_the_newest_ingested_months_before_each_pulled_one():
+    ingested = [f"2025-{m:02d}" for m in range(1, 13)]
+    assert volume_history_months(ingested, ["2026-01"]) == ingested[-6:]
+    assert volume_history_months(ingested, ["2025-03"]) == ingested[:2]
+    assert volume_history_months([], ["2026-01"]) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +21,7 @@ from crimeflow.domain.retrain_run import (
     decision_markdown,
     decision_payload,
     decision_tags,
+    default_until,
     first_earlier_run,
     gate_urls,
     judge_candidate,
@@ -30,8 +31,8 @@ from crimeflow.domain.retrain_run import (
     rollback_urls,
     shadow_failures,
     single_row_p99_ms,
+    source_complete_month,
     staging_months,
-    target_month,
 )
 
 
@@ -86,9 +87,23 @@ class Constant:
         return np.column_stack([1 - np.full(len(rows), self.proba), np.full(len(rows), self.proba)])
 
 
-def test_target_month_defaults_to_the_last_complete_month():
-    assert target_month("2018-09", NOW) == "2018-09"
-    assert target_month(None, NOW) == "2024-05"
+def test_default_until_is_the_last_complete_month_unless_the_source_ends_before():
+    today = date(2026, 12, 3)
+    # The source is current (its newest incident is in the running month): last month.
+    assert default_until(today, datetime(2026, 12, 2, 8, 0))[0] == "2026-11"
+    assert default_until(today, None)[0] == "2026-11"  # unknown: last month
+    # The source ends in September: the retrain stops there, and says why.
+    month, why = default_until(today, datetime(2026, 9, 30, 23, 10))
+    assert month == "2026-09"
+    assert "2026-09-30 23:10" in why and "before the last complete month 2026-11" in why
+    # A source ending mid-month has that month only in part: the month before is the newest.
+    assert default_until(today, datetime(2026, 9, 14, 12, 0))[0] == "2026-08"
+
+
+def test_a_month_is_complete_at_the_source_when_it_has_incidents_on_its_last_day():
+    assert source_complete_month(datetime(2024, 2, 29, 0, 5)) == "2024-02"
+    assert source_complete_month(datetime(2024, 2, 28, 23, 59)) == "2024-01"
+    assert source_complete_month(datetime(2024, 12, 31, 23, 59)) == "2024-12"
 
 
 def test_the_earliest_run_of_a_burst_that_did_work_wins():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,10 +18,12 @@ from crimeflow.domain.training_run import (
     RegisteredModel,
     flow_run_tags,
     month_list,
+    newest_mature_month,
     newest_months,
     reference_sample,
     span,
     summary_markdown,
+    training_until,
 )
 from crimeflow.standins.generate import generate_incidents
 
@@ -35,6 +38,24 @@ def test_newest_months_up_to_until():
     assert newest_months(months, None, 2) == ["2018-03", "2018-04"]
     assert newest_months(months, "2018-02", 12) == ["2018-01", "2018-02"]
     assert newest_months(months, "2017-12", 3) == []
+
+
+def test_newest_months_count_months_with_rows_not_calendar_months():
+    months = ["2018-01", "2018-02", "2018-03", "2018-04"]
+    rows = {"2018-01": 25_000, "2018-02": 24_000, "2018-03": 0}  # 2018-04: no count, no rows
+    assert newest_months(months, None, 2, rows) == ["2018-01", "2018-02"]
+    assert newest_months(months, "2018-03", 3, rows) == ["2018-01", "2018-02"]
+
+
+def test_the_newest_mature_month_ends_at_least_maturity_days_before_today():
+    # 60 days before 2026-12-03 is 2026-10-04: September ended (Oct 1) before it, October not.
+    assert newest_mature_month(date(2026, 12, 3), 60) == "2026-09"
+    # 60 days before 2026-12-31 is 2026-11-01: October ended exactly then.
+    assert newest_mature_month(date(2026, 12, 31), 60) == "2026-10"
+    assert newest_mature_month(date(2026, 12, 3), 0) == "2026-11"
+    assert training_until(None, date(2026, 12, 3), 60) == "2026-09"
+    assert training_until("2026-11", date(2026, 12, 3), 60) == "2026-09"
+    assert training_until("2018-10", date(2026, 12, 3), 60) == "2018-10"
 
 
 def test_reference_sample_keeps_each_month_and_the_score(incidents):

@@ -37,6 +37,7 @@ from crimeflow.cli.demo import (
     run_loop,
 )
 from crimeflow.cli.processes import log_tail
+from crimeflow.contract.settings import EtlSettings
 from crimeflow.standins.soda import StandinServer
 from tests.e2e.test_api_workers import access_lines
 from tests.production import (
@@ -54,6 +55,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # A Redis database no other test uses (the rate-limit test has 13).
 REDIS_URL = "redis://127.0.0.1:6379/12"
 POOL = "crimeflow-process"
+
+# The stand-in's data ends at the newest month with mature labels (the default rule), so
+# before last month: the triggered retrain must stop at the newest month the source has.
+MATURITY_DAYS: int = EtlSettings.model_fields["label_maturity_days"].default
 
 
 @dataclass
@@ -77,7 +82,9 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
 
     home = tmp_path_factory.mktemp("production") / "home"
     # The retrain loop test's data: enough new months that the retrained model wins the gate.
-    plan = generated_plan(date.today(), old_months=5, rows_per_month=3000)
+    plan = generated_plan(
+        date.today(), old_months=5, rows_per_month=3000, maturity_days=MATURITY_DAYS
+    )
     patch = pytest.MonkeyPatch()
     # Workers ask their pool for runs every 10 s by default; every 2 s keeps the test short.
     patch.setenv("PREFECT_WORKER_QUERY_SECONDS", "2")

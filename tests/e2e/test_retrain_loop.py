@@ -1,7 +1,8 @@
 """The loop, for real: drift traffic over HTTP → drift event → triggered retrain → gate → the API.
 
 A real local Prefect server (session fixture), the serve process with every deployment and the
-drift trigger (`python -m deployments.serve`), the SODA stand-in with generated months, the API
+drift trigger (`python -m deployments.serve`), the SODA stand-in with generated months that end
+before last month (at the newest month with mature labels, as a lagging source), the API
 under uvicorn. The test trains the first champion, sends drifted traffic through HTTP and runs
 the drift monitor; from then on it only watches: the trigger must create the retrain run, the
 gate must pass, the champion alias must move and the API must serve the new version. Then a
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +42,8 @@ from crimeflow.cli.demo import (
 from crimeflow.cli.processes import ServiceProcess, free_port, log_tail
 from crimeflow.cli.stack import Stack
 from crimeflow.contract.events import DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED, emit
-from crimeflow.contract.settings import Settings, child_environment, get_settings
+from crimeflow.contract.months import previous_month
+from crimeflow.contract.settings import EtlSettings, Settings, child_environment, get_settings
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.lake import CLEAN_CRIMES, Lake
 from crimeflow.stores.registry import CHAMPION, PREVIOUS_CHAMPION
@@ -50,6 +53,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROWS_PER_MONTH = 3000
 LOOP_TIMEOUT_S = 300.0
 DEBOUNCE_S = 20
+
+# The stand-in's data ends at the newest month with mature labels (the default rule), so
+# before last month: the triggered retrain must stop at the newest month the source has.
+MATURITY_DAYS: int = EtlSettings.model_fields["label_maturity_days"].default
 
 
 @dataclass
@@ -70,7 +77,9 @@ def loop(private_prefect_server, tmp_path_factory) -> Iterator[Loop]:
     """Lake of five months, champion v1, serve process and API running; drifted months pending."""
     home = tmp_path_factory.mktemp("loop") / "home"
     # The demo's data: older months, then newer ones with input and concept drift.
-    plan = generated_plan(date.today(), old_months=5, rows_per_month=ROWS_PER_MONTH)
+    plan = generated_plan(
+        date.today(), old_months=5, rows_per_month=ROWS_PER_MONTH, maturity_days=MATURITY_DAYS
+    )
     old = plan.old_months
     with StandinServer(plan.crimes) as soda:
         env = {
@@ -205,6 +214,31 @@ def test_drift_traffic_triggers_a_retrain_that_is_promoted_and_served(loop: Loop
         wait_for("the API to serve v2", lambda: served_version(loop.api_url) == "2", 30)
         ingested = Lake.from_settings(loop.settings).months(CLEAN_CRIMES)
         assert ingested[-3:] == loop.months[-3:]  # the retrain ingested the new months
+        # The source ends before last month: the retrain stopped at its newest month (no empty
+        # months after it) and said so.
+        newest = loop.plan.new_months[-1]
+        assert ingested[-1] == newest < previous_month(date.today())
+        assert f"# Retrain until {newest}" in retrain_until_artifact(worked[0].id)
+        assert "the newest month the source has in full" in retrain_until_artifact(worked[0].id)
+
+
+def retrain_until_artifact(flow_run_id: Any) -> str:
+    """The `retrain-until` markdown a retrain run published."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["retrain-until"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
+    return str(artifact.data)
 
 
 def test_a_candidate_trained_on_shuffled_labels_is_rejected(loop: Loop) -> None:

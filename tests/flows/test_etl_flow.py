@@ -235,3 +235,24 @@ def test_a_bad_month_stops_a_backfill_before_it_is_written_and_commits_nothing(c
     # Not committed: no state, no training window, so the next run pulls them all again.
     assert lake.read_json("state/etl.json") is None
     assert lake.read_json("window.json") is None
+
+
+def test_an_empty_past_month_fails_the_run_before_anything_is_written_for_it(configure):
+    """The source lost a month (no rows for 2024-03): the run names the month and the counts
+    of the months before it, and 2024-03 gets no partition; leading empty months are skipped."""
+    data = generate_incidents("2024-01", "2024-04", rows_per_month=300, seed=13)
+    gap = data[data["date"].dt.strftime("%Y-%m") != "2024-03"].reset_index(drop=True)
+    with StandinServer(gap) as server:
+        settings = configure(socrata_url=server.url)
+        monthly_etl(month="2023-12")  # before the source's first data: skipped, not a failure
+        monthly_etl(month="2024-01")
+        monthly_etl(month="2024-02")
+        with pytest.raises(ValidationFailed) as caught:
+            monthly_etl(month="2024-03")
+        monthly_etl(month="2024-04")  # judged by the months with data, 2024-01 and 02
+    assert str(caught.value).startswith("month 2024-03 has 0 rows; the trailing months have ")
+    assert "2024-01: 300 / 2024-02: 300" in str(caught.value)
+    lake = Lake.from_settings(settings)
+    for zone in (RAW_CRIMES, CLEAN_CRIMES, QUARANTINE_CRIMES, FEATURES):
+        assert lake.months(zone) == ["2024-01", "2024-02", "2024-04"], zone
+    assert lake.read_json("state/etl.json")["months"] == ["2024-01", "2024-02", "2024-04"]

@@ -382,3 +382,21 @@ def test_serve_forever_logs_url_and_counts(
         stop.set()
         worker.join(timeout=5)
     assert not worker.is_alive()
+
+
+def test_max_and_min_of_a_column_answer_one_row_named_as_socrata_names_it(
+    table: SodaTable,
+) -> None:
+    assert json.loads(_query(table, select="max(date)")) == [
+        {"max_date": "2018-04-01T00:00:00.000"}
+    ]
+    march = "date < '2018-04-01T00:00:00'"
+    assert json.loads(_query(table, select="MAX(date) AS newest", where=march)) == [
+        {"newest": "2018-03-15T13:30:00.000"}
+    ]
+    assert json.loads(_query(table, select="min(id)")) == [{"min_id": "11459757"}]
+    assert json.loads(_query(table, select="max(date)", where="date > '2030-01-01T00:00:00'")) == [
+        {}
+    ]
+    with pytest.raises(SoqlError, match="No such column: nope"):
+        _query(table, select="max(nope)")

@@ -214,6 +214,14 @@ def test_empty_and_extra_column_frames_round_trip(lake: Lake) -> None:
     pd.testing.assert_frame_equal(lake.read("quarantine/crimes", "2024-05"), rejected)
 
 
+def test_row_count_reads_the_footer_and_is_none_for_a_missing_partition(lake: Lake) -> None:
+    lake.write("raw/crimes", incidents([1, 2, 3], ["2024-06-02T00:00:00"] * 3), "2024-06")
+    lake.write("raw/crimes", empty_canonical(), "2024-07")
+    assert lake.row_count("raw/crimes", "2024-06") == 3
+    assert lake.row_count("raw/crimes", "2024-07") == 0
+    assert lake.row_count("raw/crimes", "2024-08") is None
+
+
 def test_read_of_a_missing_partition_is_none(lake: Lake) -> None:
     assert lake.read("features", "2024-01") is None
     assert lake.content_hash("features", "2024-01") is None

@@ -327,3 +327,12 @@ def test_real_2018_march_pull_matches_the_source_file() -> None:
     assert len(march) == expected
     assert march["id"].is_unique
     assert march["date"].str.startswith("2018-03-").all()
+
+
+def test_newest_is_the_largest_incident_date_and_none_for_an_empty_dataset() -> None:
+    with StandinServer(_many_rows(30)) as running:
+        newest = SodaSource(_settings(running.url)).newest(CRIMES)
+    assert newest == datetime(2018, 3, 28, 3, 0)  # row 27: day 28, hour 3
+    empty = _many_rows(1).iloc[0:0]
+    with StandinServer(empty) as running:
+        assert SodaSource(_settings(running.url)).newest(CRIMES) is None

@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from crimeflow.contract.links import MODEL_CARD_FILE
 from crimeflow.contract.schema import LABEL
 from crimeflow.domain.arrest_defined import ARREST_DEFINED_TYPES
 from crimeflow.domain.model import TrainedModel
 
-CARD_FILE = "model_card.md"
+CARD_FILE = MODEL_CARD_FILE
 GATE_HEADING = "## Gate decision"
 NOT_STAGED = (
     "Not staged yet: the retraining loop's staging gate records its decision here when it "

@@ -192,7 +192,8 @@ def summary_markdown(
         "|---|---:|---:|---:|",
     ]
     lines += [
-        f"| {n} | {_fmt(model[n])} | {_fmt(honest.get(n))} | {_fmt(baseline[n])} |" for n in names
+        f"| {n} | {_fmt(model.get(n))} | {_fmt(honest.get(n))} | {_fmt(baseline.get(n))} |"
+        for n in names
     ]
     lines += ["", "| candidate | validation PR-AUC | ROC-AUC | fit s | 1-row ms |"]
     lines += ["|---|---:|---:|---:|---:|"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,7 +175,7 @@ def test_evaluate_adds_accuracy_classification_report_and_deciles(
     assert [row["decile"] for row in deciles] == list(range(1, 11))
     assert sum(row["n"] for row in deciles) == len(y)
     # Sorted by predicted probability: each group's scores sit at or above the previous one's.
-    assert all(a["max_predicted"] <= b["min_predicted"] for a, b in zip(deciles, deciles[1:]))
+    assert all(a["max_predicted"] <= b["min_predicted"] for a, b in pairwise(deciles))
     assert deciles[-1]["observed_rate"] > deciles[0]["observed_rate"]
     top = p[np.argsort(p, kind="stable")[-200:]]
     assert deciles[-1]["mean_predicted"] == pytest.approx(top.mean())

@@ -22,6 +22,7 @@ from crimeflow.contract.schema import LABEL, normalize_header, to_canonical
 from crimeflow.domain.arrest_defined import ARREST_DEFINED_TYPES, arrest_defined_mask
 from crimeflow.domain.evaluate import binary_metrics, evaluate
 from crimeflow.domain.model import ModelConfig, time_split, train_model
+from crimeflow.domain.model_card import training_card
 
 REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 CRIMES_2018 = REAL_DATA / "crimes_2018-01_to_2018-10_chicagocrimedata-datastore.csv.gz"
@@ -104,11 +105,9 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps({"report": report, "type_rates": rates}, default=float))
     if args.card:
-        from crimeflow.domain.model_card import script_card
-
-        args.card.write_text(
-            script_card(trained, report, {"train": train, "validation": valid, "holdout": holdout})
-        )
+        splits = {"train": train, "validation": valid, "holdout": holdout}
+        title = f"{trained.classifier} on the real 2018 file (scripts/honest_metrics.py)"
+        args.card.write_text(training_card(trained, report, splits, title=title))
 
 
 if __name__ == "__main__":

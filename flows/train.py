@@ -50,8 +50,10 @@ def train(
         "splits": {name: len(frame) for name, frame in splits.items()},
         "holdout": report["model"],
         "baseline": report["baseline"],
+        "holdout_excluding_arrest_defined": report["excluding_arrest_defined"]["model"],
         "run_url": registered.run_url,
         "version_url": registered.version_url,
+        "card_url": registered.card_url,
     }
 
 

@@ -48,6 +48,10 @@ class Links:
         """One drift report's HTML page, served by the API."""
         return f"{self.api}/reports/{report_id}"
 
+    def analysis(self, month: str) -> str:
+        """One month's analyst report, served by the API."""
+        return f"{self.api}/analysis/{month}"
+
     def mlflow_run(self, experiment_id: str, run_id: str) -> str:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -63,6 +67,10 @@ class Links:
     def optional_model_card(self, experiment_id: str | None, run_id: str | None) -> str | None:
         """`model_card`, or None when the run or its experiment is unknown."""
         return self.model_card(experiment_id, run_id) if experiment_id and run_id else None
+
+    def mlflow_artifact(self, run_id: str, path: str) -> str:
+        """The raw file of a run's artifact, as the MLflow UI serves it (an image embeds)."""
+        return f"{self.mlflow}/get-artifact?path={quote(path, safe='')}&run_uuid={run_id}"
 
     def model(self, model_name: str) -> str:
         """A registered model's page in the MLflow UI (all its versions and aliases)."""

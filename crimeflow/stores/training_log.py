@@ -5,6 +5,7 @@ when asked)."""
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,12 +14,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from crimeflow.contract.links import MODEL_CARD_FILE, Links
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.audit_report import AUDIT_DIR, MAP_ARTIFACT, HoldoutAudit, audit_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, TrainedModel
 from crimeflow.domain.model_card import training_card, with_gate_decision
@@ -180,3 +183,16 @@ def record_decision_on_card(client: MlflowClient, run_id: str, section: str) -> 
         card = Path(path).read_text(encoding="utf-8")
     client.log_text(run_id, with_gate_decision(card, section), MODEL_CARD_FILE)
     return True
+
+
+def log_audit(settings: Settings, run_id: str, audit: HoldoutAudit) -> None:
+    """Log the holdout audit into the training run: one CSV per table, the map, worst values."""
+    client = mlflow_client(settings)
+    for name, table in audit.tables.items():
+        client.log_text(run_id, table.to_csv(index=False), f"{AUDIT_DIR}/{name}.csv")
+    if audit.map_figure is not None:
+        client.log_figure(run_id, audit.map_figure, MAP_ARTIFACT)
+    metrics = audit_metrics(audit)
+    if metrics:
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in metrics.items()])

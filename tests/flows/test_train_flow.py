@@ -237,3 +237,8 @@ def test_every_run_logs_the_per_area_audit_and_maps_it_with_boundaries(audit_lak
     assert "## Per-area audit (holdout)" in summary and "map skipped" not in summary
     assert f"run_uuid={result['run_id']}" in summary
     assert "| district | PR-AUC |" in summary
+    # The same audit tables in the model card, in place of "not computed".
+    card = Path(client.download_artifacts(result["run_id"], "model_card.md")).read_text()
+    areas = card.split("## Metrics per area", 1)[1].split("\n## ", 1)[0]
+    assert "### Per district" in areas and "### Largest gaps" in areas
+    assert "Not computed" not in areas

@@ -572,7 +572,8 @@ class OperationsController(Controller):
         responses={503: ResponseSpec(ErrorBody, description="No model is loaded")},
     )
     async def model(self, services: Services) -> ModelInfo:
-        """Name, version, alias, run id, load time, threshold, holdout metrics, MLflow links."""
+        """Name, version, alias, run id, load time, threshold, holdout metrics, MLflow links
+        (the version, its training run and its model card)."""
         model = services.holder.require()
         links = Links.from_settings(services.settings)
         return ModelInfo(
@@ -585,6 +586,7 @@ class OperationsController(Controller):
             metrics=dict(model.metrics),
             mlflow_url=links.model_version(model.name, model.version),
             run_url=links.optional_run(model.experiment_id, model.run_id),
+            model_card_url=links.optional_model_card(model.experiment_id, model.run_id),
         )
 
     @get("/metrics", include_in_schema=False)

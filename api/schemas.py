@@ -253,10 +253,11 @@ class ModelInfo(msgspec.Struct, kw_only=True):
     loaded_at: datetime
     threshold: float
     metrics: dict[str, float]
-    # Pages in the MLflow UI at its public URL: the model version, and its training run (null
-    # when the run is unknown).
+    # Pages in the MLflow UI at its public URL: the model version, its training run and the
+    # model card in that run (both null when the run is unknown).
     mlflow_url: str
     run_url: str | None
+    model_card_url: str | None = None
 
 
 class ReloadOut(msgspec.Struct, kw_only=True):

@@ -49,7 +49,9 @@ def train(
     trained = fit_model(train_rows, valid_rows, config, load_stations(lake))
     report = evaluate_holdout(trained, holdout_rows)
     audit = audit_holdout(trained, holdout_rows, load_community_areas(lake, NO_BOUNDARIES))
-    registered = log_and_register(settings, window, splits, trained, report, promote_if_none)
+    registered = log_and_register(
+        settings, window, splits, trained, report, promote_if_none, audit.tables
+    )
     log_audit_tables(settings, registered, audit)
     publish_training_summary(trained, report, registered, audit, settings)
     return {
@@ -61,8 +63,10 @@ def train(
         "splits": {name: len(frame) for name, frame in splits.items()},
         "holdout": report["model"],
         "baseline": report["baseline"],
+        "holdout_excluding_arrest_defined": report["excluding_arrest_defined"]["model"],
         "run_url": registered.run_url,
         "version_url": registered.version_url,
+        "card_url": registered.card_url,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
@@ -22,11 +23,13 @@ from crimeflow.domain.retrain_run import (
     RETRAIN_SECONDS_TAG,
     GateOutcome,
     StagingSet,
+    Urls,
     assemble_staging_set,
     decision_markdown,
     decision_payload,
     default_until,
     first_earlier_run,
+    gate_card_section,
     gate_urls,
     judge_candidate,
     labelled_traffic,
@@ -41,6 +44,7 @@ from crimeflow.stores.promotion import record_decision, roll_back_champion
 from crimeflow.stores.registry import CHALLENGER, CHAMPION, mlflow_client, version_by_alias
 from crimeflow.stores.serving import ServingModel, load_serving_model
 from crimeflow.stores.socrata import SodaSource
+from crimeflow.stores.training_log import record_decision_on_card
 from tasks import step
 
 
@@ -173,6 +177,7 @@ def record_and_act(
     urls = gate_urls(links, name, outcome, runtime.flow_run.id, report_id)
     client = mlflow_client(settings)
     passed = record_decision(client, name, outcome, reason, urls)
+    record_on_card(client, outcome, reason, passed, urls)
     if started_at is not None:
         seconds = (datetime.now(UTC) - started_at).total_seconds()
         client.set_model_version_tag(name, version, RETRAIN_SECONDS_TAG, f"{seconds:.1f}")
@@ -190,6 +195,32 @@ def record_and_act(
         "; ".join(outcome.decision.reasons) or "all checks passed",
     )
     return passed
+
+
+def record_on_card(
+    client: MlflowClient, outcome: GateOutcome, reason: str, passed: bool, urls: Urls
+) -> None:
+    """Write the decision into the candidate's model card (the version's tags already hold it).
+
+    A card that cannot be updated is logged, not raised: the decision itself is recorded and
+    acted on, and a missing paragraph must not undo a promotion.
+    """
+    logger = get_run_logger()
+    if outcome.candidate_run_id is None:
+        logger.warning(
+            "v%s has no training run: no model card to update", outcome.candidate_version
+        )
+        return
+    section = gate_card_section(outcome, reason, passed, urls)
+    try:
+        updated = record_decision_on_card(client, outcome.candidate_run_id, section)
+    except Exception as error:  # the registry answered the decision; the card is a report
+        logger.warning(
+            "could not update the model card of v%s: %r", outcome.candidate_version, error
+        )
+        return
+    if not updated:
+        logger.warning("v%s's training run has no model card", outcome.candidate_version)
 
 
 @step

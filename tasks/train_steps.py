@@ -114,10 +114,19 @@ def log_and_register(
     trained: TrainedModel,
     report: dict[str, Any],
     promote_if_none: bool,
+    audit_tables: dict[str, pd.DataFrame] | None = None,
 ) -> RegisteredModel:
-    """Log the run to MLflow and register its model as the challenger."""
+    """Log the run to MLflow and register its model as the challenger (the per-area
+    `audit_tables` go into its model card)."""
     registered = log_training_run(
-        settings, window, splits, trained, report, promote_if_none, runtime.flow_run.id
+        settings,
+        window,
+        splits,
+        trained,
+        report,
+        promote_if_none,
+        runtime.flow_run.id,
+        audit_tables=audit_tables,
     )
     get_run_logger().info("registered version %s (%s)", registered.version, registered.run_url)
     return registered

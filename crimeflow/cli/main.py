@@ -119,10 +119,15 @@ def train(
             balance=balance,
         )
     model, baseline = result["holdout"], result["baseline"]
+    # The model without the crime types whose records are made by an arrest (the honest one).
+    honest = result.get("holdout_excluding_arrest_defined") or {}
     typer.echo(f"registered version {result['version']} ({result['classifier']})")
-    typer.echo(f"{'metric':<16}{'model':>10}{'baseline':>10}")
+    typer.echo(f"{'metric':<16}{'model':>10}{'excl. arrest-defined':>22}{'baseline':>10}")
     for name in ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall", "brier", "log_loss"):
-        typer.echo(f"{name:<16}{_num(model[name]):>10}{_num(baseline[name]):>10}")
+        typer.echo(
+            f"{name:<16}{_num(model[name]):>10}{_num(honest.get(name)):>22}"
+            f"{_num(baseline[name]):>10}"
+        )
     typer.echo(
         f"mean predicted {model['mean_predicted']:.4f} vs observed {model['positive_rate']:.4f}"
     )
@@ -130,6 +135,8 @@ def train(
         typer.echo("promoted to champion (there was none)")
     typer.echo(f"MLflow run: {result['run_url']}")
     typer.echo(f"MLflow model version: {result['version_url']}")
+    if result.get("card_url"):
+        typer.echo(f"Model card: {result['card_url']}")
 
 
 def _num(value: float | None) -> str:

@@ -14,6 +14,9 @@ from urllib.parse import quote
 
 from crimeflow.contract.settings import Settings
 
+# The model card's name in its training run (what a person looks for in the MLflow UI).
+MODEL_CARD_FILE = "model_card.md"
+
 
 @dataclass(frozen=True)
 class Links:
@@ -52,6 +55,18 @@ class Links:
     def mlflow_run(self, experiment_id: str, run_id: str) -> str:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def run_artifact(self, experiment_id: str, run_id: str, path: str) -> str:
+        """One artifact of an MLflow run, shown in the run's artifact browser."""
+        return f"{self.mlflow_run(experiment_id, run_id)}/artifacts/{quote(path)}"
+
+    def model_card(self, experiment_id: str, run_id: str) -> str:
+        """The model card (`model_card.md`) of the run that trained a model version."""
+        return self.run_artifact(experiment_id, run_id, MODEL_CARD_FILE)
+
+    def optional_model_card(self, experiment_id: str | None, run_id: str | None) -> str | None:
+        """`model_card`, or None when the run or its experiment is unknown."""
+        return self.model_card(experiment_id, run_id) if experiment_id and run_id else None
 
     def mlflow_artifact(self, run_id: str, path: str) -> str:
         """The raw file of a run's artifact, as the MLflow UI serves it (an image embeds)."""

@@ -1,4 +1,6 @@
-"""Holdout metrics for the arrest model, next to a prior-rate baseline, overall and per crime type.
+"""Holdout metrics for the arrest model, next to a prior-rate baseline: overall, excluding the
+arrest-defined crime types (`crimeflow.domain.arrest_defined`), and per crime type; with the
+classification report at the chosen threshold and a calibration table by predicted decile.
 
 Pure functions of labels and probabilities (plus one `evaluate` that calls `predict_proba`), so
 the training flow can log the result to MLflow and the promotion gate can compare two reports.
@@ -15,11 +17,13 @@ import pandas as pd
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
+    classification_report,
     log_loss,
     roc_auc_score,
 )
 
 from crimeflow.contract.schema import LABEL
+from crimeflow.domain.arrest_defined import ARREST_DEFINED_TYPES, arrest_defined_mask
 
 # Metric names in the report; `None` marks a metric that is undefined on the data (e.g. ROC-AUC
 # when a crime type has only arrests), so callers can tell "undefined" from "zero".
@@ -28,6 +32,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "positive_rate",
     "mean_predicted",
     "calibration_gap",
+    "accuracy",
     "roc_auc",
     "pr_auc",
     "mcc",
@@ -103,6 +108,7 @@ def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> d
         "positive_rate": rate,
         "mean_predicted": float(p.mean()),
         "calibration_gap": float(p.mean() - rate),
+        "accuracy": (tp + tn) / y.size,
         "roc_auc": float(roc_auc_score(y, p)) if both_classes else None,
         "pr_auc": float(average_precision_score(y, p)) if y.sum() > 0 else None,
         # From the counts: sklearn's MCC warns on one-class slices (NARCOTICS is ~100 % arrests).
@@ -149,13 +155,66 @@ def evaluate(
             "model": binary_metrics(y[rows], proba[rows], threshold),
             "baseline": binary_metrics(y[rows], constant[rows], threshold),
         }
+    kept = ~arrest_defined_mask(labelled["primary_type"])
     return {
         "threshold": float(threshold),
         "baseline_rate": float(baseline_rate),
         "model": binary_metrics(y, proba, threshold),
         "baseline": binary_metrics(y, constant, threshold),
+        "excluding_arrest_defined": {
+            "types": list(ARREST_DEFINED_TYPES),
+            "excluded_rows": int((~kept).sum()),
+            "model": binary_metrics(y[kept], proba[kept], threshold),
+            "baseline": binary_metrics(y[kept], constant[kept], threshold),
+        },
+        "classification_report": threshold_report(y, proba, threshold),
+        "calibration_deciles": calibration_deciles(y, proba),
         "per_type": per_type,
     }
+
+
+CLASS_NAMES = ("no_arrest", "arrest")
+
+
+def threshold_report(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
+    """sklearn's classification report of `proba >= threshold` (per class, macro, weighted)."""
+    y = np.asarray(y_true).astype("int64")
+    predicted = (np.asarray(proba, dtype="float64") >= threshold).astype("int64")
+    return classification_report(
+        y,
+        predicted,
+        labels=[0, 1],
+        target_names=list(CLASS_NAMES),
+        output_dict=True,
+        zero_division=0,
+    )
+
+
+def calibration_deciles(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> list[dict]:
+    """Rows sorted by predicted probability, cut into `bins` equal-count groups: per group the
+    probability range, the mean predicted and the observed arrest rate (a reliability table).
+
+    Equal counts by rank rather than by value: an isotonic calibrator gives many tied scores,
+    which would leave quantile cuts by value with empty or merged groups.
+    """
+    y = np.asarray(y_true).astype("float64")
+    p = np.asarray(proba, dtype="float64")
+    order = np.argsort(p, kind="stable")
+    table = []
+    for number, rows in enumerate(np.array_split(order, bins), start=1):
+        if rows.size == 0:
+            continue
+        table.append(
+            {
+                "decile": number,
+                "n": int(rows.size),
+                "min_predicted": float(p[rows].min()),
+                "max_predicted": float(p[rows].max()),
+                "mean_predicted": float(p[rows].mean()),
+                "observed_rate": float(y[rows].mean()),
+            }
+        )
+    return table
 
 
 def metric_key(text: str) -> str:
@@ -167,6 +226,17 @@ def flatten_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The report as flat `name: float` pairs (for MLflow); undefined metrics are left out."""
     flat: dict[str, float] = {"threshold": report["threshold"]}
     sections = [("model", report["model"]), ("baseline", report["baseline"])]
+    excluding = report.get("excluding_arrest_defined")
+    if excluding is not None:
+        sections += [("excluding_arrest_defined.model", excluding["model"])]
+        sections += [("excluding_arrest_defined.baseline", excluding["baseline"])]
+    for label, scores in (report.get("classification_report") or {}).items():
+        # 'accuracy' is a bare number there; the per-class and average rows are dicts.
+        if isinstance(scores, dict):
+            sections += [(f"classification_report.{metric_key(label)}", scores)]
+    for row in report.get("calibration_deciles") or []:
+        key = f"calibration.decile_{row['decile']:02d}"
+        sections += [(key, {k: row[k] for k in ("mean_predicted", "observed_rate")})]
     for type_name, result in report["per_type"].items():
         key = metric_key(type_name)
         sections += [(f"type.{key}.model", result["model"])]

@@ -204,6 +204,9 @@ class GateOutcome:
     staging: str
     candidate_run_id: str | None = None
     candidate_experiment_id: str | None = None
+    # The same metrics without the arrest-defined crime types (the honest measure of skill).
+    candidate_excluding: dict[str, Any] | None = None
+    champion_excluding: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (flow result, event payload source)."""
@@ -217,6 +220,8 @@ class GateOutcome:
             "p99_ms": self.p99_ms,
             "shadow_rows": self.shadow_rows,
             "staging": self.staging,
+            "candidate_excluding_arrest_defined": self.candidate_excluding,
+            "champion_excluding_arrest_defined": self.champion_excluding,
         }
 
 
@@ -252,10 +257,13 @@ def judge_candidate(
     config: GateSettings,
 ) -> GateOutcome:
     """Score both models on the staging set, time and shadow-test the candidate, decide."""
-    candidate_metrics = evaluate(candidate.model, staging.frame)["model"]
-    champion_metrics = None
+    candidate_report = evaluate(candidate.model, staging.frame)
+    candidate_metrics = candidate_report["model"]
+    champion_metrics = champion_excluding = None
     if champion is not None:
-        champion_metrics = evaluate(champion.model, staging.frame)["model"]
+        champion_report = evaluate(champion.model, staging.frame)
+        champion_metrics = champion_report["model"]
+        champion_excluding = champion_report["excluding_arrest_defined"]["model"]
     min_rows = config.district_min_rows
     candidate_districts = district_metrics(candidate.model, staging.frame, min_rows)
     champion_districts = None
@@ -284,6 +292,8 @@ def judge_candidate(
         staging=staging.describe(),
         candidate_run_id=candidate.run_id,
         candidate_experiment_id=candidate.experiment_id,
+        candidate_excluding=candidate_report["excluding_arrest_defined"]["model"],
+        champion_excluding=champion_excluding,
     )
 
 
@@ -338,6 +348,14 @@ def decision_tags(outcome: GateOutcome, reason: str, urls: Urls | None = None) -
         for name in ("roc_auc", "pr_auc", "calibration_gap"):
             value = None if metrics is None else metrics.get(name)
             tags[f"gate.{who}.{name}"] = "none" if value is None else f"{value:.4f}"
+    for who, metrics in (
+        ("candidate", outcome.candidate_excluding),
+        ("champion", outcome.champion_excluding),
+    ):
+        for name in ("roc_auc", "pr_auc"):
+            value = None if metrics is None else metrics.get(name)
+            if value is not None:
+                tags[f"gate.{who}.excluding_arrest_defined.{name}"] = f"{value:.4f}"
     for key in ("flow_run_url", "report_url"):
         url = (urls or {}).get(key)
         if url:
@@ -367,33 +385,62 @@ def _link_line(outcome: GateOutcome, urls: Urls) -> str:
     return " · ".join(f"[{label}]({urls[key]})" for key, label in labels.items() if urls.get(key))
 
 
-def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool, urls: Urls) -> str:
-    """The Prefect artifact: the verdict, the links, the side-by-side table, every check."""
-    verdict = "**Promoted**" if promoted else "**Rejected**"
-    champion = outcome.champion_metrics or {}
+def _side_by_side(
+    outcome: GateOutcome, candidate: dict[str, Any], champion: dict[str, Any] | None
+) -> list[str]:
+    """The candidate's and the champion's staging metrics as table lines."""
     lines = [
-        f"# Staging gate — candidate v{outcome.candidate_version}: {verdict}",
-        "",
+        f"| metric | candidate v{outcome.candidate_version} "
+        f"| champion v{outcome.champion_version or '–'} |",
+        "|---|---:|---:|",
+    ]
+    return lines + [
+        f"| {name} | {_cell(candidate.get(name))} | {_cell((champion or {}).get(name))} |"
+        for name in METRICS_SHOWN
+    ]
+
+
+def gate_body(outcome: GateOutcome, reason: str, urls: Urls) -> list[str]:
+    """Trigger, links, the staging metrics (overall and excluding the arrest-defined types) and
+    every check: what the artifact and the model card show below their titles."""
+    lines = [
         f"Trigger: {reason} · champion: v{outcome.champion_version or '–'}"
         + (f" ({outcome.champion_note})" if outcome.champion_note else "")
         + f" · staging set: {outcome.staging}",
         "",
         _link_line(outcome, urls),
         "",
-        f"| metric | candidate v{outcome.candidate_version} "
-        f"| champion v{outcome.champion_version or '–'} |",
-        "|---|---:|---:|",
+        *_side_by_side(outcome, outcome.candidate_metrics, outcome.champion_metrics),
     ]
-    lines += [
-        f"| {name} | {_cell(outcome.candidate_metrics.get(name))} | {_cell(champion.get(name))} |"
-        for name in METRICS_SHOWN
-    ]
+    if outcome.candidate_excluding is not None:
+        lines += [
+            "",
+            "Excluding the arrest-defined crime types (records created by an arrest, e.g. "
+            "NARCOTICS, PROSTITUTION): the honest measure of skill.",
+            "",
+            *_side_by_side(outcome, outcome.candidate_excluding, outcome.champion_excluding),
+        ]
     lines += ["", "| check | passed | detail |", "|---|---|---|"]
-    lines += [
+    return lines + [
         f"| {c.name} | {'yes' if c.passed else '**no**'} | {c.detail} |"
         for c in outcome.decision.checks
     ]
-    return "\n".join(lines)
+
+
+def decision_markdown(outcome: GateOutcome, reason: str, promoted: bool, urls: Urls) -> str:
+    """The Prefect artifact: the verdict, the links, the side-by-side tables, every check."""
+    verdict = "**Promoted**" if promoted else "**Rejected**"
+    title = f"# Staging gate — candidate v{outcome.candidate_version}: {verdict}"
+    return "\n".join([title, "", *gate_body(outcome, reason, urls)])
+
+
+def gate_card_section(outcome: GateOutcome, reason: str, promoted: bool, urls: Urls) -> str:
+    """The model card's "Gate decision" section: verdict and date, then `gate_body`."""
+    verdict = "**Promoted** to champion" if promoted else "**Rejected** (not served)"
+    failed = "; ".join(outcome.decision.reasons) or "all checks passed"
+    decided = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"{verdict} by the staging gate on {decided}: {failed}.", ""]
+    return "\n".join(lines + gate_body(outcome, reason, urls))
 
 
 def decision_payload(outcome: GateOutcome, reason: str, urls: Urls) -> dict[str, Any]:

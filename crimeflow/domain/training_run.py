@@ -52,6 +52,7 @@ class RegisteredModel:
     promoted: bool
     run_url: str
     version_url: str
+    card_url: str | None = None
 
 
 def newest_months(
@@ -157,10 +158,20 @@ def version_tags(
         "holdout.roc_auc": f"{model['roc_auc']:.4f}",
         "holdout.pr_auc": f"{model['pr_auc']:.4f}",
         "holdout.calibration_gap": f"{model['calibration_gap']:.4f}",
+        **_excluding_tags(report),
     }
 
 
+def _excluding_tags(report: dict[str, Any]) -> dict[str, str]:
+    """The honest ROC-AUC and PR-AUC (arrest-defined types left out) as version tags."""
+    model = (report.get("excluding_arrest_defined") or {}).get("model", {})
+    names = [n for n in ("roc_auc", "pr_auc") if model.get(n) is not None]
+    return {f"holdout.excluding_arrest_defined.{n}": f"{model[n]:.4f}" for n in names}
+
+
 FLOW_RUN_URL_TAG = "prefect.flow_run_url"
+# Version tag linking to the model card in the training run (the gate updates the card).
+MODEL_CARD_URL_TAG = "model_card_url"
 
 
 def flow_run_tags(links: Links, flow_run_id: str | None) -> dict[str, str]:
@@ -173,22 +184,32 @@ def summary_markdown(
     trained: TrainedModel, report: dict[str, Any], registered: RegisteredModel
 ) -> str:
     """The Prefect artifact: holdout metrics vs baseline, candidates, registry outcome."""
-    names = ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall", "brier", "log_loss")
+    names = ("roc_auc", "pr_auc", "accuracy", "mcc", "f1", "precision", "recall", "brier")
+    names += ("log_loss",)
     model, baseline = report["model"], report["baseline"]
+    excluding = report.get("excluding_arrest_defined") or {}
+    honest = excluding.get("model", {})
+    card = f" · [model card]({registered.card_url})" if registered.card_url else ""
     lines = [
         f"# Training — {trained.classifier}, registered as version {registered.version}",
         "",
         f"[MLflow run]({registered.run_url}) · "
-        f"[model version {registered.version}]({registered.version_url}) · alias `challenger`"
-        + (" and `champion` (first model)" if registered.promoted else ""),
+        f"[model version {registered.version}]({registered.version_url}){card} · alias "
+        "`challenger`" + (" and `champion` (first model)" if registered.promoted else ""),
         "",
         f"Holdout: {model['n']:,} incidents, observed arrest rate {model['positive_rate']:.3f}, "
-        f"mean predicted {model['mean_predicted']:.3f}, threshold {report['threshold']:.3f}.",
+        f"mean predicted {model['mean_predicted']:.3f}, threshold {report['threshold']:.3f}. "
+        f"'Excluding arrest-defined' leaves out {excluding.get('excluded_rows', 0):,} incidents "
+        "of the types recorded because of an arrest (NARCOTICS, PROSTITUTION, ...): the honest "
+        "measure of skill.",
         "",
-        "| metric | model | prior-rate baseline |",
-        "|---|---:|---:|",
+        "| metric | model | model excluding arrest-defined | prior-rate baseline |",
+        "|---|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {_fmt(model[n])} | {_fmt(baseline[n])} |" for n in names]
+    lines += [
+        f"| {n} | {_fmt(model.get(n))} | {_fmt(honest.get(n))} | {_fmt(baseline.get(n))} |"
+        for n in names
+    ]
     lines += ["", "| candidate | validation PR-AUC | ROC-AUC | fit s | 1-row ms |"]
     lines += ["|---|---:|---:|---:|---:|"]
     lines += [

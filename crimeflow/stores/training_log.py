@@ -1,12 +1,13 @@
-"""A training run in MLflow: params, metrics, lineage, plots, the reference sample and the
-model, registered as the `challenger` (and the first `champion` when asked)."""
+"""A training run in MLflow: params, metrics, lineage, plots, the reference sample, the model
+card (`model_card.md`) and the model, registered as the `challenger` (and the first `champion`
+when asked)."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 
-from crimeflow.contract.links import Links
+from crimeflow.contract.links import MODEL_CARD_FILE, Links
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
 from crimeflow.domain.audit_report import AUDIT_DIR, MAP_ARTIFACT, HoldoutAudit, audit_metrics
@@ -28,7 +30,10 @@ from crimeflow.domain.explain import (
 )
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, TrainedModel, model_input
+from crimeflow.domain.model_card import training_card, with_gate_decision
 from crimeflow.domain.training_run import (
+    FLOW_RUN_URL_TAG,
+    MODEL_CARD_URL_TAG,
     RegisteredModel,
     TrainingWindow,
     evaluation_figures,
@@ -97,10 +102,13 @@ def log_training_run(
     report: dict[str, Any],
     promote_if_none: bool,
     flow_run_id: str | None = None,
+    audit_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> RegisteredModel:
-    """Log params, metrics, lineage, plots, the reference sample and the model; register it.
+    """Log params, metrics, lineage, plots, the reference sample, the model and its card;
+    register it.
 
     `flow_run_id` is the Prefect flow run training it: the run and the version link back to it.
+    `audit_tables` (per-area metrics) go into the model card when given.
     """
     client = mlflow_client(settings)
     links = Links.from_settings(settings)
@@ -148,18 +156,62 @@ def log_training_run(
     # Before any alias points at it: every loader can verify the files from the start.
     record_content_hash(client, settings, version)
     set_alias(client, settings.model_name, CHALLENGER, version)
+    registered = _registered(settings, links, experiment_id, run.info.run_id, version)
+    card = training_card(
+        trained,
+        report,
+        splits,
+        title=f"{settings.model_name} v{version}",
+        lineage=window.lineage,
+        links=card_links(registered, provenance.get(FLOW_RUN_URL_TAG)),
+        audit_tables=audit_tables,
+    )
+    client.log_text(registered.run_id, card, MODEL_CARD_FILE)
     tags = version_tags(trained, report, window, splits) | provenance
+    tags |= {MODEL_CARD_URL_TAG: registered.card_url}
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
-    promoted = promote_if_none and promote_if_no_champion(client, settings.model_name, version)
+    registered.promoted = promote_if_none and promote_if_no_champion(
+        client, settings.model_name, version
+    )
+    return registered
+
+
+def card_links(registered: RegisteredModel, flow_run_url: str | None) -> dict[str, str | None]:
+    """The links at the top of a model card: the run, the version, the Prefect flow run."""
+    return {
+        "MLflow run": registered.run_url,
+        f"model version {registered.version}": registered.version_url,
+        "Prefect flow run": flow_run_url,
+    }
+
+
+def _registered(
+    settings: Settings, links: Links, experiment_id: str, run_id: str, version: str
+) -> RegisteredModel:
+    """The registered version and its pages (not promoted: the caller decides)."""
     return RegisteredModel(
-        run.info.run_id,
+        run_id,
         version,
         f"models:/{settings.model_name}/{version}",
-        promoted,
-        run_url=links.mlflow_run(experiment_id, run.info.run_id),
+        False,
+        run_url=links.mlflow_run(experiment_id, run_id),
         version_url=links.model_version(settings.model_name, version),
+        card_url=links.model_card(experiment_id, run_id),
     )
+
+
+def record_decision_on_card(client: MlflowClient, run_id: str, section: str) -> bool:
+    """Replace the gate section of the run's `model_card.md` with `section`; False (and the
+    card untouched) when the run has no card, e.g. a version trained before cards existed."""
+    names = {item.path for item in client.list_artifacts(run_id)}
+    if MODEL_CARD_FILE not in names:
+        return False
+    with tempfile.TemporaryDirectory(prefix="crimeflow-card-") as folder:
+        path = client.download_artifacts(run_id, MODEL_CARD_FILE, folder)
+        card = Path(path).read_text(encoding="utf-8")
+    client.log_text(run_id, with_gate_decision(card, section), MODEL_CARD_FILE)
+    return True
 
 
 def log_audit(settings: Settings, run_id: str, audit: HoldoutAudit) -> None:

@@ -386,6 +386,7 @@ def test_health_ready_and_model(client: TestClient[Any]) -> None:
     assert re.fullmatch(
         rf"{re.escape(mlflow)}/experiments/[0-9]+/runs/{info['run_id']}", info["run_url"]
     )
+    assert info["model_card_url"] == f"{info['run_url']}/artifacts/model_card.md"
 
 
 def test_metrics_expose_latency_predictions_and_model_version(client: TestClient[Any]) -> None:

@@ -77,3 +77,13 @@ def test_optional_links_are_none_without_their_ids() -> None:
     assert links.optional_run("1", "r") == "http://m/#/experiments/1/runs/r"
     assert links.optional_flow_run(None) is None
     assert links.optional_flow_run("f") == "http://p/runs/flow-run/f"
+
+
+def test_the_model_card_link_opens_the_card_in_the_runs_artifacts(tmp_path: Path) -> None:
+    links = links_of(tmp_path, **PUBLIC)
+    assert links.model_card("7", "abc123") == (
+        "https://mlflow.example.org/#/experiments/7/runs/abc123/artifacts/model_card.md"
+    )
+    assert links.optional_model_card("7", "abc123") == links.model_card("7", "abc123")
+    assert links.optional_model_card(None, "abc123") is None
+    assert links.optional_model_card("7", None) is None

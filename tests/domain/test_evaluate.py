@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import (
+    accuracy_score,
     average_precision_score,
     brier_score_loss,
     f1_score,
@@ -140,3 +143,50 @@ def test_flatten_metrics_is_mlflow_ready(holdout: pd.DataFrame) -> None:
     assert "type.narcotics.model.roc_auc" not in flat  # undefined metrics are left out
     assert all(isinstance(v, float) for v in flat.values())
     assert metric_key("NON-CRIMINAL (SUBJECT SPECIFIED)") == "non_criminal_subject_specified"
+
+
+def test_evaluate_reports_the_metrics_without_the_arrest_defined_types(
+    holdout: pd.DataFrame,
+) -> None:
+    report = evaluate(_ColumnModel(threshold=0.5, prior=0.25), holdout)
+    excluding = report["excluding_arrest_defined"]
+    assert excluding["excluded_rows"] == 3  # the three NARCOTICS rows
+    assert "NARCOTICS" in excluding["types"]
+    assert excluding["model"]["n"] == 8
+    # THEFT and BATTERY only: 3 arrests of 8, against 6 of 11 overall.
+    assert excluding["model"]["positive_rate"] == pytest.approx(3 / 8)
+    assert report["model"]["positive_rate"] == pytest.approx(6 / 11)
+    assert excluding["baseline"]["mean_predicted"] == pytest.approx(0.25)
+
+
+def test_evaluate_adds_accuracy_classification_report_and_deciles(
+    scored: tuple[np.ndarray, np.ndarray],
+) -> None:
+    y, p = scored
+    frame = pd.DataFrame({"primary_type": ["THEFT"] * len(y), "arrest": y.astype(bool), "score": p})
+    report = evaluate(_ColumnModel(threshold=0.3), frame)
+    label = (p >= 0.3).astype(int)
+    assert report["model"]["accuracy"] == pytest.approx(accuracy_score(y, label))
+    table = report["classification_report"]
+    assert table["arrest"]["recall"] == pytest.approx(recall_score(y, label))
+    assert table["no_arrest"]["precision"] == pytest.approx(precision_score(1 - y, 1 - label))
+    assert table["arrest"]["support"] == y.sum()
+    deciles = report["calibration_deciles"]
+    assert [row["decile"] for row in deciles] == list(range(1, 11))
+    assert sum(row["n"] for row in deciles) == len(y)
+    # Sorted by predicted probability: each group's scores sit at or above the previous one's.
+    assert all(a["max_predicted"] <= b["min_predicted"] for a, b in pairwise(deciles))
+    assert deciles[-1]["observed_rate"] > deciles[0]["observed_rate"]
+    top = p[np.argsort(p, kind="stable")[-200:]]
+    assert deciles[-1]["mean_predicted"] == pytest.approx(top.mean())
+
+
+def test_flatten_metrics_carries_the_new_sections(holdout: pd.DataFrame) -> None:
+    flat = flatten_metrics(evaluate(_ColumnModel(threshold=0.85), holdout))
+    assert flat["excluding_arrest_defined.model.n"] == 8.0
+    assert "excluding_arrest_defined.model.roc_auc" in flat
+    assert 0 <= flat["classification_report.arrest.f1-score"] <= 1
+    assert "classification_report.macro_avg.precision" in flat
+    assert "calibration.decile_01.observed_rate" in flat
+    # At 0.85: 3 of the 6 arrests caught, no false alarm, so 8 of 11 right.
+    assert flat["model.accuracy"] == pytest.approx(8 / 11)

@@ -23,6 +23,7 @@ from crimeflow.domain.retrain_run import (
     decision_tags,
     default_until,
     first_earlier_run,
+    gate_card_section,
     gate_urls,
     judge_candidate,
     labelled_traffic,
@@ -245,6 +246,57 @@ def test_rollback_markdown():
     first_urls = rollback_urls(PUBLIC_LINKS, "m", first)
     assert first_urls["rolled_back_mlflow_url"] is None
     assert "champion v– → v1" in rollback_markdown(first, "x", first_urls)
+
+
+def test_the_gate_shows_and_tags_the_metrics_without_the_arrest_defined_types():
+    gated = outcome(
+        candidate_excluding={"n": 1000, "roc_auc": 0.74, "pr_auc": 0.41},
+        champion_excluding={"n": 1000, "roc_auc": 0.72, "pr_auc": 0.39},
+    )
+    text = decision_markdown(gated, "manual", True, {})
+    overall, excluding = text.split("Excluding the arrest-defined crime types", 1)
+    assert "| n | 1,200 | – |" in overall
+    assert "| roc_auc | 0.7400 | 0.7200 |" in excluding
+    assert "| n | 1,000 | 1,000 |" in excluding
+    tags = decision_tags(gated, "manual")
+    assert tags["gate.candidate.excluding_arrest_defined.pr_auc"] == "0.4100"
+    assert tags["gate.champion.excluding_arrest_defined.roc_auc"] == "0.7200"
+    assert gated.to_dict()["candidate_excluding_arrest_defined"]["roc_auc"] == 0.74
+    # Without them (an outcome from before), neither the table nor the tags appear.
+    assert "Excluding" not in decision_markdown(outcome(), "manual", True, {})
+    assert not any("excluding" in key for key in decision_tags(outcome(), "manual"))
+
+
+def test_the_cards_gate_section_gives_the_verdict_reasons_and_tables():
+    urls = {"mlflow_url": "http://m/v2"}
+    rejected = gate_card_section(outcome(passed=False), "drift", False, urls)
+    assert rejected.startswith("**Rejected** (not served) by the staging gate on ")
+    assert rejected.splitlines()[0].endswith(": latency.p99: p99 80 ms.")
+    assert "| latency.p99 | **no** | p99 80 ms |" in rejected
+    assert "[candidate v2 in MLflow](http://m/v2)" in rejected
+    promoted = gate_card_section(outcome(), "manual", True, urls)
+    assert promoted.splitlines()[0].endswith(": all checks passed.")
+    assert not promoted.startswith("#")  # a section body: the card supplies the heading
+
+
+def test_judging_a_candidate_scores_both_models_overall_and_excluding():
+    frame = pd.DataFrame(
+        {
+            "primary_type": ["NARCOTICS"] * 4 + ["THEFT"] * 6,
+            LABEL: pd.array([True] * 4 + [True, False] * 3, dtype="boolean"),
+            # Text columns the behavioural probes overwrite.
+            **{c: pd.array(["1"] * 10, dtype="string") for c in ("beat", "district")},
+            "location_description": pd.array(["STREET"] * 10, dtype="string"),
+        }
+    )
+    model = SimpleNamespace(model=Constant(0.4), version="2", run_id="r", experiment_id="7")
+    champion = SimpleNamespace(model=Constant(0.3), version="1", run_id="q", experiment_id="7")
+    staging = assemble_staging_set(frame, ["2024-05"], frame.iloc[:0], "2024-05")
+    judged = judge_candidate(model, champion, None, staging, frame.iloc[:0], GateSettings())
+    assert judged.candidate_metrics["n"] == 10
+    assert judged.candidate_excluding["n"] == 6
+    assert judged.candidate_excluding["positive_rate"] == pytest.approx(0.5)
+    assert judged.champion_excluding["mean_predicted"] == pytest.approx(0.3)
 
 
 class ReadsSignal:

@@ -96,13 +96,20 @@ def test_summary_markdown_links_the_run_and_version_at_the_public_mlflow_url(tmp
         promoted=False,
         run_url=links.mlflow_run("7", "abc"),
         version_url=links.model_version("chicago-arrest", "4"),
+        card_url=links.model_card("7", "abc"),
     )
     metrics = {n: 0.5 for n in ("roc_auc", "pr_auc", "mcc", "f1", "precision", "recall")}
     metrics |= {"brier": 0.1, "log_loss": 0.4, "n": 10, "positive_rate": 0.2}
     report = {"model": {**metrics, "mean_predicted": 0.2}, "baseline": metrics, "threshold": 0.3}
+    report["excluding_arrest_defined"] = {"excluded_rows": 3, "model": {"roc_auc": 0.4321}}
     trained = SimpleNamespace(classifier="logistic_regression", candidates={})
     text = summary_markdown(trained, report, registered)  # type: ignore[arg-type]
     assert "[MLflow run](https://mlflow.example.org/#/experiments/7/runs/abc)" in text
     assert "[model version 4](https://mlflow.example.org/#/models/chicago-arrest/versions/4)" in (
         text
     )
+    card = "https://mlflow.example.org/#/experiments/7/runs/abc/artifacts/model_card.md"
+    assert f"[model card]({card})" in text
+    # The honest column: the model without the arrest-defined types, next to the overall one.
+    assert "| roc_auc | 0.5000 | 0.4321 | 0.5000 |" in text
+    assert "leaves out 3 incidents" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -64,6 +65,16 @@ def test_a_better_candidate_is_promoted_and_tagged(champion):
     assert tags["gate"] == "passed"
     assert "2024-05" in tags["gate.staging"]
     assert 0 < float(tags["retrain.seconds"]) < 600  # how long this retrain took
+    assert float(tags["gate.candidate.excluding_arrest_defined.roc_auc"]) > 0.5
+    # The gate wrote its verdict into the candidate's model card, replacing "not staged".
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    run_id = client.get_model_version(settings.model_name, "2").run_id
+    card = Path(client.download_artifacts(run_id, "model_card.md")).read_text()
+    gate = card.split("## Gate decision", 1)[1]
+    assert gate.lstrip().startswith("**Promoted** to champion by the staging gate")
+    assert "Not staged yet" not in card
+    assert "Excluding the arrest-defined crime types" in gate
+    assert card.count("## Known limitations") == 1
 
 
 def test_a_candidate_below_the_floor_is_rejected_and_the_champion_stays(

@@ -100,6 +100,33 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake, co
     }
     assert "map skipped" in _artifact_markdown("training-summary")
 
+    # The model card: a named artifact of the run, linked from the version, with every section.
+    card_url = champion.tags["model_card_url"]
+    assert card_url == f"{first['run_url']}/artifacts/model_card.md"
+    card = Path(client.download_artifacts(run.info.run_id, "model_card.md")).read_text()
+    assert card.startswith(f"# Model card — {name} v1")
+    for heading in (
+        "Intended use",
+        "Training window and data sources",
+        "Metrics (holdout)",
+        "Classification report at threshold",
+        "Calibration",
+        "Metrics per area",
+        "Known limitations",
+        "Gate decision",
+    ):
+        assert f"\n## {heading}" in card
+    assert "not for decisions about individuals" in card.lower()
+    assert f"[MLflow run]({first['run_url']})" in card and flow_run_url in card
+    assert "| 2024-04..2024-04 |" in card  # the holdout row of the window table
+    assert run.data.metrics["holdout.excluding_arrest_defined.model.n"] > 0
+    assert (
+        run.data.metrics["holdout.excluding_arrest_defined.model.n"]
+        < (run.data.metrics["holdout.model.n"])
+    )
+    assert 0 < run.data.metrics["holdout.model.accuracy"] <= 1
+    assert "holdout.classification_report.arrest.recall" in run.data.metrics
+
 
 def test_champion_loads_with_the_reviewed_allow_list_and_scores_raw_rows(trained_lake):
     train(holdout_months=1, promote_if_none=True, classifier="logistic_regression")
@@ -220,3 +247,8 @@ def test_every_run_logs_the_per_area_audit_and_maps_it_with_boundaries(audit_lak
     assert "## Per-area audit (holdout)" in summary and "map skipped" not in summary
     assert f"run_uuid={result['run_id']}" in summary
     assert "| district | PR-AUC |" in summary
+    # The same audit tables in the model card, in place of "not computed".
+    card = Path(client.download_artifacts(result["run_id"], "model_card.md")).read_text()
+    areas = card.split("## Metrics per area", 1)[1].split("\n## ", 1)[0]
+    assert "### Per district" in areas and "### Largest gaps" in areas
+    assert "Not computed" not in areas

@@ -94,6 +94,25 @@ def _dataset(frame: pd.DataFrame, name: str, lineage: dict[str, Any]) -> Any:
     )
 
 
+def _log_evidence(
+    trained: TrainedModel,
+    holdout: pd.DataFrame,
+    report: dict[str, Any],
+    lineage: dict[str, Any],
+    reference: pd.DataFrame,
+) -> None:
+    """Into the active run: lineage, the holdout report, plots, global importance, reference."""
+    mlflow.log_dict(lineage, "lineage.json")
+    mlflow.log_dict(report, "holdout_report.json")
+    for name, figure in evaluation_figures(trained, holdout, 0).items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+    log_global_importance(trained, holdout, trained.config.random_state)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reference.parquet"
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "reference")
+
+
 def log_training_run(
     settings: Settings,
     window: TrainingWindow,
@@ -132,15 +151,7 @@ def log_training_run(
         mlflow.log_metrics(run_metrics(trained, report))
         for context, frame in splits.items():
             mlflow.log_input(_dataset(frame, f"{context}-{span(frame)}", window.lineage), context)
-        mlflow.log_dict(window.lineage, "lineage.json")
-        mlflow.log_dict(report, "holdout_report.json")
-        for name, figure in evaluation_figures(trained, splits["holdout"], 0).items():
-            mlflow.log_figure(figure, f"plots/{name}.png")
-        log_global_importance(trained, splits["holdout"], trained.config.random_state)
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "reference.parquet"
-            reference.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), "reference")
+        _log_evidence(trained, splits["holdout"], report, window.lineage, reference)
         info = mlflow.sklearn.log_model(
             trained.estimator,
             name="model",

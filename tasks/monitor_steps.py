@@ -104,6 +104,15 @@ def check_performance(settings: Settings, reference: Reference, end: datetime) -
         ", ".join(sorted(joined[WINDOW].dropna().unique())),
         int(joined["outcome"].notna().sum()),
     )
+    for window in check.windows:
+        get_run_logger().info(
+            "performance %s: PR-AUC %s (%s) vs champion %s; degraded: %s",
+            window.window,
+            window.pr_auc,
+            window.basis,
+            check.baseline_pr_auc,
+            window.degraded,
+        )
     return check
 
 

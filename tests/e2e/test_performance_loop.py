@@ -51,7 +51,7 @@ OLD_MONTHS = 5
 NEW_MONTHS = 2
 LOOP_TIMEOUT_S = 300.0
 # An enforcement change: P(arrest | incident) moves, the incidents themselves do not.
-CONCEPT_DRIFT = Drift(type_arrest_odds={"THEFT": 5.0, "NARCOTICS": 0.01})
+CONCEPT_DRIFT = Drift(type_arrest_odds={"THEFT": 8.0, "NARCOTICS": 0.001})
 
 
 @dataclass

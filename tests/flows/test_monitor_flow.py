@@ -168,7 +168,7 @@ def test_cli_monitor_json_and_the_verdict_artifact(champion, configure):
     assert "0.0.0.0" not in verdict.data
 
 
-CONCEPT_DRIFT = Drift(type_arrest_odds={"THEFT": 5.0, "NARCOTICS": 0.01})
+CONCEPT_DRIFT = Drift(type_arrest_odds={"THEFT": 8.0, "NARCOTICS": 0.001})
 
 
 def test_a_concept_change_is_invisible_until_the_lake_has_the_outcomes(

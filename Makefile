@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production clean deployments
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo clean deployments
 
 install: $(STAMP)
 
@@ -41,7 +41,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-etl bench-model bench-drift bench-api bench-loop bench-production
+bench: bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo
 
 bench-etl: install
 	$(BIN)/python tests/benchmarks/bench_etl.py
@@ -49,6 +49,10 @@ bench-etl: install
 # Fit time on all ten 2018 months and latency of the skops-loaded artifact (needs ../shared).
 bench-model: install
 	$(BIN)/python scripts/model_research.py
+
+# Nearest station (KD-tree vs sjoin_nearest) and point-in-polygon on 200k points.
+bench-geo: install
+	$(BIN)/python tests/benchmarks/bench_geo.py
 
 # A drift check on 100k current x 100k reference rows (target <= 20 s).
 bench-drift: install

@@ -59,7 +59,7 @@ from api.observability import (
     RequestObserver,
     configure_logging,
 )
-from api.report_routes import PerformanceController, ReportsController
+from api.report_routes import AnalysisController, PerformanceController, ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
 from api.server import BODY_READ_TIMEOUT_S, exit_with_parent, uvicorn_options
 from crimeflow.contract.redact import redact
@@ -368,6 +368,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OperationsController,
             AdminController,
             ReportsController,
+            AnalysisController,
             PerformanceController,
         ],
         dependencies=DEPENDENCIES,

@@ -1,5 +1,5 @@
-"""Drift reports over HTTP: the list (newest first), one report's HTML, and the latest one;
-the latest performance per window (GET /performance)."""
+"""Reports over HTTP: drift reports (list, one, latest), the latest performance per window
+(GET /performance) and the analyst's monthly reports."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Annotated, Any, ClassVar
 from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from api.auth import SCOPE_OPT, bearer
 from crimeflow.contract.links import Links
+from crimeflow.contract.months import check_month
+from crimeflow.stores.analysis_reports import AnalysisReports
 from crimeflow.stores.lake import Lake
 from monitoring.report_store import ReportStore
 
@@ -61,6 +63,65 @@ class ReportsController(Controller):
         page = store.html(report_id)
         if page is None:
             raise NotFoundException(f"no drift report {report_id!r}")
+        return Response(page, media_type=MediaType.HTML)
+
+
+def provide_analysis_reports(state: State) -> AnalysisReports:
+    """The analyst reports of the configured lake (no I/O until a read)."""
+    return AnalysisReports(Lake.from_settings(state.settings))
+
+
+NO_ANALYSIS = "no analyst report yet: run `crimeflow analysis` (or the monthly-analysis flow)"
+
+
+class AnalysisController(Controller):
+    """The analyst's monthly reports written by the monthly-analysis flow."""
+
+    path = "/analysis"
+    tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
+    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
+    security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
+    dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
+        "reports": Provide(provide_analysis_reports, sync_to_thread=True)
+    }
+
+    @get("/latest", sync_to_thread=True, media_type=MediaType.HTML, summary="Newest analysis")
+    def latest_page(self, reports: AnalysisReports) -> Response[bytes]:
+        """The newest month's analyst report as HTML (404 before the first)."""
+        return self._page(reports, self._latest(reports))
+
+    @get("/latest.json", sync_to_thread=True, summary="Newest analysis, numbers")
+    def latest_numbers(self, reports: AnalysisReports) -> dict[str, Any]:
+        """Every number of the newest month's analyst report (rates, tests, trend) as JSON."""
+        month = self._latest(reports)
+        numbers = reports.numbers(month)
+        if numbers is None:
+            raise NotFoundException(f"no analyst report numbers for {month}")
+        return numbers
+
+    @get("/{month:str}", sync_to_thread=True, media_type=MediaType.HTML, summary="One month")
+    def month_page(self, reports: AnalysisReports, month: str) -> Response[bytes]:
+        """One month's analyst report as HTML (`month` as YYYY-MM)."""
+        try:
+            check_month(month)
+        except ValueError as error:
+            raise ValidationException(f"month: {error}") from None
+        return self._page(reports, month)
+
+    @staticmethod
+    def _latest(reports: AnalysisReports) -> str:
+        """The newest reported month, or a 404 saying how to make one."""
+        month = reports.latest_month()
+        if month is None:
+            raise NotFoundException(NO_ANALYSIS)
+        return month
+
+    @staticmethod
+    def _page(reports: AnalysisReports, month: str) -> Response[bytes]:
+        """A month's page, or a 404 naming the month."""
+        page = reports.html(month)
+        if page is None:
+            raise NotFoundException(f"no analyst report for {month}")
         return Response(page, media_type=MediaType.HTML)
 
 

@@ -59,6 +59,8 @@ class EventTrigger:
     resource_note: str
     parameters: tuple[Parameter, ...]
     enabled: bool = True
+    # Related resources the event must also name (role, name...): e.g. the flow of a flow run.
+    match_related: tuple[tuple[str, str], ...] = ()
     # Prefect's defaults, written out so that the YAML says what the automation does.
     posture: str = "Reactive"
     threshold: int = 1
@@ -137,9 +139,11 @@ class DeploymentFile:
 def declare(
     model_name: str = DEFAULT_MODEL_NAME, drift_window_days: int = DEFAULT_DRIFT_WINDOW_DAYS
 ) -> tuple[Deployment, ...]:
-    """The five deployments: monthly-etl, train, drift-monitor, retrain, rollback."""
+    """The six deployments: monthly-etl, monthly-analysis, train, drift-monitor, retrain,
+    rollback."""
     return (
         etl_deployment(),
+        analysis_deployment(),
         train_deployment(model_name),
         drift_monitor_deployment(drift_window_days),
         retrain_deployment(model_name),
@@ -172,6 +176,23 @@ def etl_deployment() -> Deployment:
                 "month by then.",
             ),
         ),
+    )
+
+
+def analysis_deployment() -> Deployment:
+    """The analyst's monthly report, after every completed monthly-etl run."""
+    return Deployment(
+        name="monthly-analysis",
+        entrypoint="flows/analysis.py:monthly_analysis",
+        description=(
+            "The analyst's monthly report on the newest month in the lake: arrest rates with "
+            "confidence intervals, chi-square tests by district and type, the trend over the "
+            "window, heat map and map; HTML in the lake and at GET /analysis/latest. Runs when "
+            "monthly-etl completes."
+        ),
+        tags=(PROJECT, "analysis"),
+        parameters=(Parameter("month", None, 'null = the newest month in the lake; or "YYYY-MM"'),),
+        triggers=(etl_completed_trigger(),),
     )
 
 
@@ -311,6 +332,19 @@ def performance_trigger(model_name: str) -> EventTrigger:
     )
 
 
+def etl_completed_trigger() -> EventTrigger:
+    """Run the analyst report when a flow run of `monthly-etl` reaches Completed."""
+    return EventTrigger(
+        name="analysis-after-etl",
+        description="monthly-etl completed: report on the newest month in the lake.",
+        event="prefect.flow-run.Completed",
+        resource_id="prefect.flow-run.*",
+        resource_note="Any flow run whose related flow (below) is monthly-etl.",
+        match_related=(("prefect.resource.role", "flow"), ("prefect.resource.name", "monthly-etl")),
+        parameters=(Parameter("month", None, "null: the newest month the ETL left in the lake"),),
+    )
+
+
 # --- where the code comes from: one file per kind of worker ------------------------------------
 
 PROCESS_HEADER = """\
@@ -321,7 +355,7 @@ crimeflow's deployments for `prefect deploy --all` (a Prefect 3 server and worke
   prefect worker start --pool crimeflow-process               # on the machine with this checkout
   python -m deployments.alerts                                # the alert automations (optional)
 
-The embedded default (`crimeflow up`, deployments/serve.py) serves the same five flows with the
+The embedded default (`crimeflow up`, deployments/serve.py) serves the same six flows with the
 same schedules and trigger without a work pool, from the same declarations.
 
 Code location: this file is for workers that run on the machine (or a copy of the volume)
@@ -338,7 +372,7 @@ deployments/declarations.py, or pass `--job-variable` to `prefect deploy`."""
 
 IMAGE_HEADER = """\
 crimeflow's deployments for workers that run the project image (deployments/Dockerfile):
-Docker, Kubernetes or ECS work pools. The five deployments are those of ../prefect.yaml; only
+Docker, Kubernetes or ECS work pools. The six deployments are those of ../prefect.yaml; only
 where the code comes from and the pool differ. Run from the repository root, so that the
 entrypoints resolve:
 
@@ -426,7 +460,7 @@ crimeflow package installed (`pip install .`) and PREFECT_API_URL, nothing else.
   prefect --no-prompt deploy --all --prefect-file deployments/prefect.s3.yaml   # repository root
   prefect worker start --pool crimeflow-process                  # on any machine
 
-The five deployments are those of ../prefect.yaml; only where the code comes from differs."""
+The six deployments are those of ../prefect.yaml; only where the code comes from differs."""
 
 # The lake's bucket and its credentials block: `crimeflow blocks apply` with
 # CRIMEFLOW_S3_BUCKET_BLOCK=crimeflow-lake. The code goes beside the lake (`lake/`), not in it.

@@ -148,6 +148,16 @@ def concurrency_block(limit: ConcurrencyLimit, indent: int) -> list[str]:
     return entry("concurrency_limit", value, indent, limit.why)
 
 
+def match_related_block(trigger: EventTrigger, indent: int) -> list[str]:
+    """`match_related:` with the labels a related resource must carry (nothing when none)."""
+    if not trigger.match_related:
+        return []
+    lines = [f"{' ' * indent}match_related:"]
+    for label, value in trigger.match_related:
+        lines += entry(label, value, indent + 2)
+    return lines
+
+
 def trigger_block(trigger: EventTrigger, indent: int) -> list[str]:
     """One `- type: event` trigger in the form `prefect deploy` validates."""
     inner = indent + 2
@@ -161,6 +171,7 @@ def trigger_block(trigger: EventTrigger, indent: int) -> list[str]:
         f"{' ' * inner}match:",
         *comment(trigger.resource_note, inner + 2),
         *entry("prefect.resource.id", trigger.resource_id, inner + 2),
+        *match_related_block(trigger, inner),
         *entry("posture", trigger.posture, inner),
         *entry("threshold", trigger.threshold, inner),
         *entry("within", trigger.within_seconds, inner),

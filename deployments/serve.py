@@ -55,6 +55,7 @@ def trigger_of(trigger: EventTrigger) -> DeploymentEventTrigger:
         description=trigger.description,
         expect={trigger.event},
         match={"prefect.resource.id": trigger.resource_id},
+        match_related=dict(trigger.match_related),
         parameters={parameter.name: parameter.value for parameter in trigger.parameters},
         enabled=trigger.enabled,
         posture=Posture(trigger.posture),
@@ -86,7 +87,7 @@ def runner_deployment(declaration: Deployment) -> RunnerDeployment:
 
 
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The five deployments, for this model name and drift window."""
+    """The six deployments, for this model name and drift window."""
     declarations = declare(settings.model_name, settings.drift.window_days)
     return [runner_deployment(declaration) for declaration in declarations]
 

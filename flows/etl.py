@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import geopandas as gpd
 import pandas as pd
 from prefect import flow, runtime
 
@@ -22,10 +23,16 @@ from tasks.etl_steps import (
     stage_raw,
     update_training_window,
     validate_month,
+    write_boundary_layers,
     write_month,
     write_stations,
 )
-from tasks.extract import extract_crimes, extract_late_updates, extract_stations
+from tasks.extract import (
+    extract_boundaries,
+    extract_crimes,
+    extract_late_updates,
+    extract_stations,
+)
 
 
 @flow(name="monthly-etl")
@@ -45,17 +52,19 @@ def monthly_etl(month: str | None = None) -> dict:
     months = plan_months(month, state.months, now.date(), settings.etl.backfill_months)
     with clock("extract"):
         stations = extract_stations(settings.socrata)
+        boundaries = extract_boundaries(settings.socrata, lake)
         late = extract_late_updates(settings.socrata, state, months)
     outcomes: list[MonthOutcome] = []
     written: dict[str, dict[str, WriteResult]] = {}
     for each in months_to_run(months, late.by_month):
         # pop: a month's late rows are released once that month is done.
         outcome, written[each] = etl_month(
-            settings, lake, each, late.by_month.pop(each, None), stations, clock
+            settings, lake, each, late.by_month.pop(each, None), stations, boundaries, clock
         )
         outcomes.append(outcome)
     with clock("write"):
         stations_written = write_stations(lake, stations)
+        write_boundary_layers(lake, boundaries)
         window = update_training_window(lake, settings.etl.training_window_months)
 
     summary = run_summary(run_id, settings.lake_url, outcomes, late.pulled, window, clock.seconds)
@@ -71,10 +80,12 @@ def etl_month(
     month: str,
     late_rows: pd.DataFrame | None,
     stations: pd.DataFrame,
+    boundaries: dict[str, gpd.GeoDataFrame],
     clock: Stopwatch,
 ) -> tuple[MonthOutcome, dict[str, WriteResult]]:
-    """One month: pull it (or take its late updates), upsert it into its raw partition, validate
-    and enrich it, write it. Only counts and write results outlive the call, not its rows."""
+    """One month: pull it (or take its late updates), upsert it into its raw partition, fill
+    and flag its areas, validate and enrich it, write it. Only counts and write results outlive
+    the call, not its rows."""
     with clock("extract"):
         rows = late_rows
         if rows is None:
@@ -82,7 +93,7 @@ def etl_month(
     with clock("upsert"):
         staged = stage_raw(lake, month, rows)
     with clock("validate+enrich"):
-        checked = validate_month(staged, stations, settings.etl.max_bad_row_share)
+        checked = validate_month(staged, stations, settings.etl.max_bad_row_share, boundaries)
     with clock("write"):
         written = write_month(lake, checked)
     return month_outcome(checked, written), written

@@ -1,18 +1,23 @@
-"""The training flow: lake window → time split → fit candidates → evaluate → log → register."""
+"""The training flow: lake window → time split → fit candidates → evaluate → audit per area →
+log → register."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from crimeflow.contract.settings import get_settings
+from crimeflow.domain.audit_report import NO_BOUNDARIES
 from crimeflow.domain.model import ModelConfig, time_split
 from crimeflow.stores.lake import Lake
+from tasks.boundary_steps import load_community_areas
 from tasks.train_steps import (
+    audit_holdout,
     evaluate_holdout,
     fit_model,
     load_stations,
     load_training_window,
     log_and_register,
+    log_audit_tables,
     publish_training_summary,
 )
 
@@ -39,8 +44,10 @@ def train(
     splits = {"train": train_rows, "validation": valid_rows, "holdout": holdout_rows}
     trained = fit_model(train_rows, valid_rows, config, load_stations(lake))
     report = evaluate_holdout(trained, holdout_rows)
+    audit = audit_holdout(trained, holdout_rows, load_community_areas(lake, NO_BOUNDARIES))
     registered = log_and_register(settings, window, splits, trained, report, promote_if_none)
-    publish_training_summary(trained, report, registered)
+    log_audit_tables(settings, registered, audit)
+    publish_training_summary(trained, report, registered, audit, settings)
     return {
         "version": registered.version,
         "run_id": registered.run_id,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+import geopandas as gpd
 import pandas as pd
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -24,7 +26,9 @@ from crimeflow.domain.etl_summary import (
     incidents_per_day_png,
     summary_markdown,
 )
+from crimeflow.domain.geography import layer_named
 from crimeflow.domain.ingest import EtlState
+from crimeflow.stores.boundaries import write_boundaries
 from crimeflow.stores.files import normalize_stations
 from crimeflow.stores.lake import (
     CLEAN_CRIMES,
@@ -55,11 +59,16 @@ def stage_raw(lake: Lake, month: str, rows: pd.DataFrame) -> StagedMonth:
 
 @step
 def validate_month(
-    staged: StagedMonth, stations: pd.DataFrame, max_bad_share: float
+    staged: StagedMonth,
+    stations: pd.DataFrame,
+    max_bad_share: float,
+    boundaries: Mapping[str, gpd.GeoDataFrame] | None = None,
 ) -> CheckedMonth:
-    """Validate and enrich a staged month; fail before it is written if too many rows are bad."""
+    """Fill areas from coordinates, validate and enrich a staged month; fail before it is
+    written if too many rows are bad."""
     # Indexing the ~23 stations again per month costs well under a millisecond.
-    return check_staged(staged, StationIndex(normalize_stations(stations)), max_bad_share)
+    index = StationIndex(normalize_stations(stations))
+    return check_staged(staged, index, max_bad_share, boundaries)
 
 
 @step
@@ -80,6 +89,17 @@ def write_month(lake: Lake, checked: CheckedMonth) -> dict[str, WriteResult]:
 def write_stations(lake: Lake, stations: pd.DataFrame) -> WriteResult:
     """Store the stations snapshot the enrichment used."""
     return lake.write(RAW_STATIONS, normalize_stations(stations))
+
+
+@step
+def write_boundary_layers(
+    lake: Lake, boundaries: Mapping[str, gpd.GeoDataFrame]
+) -> dict[str, WriteResult]:
+    """Store the boundary layers the run used (unchanged layers are not rewritten)."""
+    return {
+        name: write_boundaries(lake, layer_named(name), shapes)
+        for name, shapes in boundaries.items()
+    }
 
 
 @step

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import geopandas as gpd
 import pandas as pd
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -12,10 +13,18 @@ from prefect.logging import get_run_logger
 from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import SocrataSettings
 from crimeflow.domain.etl_run import LateUpdates, late_rows_by_month
+from crimeflow.domain.geography import (
+    COMMUNITY_AREAS,
+    POLICE_DISTRICTS,
+    BoundaryLayer,
+    boundaries_from_geojson,
+)
 from crimeflow.domain.ingest import EtlState
+from crimeflow.stores.boundaries import read_boundaries
 from crimeflow.stores.etl_run import late_updates_where
 from crimeflow.stores.files import STATION_COLUMNS
-from crimeflow.stores.socrata import ProgressCallback, SodaSource
+from crimeflow.stores.lake import Lake
+from crimeflow.stores.socrata import ProgressCallback, SodaError, SodaSource
 from tasks import step
 
 _log = logging.getLogger(__name__)
@@ -87,3 +96,42 @@ def extract_stations(soda: SocrataSettings) -> pd.DataFrame:
     )
     logger.info("extracted %s police stations", f"{len(frame):,}")
     return frame
+
+
+def _boundary_datasets(soda: SocrataSettings) -> dict[BoundaryLayer, str]:
+    """The Socrata dataset id of each boundary layer (an empty id turns the layer off)."""
+    return {POLICE_DISTRICTS: soda.districts_dataset, COMMUNITY_AREAS: soda.community_areas_dataset}
+
+
+@step(name="extract-boundaries")
+def extract_boundaries(soda: SocrataSettings, lake: Lake) -> dict[str, gpd.GeoDataFrame]:
+    """Pull the police-district and community-area layers (GeoJSON) as EPSG:3435 GeoDataFrames.
+
+    A layer the portal cannot give now (unreachable, or a broken answer) comes from the lake's
+    last stored copy; a layer it never gave is left out, and the run neither fills nor flags
+    that column (logged as a warning, the run goes on: the areas are not required fields).
+    """
+    logger = _run_logger()
+    source = SodaSource(soda, logger=logger)
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    for layer, dataset in _boundary_datasets(soda).items():
+        if not dataset:
+            logger.info("%s: no dataset id set, not used", layer.name)
+            continue
+        try:
+            layers[layer.name] = boundaries_from_geojson(source.fetch_geojson(dataset), layer)
+            logger.info(
+                "%s: %d shapes from dataset %s", layer.name, len(layers[layer.name]), dataset
+            )
+            continue
+        except (SodaError, ValueError) as error:
+            problem = str(error)
+        stored = read_boundaries(lake, layer)
+        if stored is None:
+            logger.warning(
+                "%s: %s; no stored copy, %s is not checked", layer.name, problem, layer.id_column
+            )
+            continue
+        logger.warning("%s: %s; using the lake's stored copy", layer.name, problem)
+        layers[layer.name] = stored
+    return layers

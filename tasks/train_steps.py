@@ -8,7 +8,9 @@ import pandas as pd
 from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
+from crimeflow.contract.links import Links
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.audit_report import MAP_ARTIFACT, HoldoutAudit, audit_markdown, holdout_audit
 from crimeflow.domain.evaluate import evaluate
 from crimeflow.domain.model import ModelConfig, TrainedModel, train_model
 from crimeflow.domain.training_run import (
@@ -19,7 +21,7 @@ from crimeflow.domain.training_run import (
 )
 from crimeflow.stores.files import read_stations_file
 from crimeflow.stores.lake import CLEAN_CRIMES, RAW_STATIONS, STATE_KEY, Lake
-from crimeflow.stores.training_log import log_training_run
+from crimeflow.stores.training_log import log_audit, log_training_run
 from tasks import step
 
 
@@ -72,6 +74,18 @@ def evaluate_holdout(trained: TrainedModel, holdout: pd.DataFrame) -> dict[str, 
 
 
 @step
+def audit_holdout(trained: TrainedModel, holdout: pd.DataFrame, areas: Any) -> HoldoutAudit:
+    """Per-district and per-community-area metrics of the holdout, and the PR-AUC map."""
+    return holdout_audit(trained.estimator, holdout, trained.threshold, areas)
+
+
+@step
+def log_audit_tables(settings: Settings, registered: RegisteredModel, audit: HoldoutAudit) -> None:
+    """Log the audit tables and map into the training run (`audit/...`)."""
+    log_audit(settings, registered.run_id, audit)
+
+
+@step
 def log_and_register(
     settings: Settings,
     window: TrainingWindow,
@@ -90,11 +104,20 @@ def log_and_register(
 
 @step
 def publish_training_summary(
-    trained: TrainedModel, report: dict[str, Any], registered: RegisteredModel
+    trained: TrainedModel,
+    report: dict[str, Any],
+    registered: RegisteredModel,
+    audit: HoldoutAudit | None = None,
+    settings: Settings | None = None,
 ) -> None:
-    """Publish the metrics table and the MLflow link as a Prefect markdown artifact."""
+    """Publish the metrics table, the MLflow link and the audit as a Prefect markdown artifact."""
+    markdown = summary_markdown(trained, report, registered)
+    if audit is not None:
+        links = None if settings is None else Links.from_settings(settings)
+        url = None if links is None else links.mlflow_artifact(registered.run_id, MAP_ARTIFACT)
+        markdown += "\n\n" + audit_markdown(audit, url)
     create_markdown_artifact(
         key="training-summary",
-        markdown=summary_markdown(trained, report, registered),
+        markdown=markdown,
         description="Holdout metrics and registry outcome",
     )

@@ -168,6 +168,31 @@ def monitor(
 
 
 @app.command()
+def analysis(
+    month: Annotated[
+        str | None, typer.Option(help="YYYY-MM; default the newest month in the lake.")
+    ] = None,
+) -> None:
+    """Write the analyst's monthly report (rates, tests, trend, plots) once, in this process."""
+    from flows.analysis import monthly_analysis
+
+    try:
+        with _reporting():
+            result = monthly_analysis(month=month)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{result['month']} (window {result['window'][0]}..{result['window'][-1]}): "
+        f"{result['incidents']:,} incidents, arrest rate {result['arrest_rate']:.1%}"
+    )
+    if not result["map"]:
+        typer.echo("no community-area boundaries in the lake: the report has no map")
+    typer.echo(f"report: {result['report']}")
+    typer.echo(f"served at: {result['url']}")
+
+
+@app.command()
 def generate(
     first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
     last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],
@@ -220,11 +245,18 @@ def soda_serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    boundaries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with police_districts.geojson and community_areas.geojson "
+            "(default: generated layers covering the generator's coordinates)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a crimes file as a local SODA endpoint (set CRIMEFLOW_SOCRATA_URL to it)."""
     from crimeflow.standins.soda import serve_forever
 
-    serve_forever(crimes, stations, host=host, port=port)
+    serve_forever(crimes, stations, host=host, port=port, boundaries_dir=boundaries)
 
 
 @app.command()

@@ -45,9 +45,17 @@ class Links:
         """One drift report's HTML page, served by the API."""
         return f"{self.api}/reports/{report_id}"
 
+    def analysis(self, month: str) -> str:
+        """One month's analyst report, served by the API."""
+        return f"{self.api}/analysis/{month}"
+
     def mlflow_run(self, experiment_id: str, run_id: str) -> str:
         """An MLflow run's page in the MLflow UI."""
         return f"{self.mlflow}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def mlflow_artifact(self, run_id: str, path: str) -> str:
+        """The raw file of a run's artifact, as the MLflow UI serves it (an image embeds)."""
+        return f"{self.mlflow}/get-artifact?path={quote(path, safe='')}&run_uuid={run_id}"
 
     def model(self, model_name: str) -> str:
         """A registered model's page in the MLflow UI (all its versions and aliases)."""

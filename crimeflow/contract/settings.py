@@ -55,6 +55,12 @@ class SocrataSettings(Group):
     app_token: SecretStr | None = Field(None, description="Optional Socrata app token.")
     crimes_dataset: str = Field("ijzp-q8t2", description="Crimes dataset id.")
     stations_dataset: str = Field("z8bn-74gv", description="Police stations dataset id.")
+    districts_dataset: str = Field(
+        "24zt-jpfn", description="Police district boundaries dataset id (GeoJSON; empty: not used)."
+    )
+    community_areas_dataset: str = Field(
+        "igwz-8jzy", description="Community area boundaries dataset id (GeoJSON; empty: not used)."
+    )
     page_size: int = Field(50_000, gt=0, description="Rows per SODA page ($limit).")
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per SODA request.")
     max_retries: int = Field(5, ge=0, description="Retries on timeouts, 5xx and 429.")
@@ -483,6 +489,14 @@ class GateSettings(Group):
     )
     shadow_rows: int = Field(
         1000, ge=0, description="Recent logged requests the candidate must score without failure."
+    )
+    district_min_rows: int = Field(
+        500, ge=1, description="Staging rows a police district needs for the per-district rule."
+    )
+    max_district_drop: float = Field(
+        0.05,
+        ge=0,
+        description="How much lower than the champion's a district's staging PR-AUC may be.",
     )
 
     @field_validator("primary_metric")

@@ -238,6 +238,11 @@ def _with_columns(frame: pd.DataFrame, columns: dict[str, pd.Series]) -> pd.Data
     return pd.concat([kept, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 
+def enrich_with_stations(frame: pd.DataFrame, stations: dict[str, pd.Series]) -> pd.DataFrame:
+    """Like `enrich`, with the station columns already computed (the ETL's geopandas join)."""
+    return _with_columns(frame, {**stations, **temporal_features(frame)})
+
+
 def station_features(frame: pd.DataFrame, index: StationIndex) -> dict[str, pd.Series]:
     """The station columns as Series aligned with `frame`."""
     x, y = state_plane_xy(frame)

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import geopandas as gpd
 import pandas as pd
 
 from crimeflow.contract.months import month_bounds
-from crimeflow.domain.enrich import StationIndex, enrich
+from crimeflow.domain.enrich import StationIndex, enrich_with_stations
 from crimeflow.domain.etl_summary import EtlRunSummary, MonthCounts, daily_incidents
+from crimeflow.domain.geography import (
+    area_counts,
+    check_layers,
+    fill_missing,
+    nearest_station_features,
+    stations_layer,
+)
 from crimeflow.domain.ingest import (
     as_raw_strings,
     max_updated_on,
@@ -53,6 +61,7 @@ class CheckedMonth:
     staged: StagedMonth
     validation: ValidationResult
     features: pd.DataFrame
+    geography: dict[str, int] = field(default_factory=dict)  # `area_counts` over clean rows
 
 
 @dataclass(frozen=True)
@@ -97,11 +106,29 @@ def stage_month(month: str, existing: pd.DataFrame | None, rows: pd.DataFrame) -
     return StagedMonth(month, merged, len(incoming), *upsert_counts(existing, merged))
 
 
-def check_staged(staged: StagedMonth, stations: StationIndex, max_bad_share: float) -> CheckedMonth:
-    """Validate and enrich a staged month; raise before it is written if too many rows are bad."""
-    result = validate_incidents(staged.raw, month_bounds(staged.month))
+def check_staged(
+    staged: StagedMonth,
+    stations: StationIndex,
+    max_bad_share: float,
+    boundaries: Mapping[str, gpd.GeoDataFrame] | None = None,
+) -> CheckedMonth:
+    """Fill missing areas from coordinates, validate and enrich a staged month; raise before it
+    is written if too many rows are bad. The raw partition keeps the rows as the source sent."""
+    checks = check_layers(staged.raw, boundaries) if boundaries else []
+    # A row missing its district but with a point gets the district it lies in before
+    # validation, so it is kept instead of quarantined.
+    filled = fill_missing(staged.raw, checks) if checks else staged.raw
+    result = validate_incidents(filled, month_bounds(staged.month))
     check_bad_share(result, max_bad_share)
-    return CheckedMonth(staged, result, enrich(result.clean, stations))
+    raw_ids = pd.to_numeric(staged.raw["id"], errors="coerce")
+    kept = raw_ids.isin(result.clean["id"].to_numpy()).to_numpy(dtype=bool)
+    # Nearest station through geopandas (sjoin_nearest); the serving path's KD-tree
+    # (`StationIndex.nearest`) gives the same meters (tests/domain/test_geography.py).
+    near = nearest_station_features(
+        result.clean, stations_layer(stations.x, stations.y, stations.districts)
+    )
+    features = enrich_with_stations(result.clean, near)
+    return CheckedMonth(staged, result, features, area_counts(checks, kept))
 
 
 def month_counts(item: CheckedMonth, written: Mapping[str, PartitionWrite]) -> MonthCounts:
@@ -118,6 +145,7 @@ def month_counts(item: CheckedMonth, written: Mapping[str, PartitionWrite]) -> M
         missing_coordinates=int(features["station_distance_m"].isna().sum()),
         arrest_rate=float(clean["arrest"].mean()) if len(clean) else 0.0,
         changed=any(result.changed for result in written.values()),
+        **item.geography,
     )
 
 

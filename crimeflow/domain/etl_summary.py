@@ -42,6 +42,15 @@ class MonthCounts:
     missing_coordinates: int  # clean rows kept without a station distance
     arrest_rate: float
     changed: bool  # did any partition of this month change on disk
+    # Clean rows whose area id was missing and was filled from their coordinates; clean rows
+    # whose point lies in another polygon, more than 10 m from the reported one (left as
+    # reported); and those within 10 m of it (geocoded onto the boundary street: the same place).
+    community_area_filled: int = 0
+    community_area_disagrees: int = 0
+    community_area_on_edge: int = 0
+    district_filled: int = 0
+    district_disagrees: int = 0
+    district_on_edge: int = 0
 
 
 @dataclass
@@ -90,6 +99,7 @@ def summary_markdown(summary: EtlRunSummary, plot_png: bytes | None = None) -> s
         f"| {'yes' if m.changed else 'no'} |"
         for m in months
     ]
+    lines += _geography_lines(months, clean)
     if summary.quarantine_reasons:
         lines += ["", "**Quarantine reasons**", "", "| reason | rows |", "|---|---:|"]
         top = sorted(summary.quarantine_reasons.items(), key=lambda kv: -kv[1])
@@ -104,6 +114,24 @@ def summary_markdown(summary: EtlRunSummary, plot_png: bytes | None = None) -> s
     if summary.plot_key:
         lines += ["", f"Plot stored at `{summary.plot_key}`."]
     return "\n".join(lines)
+
+
+def _geography_lines(months: Sequence[MonthCounts], clean: int) -> list[str]:
+    """One paragraph: area ids filled from coordinates and reported ids that disagree with them."""
+    parts = []
+    for label, column in (("community area", "community_area"), ("district", "district")):
+        filled = sum(getattr(m, f"{column}_filled") for m in months)
+        disagrees = sum(getattr(m, f"{column}_disagrees") for m in months)
+        edge = sum(getattr(m, f"{column}_on_edge") for m in months)
+        share = f" ({disagrees / clean:.1%})" if clean else ""
+        parts.append(
+            f"{label}: {filled:,} filled, {disagrees:,} disagree{share}, {edge:,} on the edge"
+        )
+    return [
+        "",
+        f"Geography (clean rows, point-in-polygon; 'on the edge' = in another area but within "
+        f"10 m of the reported one): {'; '.join(parts)}.",
+    ]
 
 
 def daily_incidents(features: pd.DataFrame) -> pd.DataFrame:

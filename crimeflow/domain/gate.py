@@ -7,12 +7,16 @@ A candidate passes when every check passes:
 - calibration: |mean predicted − observed rate| ≤ `max_calibration_gap`;
 - against the champion (when one is loaded and scored): PR-AUC and ROC-AUC not worse by more
   than `tolerance`, and the primary metric better by at least `min_improvement`;
+- per district (against the champion): in every police district with at least
+  `district_min_rows` staging rows, PR-AUC not below the champion's by more than
+  `max_district_drop` (a model better overall may still fail one part of the city);
 - serving: p99 single-row latency within budget, no failure scoring recent logged requests,
   every behavioural check passed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,6 +121,52 @@ def champion_checks(
     return checks
 
 
+# Per-area staging metrics: area -> {"rows": ..., "pr_auc": ...} (rows of an `audit_by` table).
+AreaMetrics = dict[str, dict[str, Any]]
+
+
+def _largest_drop_first(item: tuple[str, tuple]) -> float:
+    """Sort key: the largest drop first, an undefined candidate PR-AUC before all."""
+    drop = item[1][2]
+    return -math.inf if drop is None else -drop
+
+
+def district_checks(
+    candidate: AreaMetrics | None, champion: AreaMetrics | None, config: GateConfig
+) -> list[Check]:
+    """No district with enough staging rows loses more PR-AUC than allowed against the champion."""
+    name = "district.pr_auc"
+    if champion is None or candidate is None:
+        return [Check(name, True, "no champion to compare with per district")]
+    enough = {
+        area: ours
+        for area, ours in candidate.items()
+        if ours.get("rows", 0) >= config.district_min_rows and area in champion
+    }
+    if not enough:
+        return [Check(name, True, f"no district has ≥ {config.district_min_rows} staging rows")]
+    drops = {}
+    for area, ours in enough.items():
+        mine, theirs = ours.get("pr_auc"), champion[area].get("pr_auc")
+        if theirs is not None:
+            drops[area] = (mine, theirs, None if mine is None else theirs - mine)
+    worse = {
+        area: d for area, d in drops.items() if d[2] is None or d[2] > config.max_district_drop
+    }
+    rule = f"(≥ {config.district_min_rows} rows; allowed drop {config.max_district_drop:g})"
+    if worse:
+        named = "; ".join(
+            f"district {area} PR-AUC {_fmt(mine)} vs champion {_fmt(theirs)}"
+            for area, (mine, theirs, _) in sorted(worse.items(), key=_largest_drop_first)
+        )
+        return [Check(name, False, f"{named} {rule}")]
+    largest = max(drops.items(), key=lambda item: item[1][2], default=None)
+    detail = f"{len(enough)} districts compared {rule}"
+    if largest is not None:
+        detail += f"; largest drop {largest[1][2]:+.4f} (district {largest[0]})"
+    return [Check(name, True, detail)]
+
+
 def serving_checks(
     p99_ms: float, shadow_failures: list[str], behaviour_failures: list[str], config: GateConfig
 ) -> list[Check]:
@@ -148,10 +198,14 @@ def decide(
     shadow_failures: list[str],
     behaviour_failures: list[str],
     config: GateConfig,
+    candidate_districts: AreaMetrics | None = None,
+    champion_districts: AreaMetrics | None = None,
 ) -> GateDecision:
-    """The gate's decision from the staging metrics (`binary_metrics`) and serving checks."""
+    """The gate's decision from the staging metrics (`binary_metrics`), the per-district
+    PR-AUC of both models on the same rows, and the serving checks."""
     return GateDecision(
         floor_checks(candidate, config)
         + champion_checks(candidate, champion, config)
+        + district_checks(candidate_districts, champion_districts, config)
         + serving_checks(p99_ms, shadow_failures, behaviour_failures, config)
     )

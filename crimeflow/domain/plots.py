@@ -1,4 +1,5 @@
-"""Evaluation plots logged with every training run: ROC, PR, calibration, confusion, importance."""
+"""Evaluation plots logged with every training run: ROC, PR, calibration, confusion, importance,
+and the per-area audit map."""
 
 from __future__ import annotations
 
@@ -100,5 +101,36 @@ def importance_figure(importances: pd.Series) -> Figure:
     figure, ax = _axes("Permutation importance (PR-AUC drop)")
     ax.barh(top.index, top.to_numpy(), color="#4c78a8")
     ax.tick_params(labelsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def area_map_figure(
+    table: pd.DataFrame, boundaries: Any, metric: str = "pr_auc", title: str | None = None
+) -> Figure:
+    """Choropleth of one audited metric per area (`audit_by` table) over the boundary layer.
+
+    Areas without their own row (pooled for too few rows, or absent) are drawn hatched grey.
+    """
+    id_column = next(c for c in ("community_area", "district") if c in boundaries.columns)
+    keys = pd.to_numeric(boundaries[id_column], errors="coerce").astype("Int64").astype("string")
+    own = table[~table["pooled"]]
+    values = pd.to_numeric(own["area"], errors="coerce").astype("Int64").astype("string")
+    by_area = pd.Series(own[metric].to_numpy(dtype="float64"), index=values.to_numpy())
+    shaded = boundaries.assign(value=keys.map(by_area).astype("float64").to_numpy())
+    figure = Figure(figsize=(5.5, 6.5), dpi=90)
+    ax = figure.subplots()
+    shaded.plot(
+        ax=ax,
+        column="value",
+        cmap="viridis",
+        legend=True,
+        legend_kwds={"label": metric, "shrink": 0.6},
+        missing_kwds={"color": "lightgrey", "hatch": "///", "label": "pooled (too few rows)"},
+        edgecolor="white",
+        linewidth=0.4,
+    )
+    ax.set_title(title or f"{metric} by {id_column.replace('_', ' ')}", fontsize=10)
+    ax.set_axis_off()
     figure.tight_layout()
     return figure

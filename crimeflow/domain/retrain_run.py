@@ -21,10 +21,11 @@ from crimeflow.contract.links import Links
 from crimeflow.contract.months import previous_month, shift_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.contract.settings import GateSettings
+from crimeflow.domain.audit import audit_by
 from crimeflow.domain.behaviour import behavioural_failures
 from crimeflow.domain.evaluate import evaluate
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
-from crimeflow.domain.gate import GateDecision, decide
+from crimeflow.domain.gate import AreaMetrics, GateDecision, decide
 from crimeflow.domain.training_run import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 
 SKIPPED = "Skipped"
@@ -201,6 +202,20 @@ class GateOutcome:
         }
 
 
+def district_metrics(model: Any, frame: pd.DataFrame, min_rows: int) -> AreaMetrics:
+    """Rows and PR-AUC per police district of `model` on labelled `frame` (districts with
+    fewer than `min_rows` rows left out: the gate's per-district rule ignores them)."""
+    proba = np.asarray(model.predict_proba(frame))[:, 1]
+    y = frame[LABEL].astype("int64").to_numpy()
+    threshold = float(getattr(model, "decision_threshold_", 0.5))
+    table = audit_by(frame, y, proba, threshold, "district", min_rows)
+    own = table[~table["pooled"]]
+    return {
+        row.area: {"rows": int(row.rows), "pr_auc": None if pd.isna(row.pr_auc) else row.pr_auc}
+        for row in own.itertuples()
+    }
+
+
 class ServedModel(Protocol):
     """A model as the API serves it: the fitted estimator, its registry version and run."""
 
@@ -223,6 +238,11 @@ def judge_candidate(
     champion_metrics = None
     if champion is not None:
         champion_metrics = evaluate(champion.model, staging.frame)["model"]
+    min_rows = config.district_min_rows
+    candidate_districts = district_metrics(candidate.model, staging.frame, min_rows)
+    champion_districts = None
+    if champion is not None:
+        champion_districts = district_metrics(champion.model, staging.frame, min_rows)
     p99 = single_row_p99_ms(candidate.model, staging.frame)
     decision = decide(
         candidate_metrics,
@@ -231,6 +251,8 @@ def judge_candidate(
         shadow_failures=shadow_failures(candidate.model, recent),
         behaviour_failures=behavioural_failures(candidate.model, staging.frame),
         config=config,
+        candidate_districts=candidate_districts,
+        champion_districts=champion_districts,
     )
     return GateOutcome(
         decision=decision,

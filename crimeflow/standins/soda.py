@@ -8,6 +8,10 @@ with `{"error": true, "message": ...}`. Faults (5xx, 429, stalls) can be injecte
 
 Row identity: `:id` is the row's position in the served file (Socrata's `:id` is an internal
 row identifier, not the crime `id`), so `$order=:id` pages through the file in file order.
+
+`GET /resource/<dataset>.geojson` answers the two boundary layers (police districts, community
+areas) whole: the real files when given a folder, else layers generated to cover the
+generator's coordinates (`standins/boundaries.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ _log = logging.getLogger(__name__)
 # Dataset ids default to the settings defaults so that a default client finds them.
 DEFAULT_CRIMES_DATASET: str = SocrataSettings.model_fields["crimes_dataset"].default
 DEFAULT_STATIONS_DATASET: str = SocrataSettings.model_fields["stations_dataset"].default
+DEFAULT_DISTRICTS_DATASET: str = SocrataSettings.model_fields["districts_dataset"].default
+DEFAULT_COMMUNITY_AREAS_DATASET: str = SocrataSettings.model_fields[
+    "community_areas_dataset"
+].default
 DEFAULT_LIMIT = 1000  # Socrata's default page size when $limit is absent
 ROW_ID = ":id"
 
@@ -49,7 +57,7 @@ Scalar = str | float | bool
 _ALLOWED_PARAMS = frozenset(
     {"$select", "$where", "$order", "$limit", "$offset", "$$app_token", "$$exclude_system_fields"}
 )
-_RESOURCE_PATH = re.compile(r"^/resource/(?P<dataset>[^/]+)\.json$")
+_RESOURCE_PATH = re.compile(r"^/resource/(?P<dataset>[^/]+)\.(?P<format>json|geojson)$")
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -73,6 +81,7 @@ _TOKEN = re.compile(
 )
 _INT64_MAX = np.iinfo(np.int64).max
 _JSON_HEADERS = {"Content-Type": "application/json;charset=utf-8"}
+_GEOJSON_HEADERS = {"Content-Type": "application/vnd.geo+json;charset=utf-8"}
 
 
 class SoqlError(ValueError):
@@ -527,12 +536,22 @@ class StandinServer:
         port: int = 0,
         crimes_dataset: str = DEFAULT_CRIMES_DATASET,
         stations_dataset: str = DEFAULT_STATIONS_DATASET,
+        boundaries: Mapping[str, bytes] | None = None,
+        districts_dataset: str = DEFAULT_DISTRICTS_DATASET,
+        community_areas_dataset: str = DEFAULT_COMMUNITY_AREAS_DATASET,
     ) -> None:
         self.host = host
         self.port = port
         self.tables: dict[str, SodaTable] = {
             crimes_dataset: SodaTable(_as_crimes(crimes)),
             stations_dataset: SodaTable(_as_stations(stations)),
+        }
+        # GeoJSON by layer name; None: generated on the first boundary request (it needs
+        # geopandas and ~0.2 s, which most tests of the stand-in never ask for).
+        self._boundaries = dict(boundaries) if boundaries is not None else None
+        self.boundary_datasets = {
+            districts_dataset: "police_districts",
+            community_areas_dataset: "community_areas",
         }
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
@@ -578,6 +597,8 @@ class StandinServer:
         match = _RESOURCE_PATH.match(url.path)
         if match is None:
             return 404, _JSON_HEADERS, _error_body("not_found", f"No resource at {url.path}")
+        if match["format"] == "geojson":
+            return self._geojson(match["dataset"])
         table = self.tables.get(match["dataset"])
         if table is None:
             message = f"Dataset {match['dataset']} not found"
@@ -587,6 +608,19 @@ class StandinServer:
         except SoqlError as error:
             return 400, _JSON_HEADERS, _error_body("query.compiler.malformed", str(error))
         return 200, _JSON_HEADERS, body
+
+    def _geojson(self, dataset: str) -> tuple[int, dict[str, str], bytes]:
+        """A boundary layer's GeoJSON (the whole layer: it has tens of features)."""
+        layer = self.boundary_datasets.get(dataset)
+        if layer is None:
+            return 404, _JSON_HEADERS, _error_body("not_found", f"Dataset {dataset} not found")
+        with self._lock:
+            if self._boundaries is None:
+                from crimeflow.standins.boundaries import generated_boundaries
+
+                self._boundaries = generated_boundaries()
+            body = self._boundaries[layer]
+        return 200, _GEOJSON_HEADERS, body
 
     @property
     def url(self) -> str:
@@ -648,9 +682,14 @@ def serve_forever(
     *,
     crimes_dataset: str = DEFAULT_CRIMES_DATASET,
     stations_dataset: str = DEFAULT_STATIONS_DATASET,
+    boundaries_dir: str | Path | None = None,
     until: threading.Event | None = None,
 ) -> None:
-    """Serve the given files until Ctrl-C or `until` is set (the `crimeflow soda serve` command)."""
+    """Serve the given files until Ctrl-C or `until` is set (the `crimeflow soda serve` command).
+
+    `boundaries_dir` holds police_districts.geojson and community_areas.geojson (the real ones);
+    without it the boundary layers are generated to cover the generator's coordinates.
+    """
     if not logging.getLogger().handlers:
         # A CLI entry point: make sure the one start-up line is visible.
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -661,6 +700,7 @@ def serve_forever(
         port=port,
         crimes_dataset=crimes_dataset,
         stations_dataset=stations_dataset,
+        boundaries=_boundaries_in(boundaries_dir),
     )
     server.start()
     _log.info(server.describe())
@@ -673,3 +713,12 @@ def serve_forever(
         pass
     finally:
         server.stop()
+
+
+def _boundaries_in(folder: str | Path | None) -> dict[str, bytes] | None:
+    """The real boundary files of `folder` by layer name; None (generated) without a folder."""
+    if folder is None:
+        return None
+    from crimeflow.standins.boundaries import boundaries_from_folder
+
+    return boundaries_from_folder(folder)

@@ -134,19 +134,25 @@ class SodaSource:
             self.domain, self._app_token, session_adapter=adapter, timeout=self.timeout_s
         )
 
-    def resource_url(self, dataset: str, params: dict[str, Any]) -> str:
+    def resource_url(self, dataset: str, params: dict[str, Any], content_type: str = "json") -> str:
         """The request URL for error messages (the app token travels in a header, never here)."""
         query = urlencode({f"${name}": value for name, value in params.items()})
-        return f"{self.scheme}://{self.domain}/resource/{dataset}.json?{query}"
+        return f"{self.scheme}://{self.domain}/resource/{dataset}.{content_type}?{query}"
 
-    def _page(self, client: Socrata, dataset: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """One page, retried with backoff on timeouts, connection errors, 5xx and 429."""
+    def _page(
+        self, client: Socrata, dataset: str, params: dict[str, Any], content_type: str = "json"
+    ) -> Any:
+        """One page, retried with backoff on timeouts, connection errors, 5xx and 429.
+
+        `json` pages must be a JSON array of rows, `geojson` ones a FeatureCollection object.
+        """
+        expected = list if content_type == "json" else dict
         attempt = 0
         while True:
             status: int | None = None
             retry_after: str | None = None
             try:
-                rows = client.get(dataset, **params)
+                rows = client.get(dataset, content_type=content_type, **params)
             except requests.exceptions.HTTPError as error:
                 response = error.response
                 status = response.status_code if response is not None else None
@@ -154,25 +160,26 @@ class SodaSource:
                     raise SodaError(
                         f"SODA rejected the request for dataset {dataset} at offset "
                         f"{params['offset']}: HTTP {status}: {_server_message(response)} "
-                        f"({self.resource_url(dataset, params)})"
+                        f"({self.resource_url(dataset, params, content_type)})"
                     ) from None
                 retry_after = response.headers.get("Retry-After") if response is not None else None
                 problem = f"HTTP {status}: {_server_message(response)}"
             except _RETRYABLE_ERRORS as error:
                 problem = f"{type(error).__name__}"
             else:
-                if not isinstance(rows, list):
+                if not isinstance(rows, expected):
                     raise SodaError(
                         f"SODA answered dataset {dataset} at offset {params['offset']} with "
-                        f"{type(rows).__name__}, not a JSON array "
-                        f"({self.resource_url(dataset, params)})"
+                        f"{type(rows).__name__}, not a {content_type.upper()} "
+                        f"{'array' if expected is list else 'object'} "
+                        f"({self.resource_url(dataset, params, content_type)})"
                     )
                 return rows
             if attempt >= self.max_retries:
                 raise SodaError(
                     f"SODA read of dataset {dataset} failed at offset {params['offset']} after "
                     f"{attempt + 1} attempts; last: {problem} "
-                    f"({self.resource_url(dataset, params)})"
+                    f"({self.resource_url(dataset, params, content_type)})"
                 )
             delay = retry_delay(attempt, self.backoff_s, retry_after)
             self.logger.warning(
@@ -218,3 +225,20 @@ class SodaSource:
         if not rows:
             return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
         return pd.DataFrame.from_records(rows, columns=columns)
+
+    def fetch_geojson(self, dataset: str) -> dict[str, Any]:
+        """A whole (small) dataset as a GeoJSON FeatureCollection: the boundary layers."""
+        # Boundary sets hold tens of features: one page of `page_size` covers them; a full page
+        # would mean the id points at something else, so that is refused rather than truncated.
+        params: dict[str, Any] = {"limit": self.page_size, "offset": 0}
+        with self._client() as client:
+            collection = self._page(client, dataset, params, content_type="geojson")
+        features = collection.get("features")
+        if not isinstance(features, list) or not features:
+            raise SodaError(
+                f"SODA dataset {dataset} answered GeoJSON without features "
+                f"({self.resource_url(dataset, params, 'geojson')})"
+            )
+        if len(features) >= self.page_size:
+            raise SodaError(f"SODA dataset {dataset} has a full page of features: not boundaries")
+        return collection

@@ -4,6 +4,7 @@ model, registered as the `challenger` (and the first `champion` when asked)."""
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,11 +13,13 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.models import infer_signature
 
 from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.audit_report import AUDIT_DIR, MAP_ARTIFACT, HoldoutAudit, audit_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.model import SKOPS_TRUSTED_TYPES, TrainedModel
 from crimeflow.domain.training_run import (
@@ -128,3 +131,16 @@ def log_training_run(
         run_url=links.mlflow_run(experiment_id, run.info.run_id),
         version_url=links.model_version(settings.model_name, version),
     )
+
+
+def log_audit(settings: Settings, run_id: str, audit: HoldoutAudit) -> None:
+    """Log the holdout audit into the training run: one CSV per table, the map, worst values."""
+    client = mlflow_client(settings)
+    for name, table in audit.tables.items():
+        client.log_text(run_id, table.to_csv(index=False), f"{AUDIT_DIR}/{name}.csv")
+    if audit.map_figure is not None:
+        client.log_figure(run_id, audit.map_figure, MAP_ARTIFACT)
+    metrics = audit_metrics(audit)
+    if metrics:
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in metrics.items()])

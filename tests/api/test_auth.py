@@ -58,6 +58,9 @@ PROTECTED: list[tuple[str, str, str, Any, int]] = [
     ("GET", "/reports", "reports", None, 200),
     ("GET", "/reports/latest", "reports", None, 404),
     ("GET", "/reports/20990101T000000Z-beef", "reports", None, 404),
+    ("GET", "/analysis/latest", "reports", None, 404),
+    ("GET", "/analysis/latest.json", "reports", None, 404),
+    ("GET", "/analysis/2099-01", "reports", None, 404),
     ("POST", "/admin/reload", "admin", None, 200),
 ]
 OPEN = ["/health", "/ready", "/metrics", "/schema", "/schema/openapi.json"]
@@ -201,7 +204,12 @@ def test_every_route_is_open_on_purpose_or_protected(client: TestClient[Any]) ->
         if SCOPE_OPT in handler.opt and method != "HEAD"  # a HEAD shares its GET's handler
     }
     listed = {
-        (method, path.replace("20990101T000000Z-beef", "{report_id:str}"))
+        (
+            method,
+            path.replace("20990101T000000Z-beef", "{report_id:str}").replace(
+                "2099-01", "{month:str}"
+            ),
+        )
         for method, path, *_ in PROTECTED
     }
     assert declared == listed
@@ -289,7 +297,9 @@ def test_the_schema_declares_the_bearer_scheme_on_protected_operations_only(
     scheme = spec["components"]["securitySchemes"]["BearerToken"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
     for method, path, scope, *_ in PROTECTED:
-        template = path.replace("20990101T000000Z-beef", "{report_id}")
+        template = path.replace("20990101T000000Z-beef", "{report_id}").replace(
+            "2099-01", "{month}"
+        )
         operation = spec["paths"][template][method.lower()]
         assert {"BearerToken": [scope]} in operation["security"], (method, path)
     for path in ("/health", "/ready"):

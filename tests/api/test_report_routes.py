@@ -9,6 +9,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from crimeflow.contract.settings import Settings
 from crimeflow.standins.generate import Drift, generate_incidents
+from crimeflow.stores.analysis_reports import AnalysisReports
 from crimeflow.stores.lake import Lake
 from monitoring.drift import DriftConfig, compute_drift
 from monitoring.report_store import ReportStore
@@ -51,6 +52,31 @@ def test_reports_are_listed_newest_first_and_served_as_html(tmp_path: Any) -> No
         assert missing.status_code == 404
         assert "20990101T000000Z-beef" in missing.json()["detail"]
         assert client.get("/reports/..%2Fstate").status_code == 404
+
+
+def test_analyst_reports_latest_html_and_numbers(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    reports = AnalysisReports(Lake.from_settings(settings))
+    with TestClient(create_app(settings)) as client:
+        for path in ("/analysis/latest", "/analysis/latest.json"):
+            missing = client.get(path)
+            assert missing.status_code == 404 and "crimeflow analysis" in missing.json()["detail"]
+
+        reports.save("2024-03", "<html>march</html>", {"month": "2024-03"}, "t1")
+        reports.save("2024-02", "<html>february</html>", {"month": "2024-02"}, "t2")
+
+        latest = client.get("/analysis/latest")  # the newest month, not the newest run
+        assert latest.status_code == 200 and latest.text == "<html>march</html>"
+        assert latest.headers["content-type"].startswith("text/html")
+        assert client.get("/analysis/latest.json").json() == {
+            "month": "2024-03",
+            "generated_at": "t1",
+        }
+        assert client.get("/analysis/2024-02").text == "<html>february</html>"
+        unknown = client.get("/analysis/2024-05")
+        assert unknown.status_code == 404 and "2024-05" in unknown.json()["detail"]
+        bad = client.get("/analysis/2024-13")
+        assert bad.status_code == 400 and "month" in bad.json()["detail"]
 
 
 def store_assessed_check(settings: Settings) -> str:

@@ -85,6 +85,12 @@ FROZEN_ENV = {
     "CRIMEFLOW_SOCRATA_APP_TOKEN": ("socrata.app_token", "t0k3n", "t0k3n"),
     "CRIMEFLOW_SOCRATA_CRIMES_DATASET": ("socrata.crimes_dataset", "aaaa-1111", "aaaa-1111"),
     "CRIMEFLOW_SOCRATA_STATIONS_DATASET": ("socrata.stations_dataset", "bbbb-2222", "bbbb-2222"),
+    "CRIMEFLOW_SOCRATA_DISTRICTS_DATASET": ("socrata.districts_dataset", "cccc-3333", "cccc-3333"),
+    "CRIMEFLOW_SOCRATA_COMMUNITY_AREAS_DATASET": (
+        "socrata.community_areas_dataset",
+        "dddd-4444",
+        "dddd-4444",
+    ),
     "CRIMEFLOW_SOCRATA_PAGE_SIZE": ("socrata.page_size", "7", 7),
     "CRIMEFLOW_SOCRATA_TIMEOUT_S": ("socrata.timeout_s", "2.5", 2.5),
     "CRIMEFLOW_SOCRATA_MAX_RETRIES": ("socrata.max_retries", "9", 9),
@@ -208,6 +214,8 @@ FROZEN_ENV = {
     "CRIMEFLOW_GATE_MAX_CALIBRATION_GAP": ("gate.max_calibration_gap", "0.04", 0.04),
     "CRIMEFLOW_GATE_MAX_P99_MS": ("gate.max_p99_ms", "21.5", 21.5),
     "CRIMEFLOW_GATE_SHADOW_ROWS": ("gate.shadow_rows", "22", 22),
+    "CRIMEFLOW_GATE_DISTRICT_MIN_ROWS": ("gate.district_min_rows", "300", 300),
+    "CRIMEFLOW_GATE_MAX_DISTRICT_DROP": ("gate.max_district_drop", "0.08", 0.08),
 }
 
 

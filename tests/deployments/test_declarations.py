@@ -13,7 +13,7 @@ from crimeflow.contract.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from crimeflow.contract.schema import CHICAGO_TZ
 from deployments.declarations import DEPLOYMENT_FILES, Deployment, declare
 
-NAMES = ["monthly-etl", "train", "drift-monitor", "retrain", "rollback"]
+NAMES = ["monthly-etl", "monthly-analysis", "train", "drift-monitor", "retrain", "rollback"]
 
 
 def load_flow(entrypoint: str) -> Any:
@@ -28,7 +28,7 @@ def declared() -> dict[str, Deployment]:
     return {deployment.name: deployment for deployment in declare()}
 
 
-def test_the_five_deployments(declared):
+def test_the_six_deployments(declared):
     assert list(declared) == NAMES
     for deployment in declared.values():
         assert deployment.description.strip()
@@ -84,9 +84,22 @@ def test_retrain_trigger_and_concurrency(declared):
         "reason": "performance",
         "drift_report_id": "{{ event.payload.report_id }}",
     }
-    # Only the retrain deployment reacts to events or is limited.
-    others = [d for d in declared.values() if d.name != "retrain"]
+    # Only retrain and the analyst report react to events; only retrain is limited.
+    others = [d for d in declared.values() if d.name not in ("retrain", "monthly-analysis")]
     assert all(not d.triggers and d.concurrency is None for d in others)
+
+
+def test_analysis_runs_when_a_monthly_etl_run_completes(declared):
+    analysis = declared["monthly-analysis"]
+    (trigger,) = analysis.triggers
+    assert trigger.event == "prefect.flow-run.Completed"
+    assert trigger.resource_id == "prefect.flow-run.*"
+    assert dict(trigger.match_related) == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "monthly-etl",
+    }
+    assert {p.name: p.value for p in trigger.parameters} == {"month": None}
+    assert not analysis.schedules and analysis.concurrency is None
 
 
 def test_settings_reach_the_trigger_and_the_drift_window():

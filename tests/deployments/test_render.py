@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "prefect.yaml"
 IMAGE_YAML = ROOT / "deployments" / "prefect.image.yaml"
 S3_YAML = ROOT / "deployments" / "prefect.s3.yaml"
-NAMES = ["monthly-etl", "train", "drift-monitor", "retrain", "rollback"]
+NAMES = ["monthly-etl", "monthly-analysis", "train", "drift-monitor", "retrain", "rollback"]
 # What may differ between the checkout and the image variant: where code and runs live.
 INFRA_KEYS = {"work_pool", "pull", "build", "push"}
 
@@ -138,7 +138,7 @@ def test_the_files_hold_every_declared_field():
             assert deployment["work_pool"]["name"] == file.work_pool.name
 
 
-def test_the_five_deployments_on_the_process_pool(deployments):
+def test_the_six_deployments_on_the_process_pool(deployments):
     assert list(deployments) == NAMES
     for deployment in deployments.values():
         assert deployment["work_pool"]["name"] == "crimeflow-process"

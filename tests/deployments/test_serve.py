@@ -13,7 +13,7 @@ from deployments.declarations import declare
 from deployments.serve import build_deployments, load_flow
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ["monthly-etl", "train", "drift-monitor", "retrain", "rollback"]
+NAMES = ["monthly-etl", "monthly-analysis", "train", "drift-monitor", "retrain", "rollback"]
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,21 @@ def test_load_flow_refuses_what_is_not_a_flow():
     assert load_flow("flows/retrain.py:rollback").name == "rollback"
     with pytest.raises(TypeError, match="not a Prefect flow"):
         load_flow("deployments/declarations.py:declare")
+
+
+def test_analysis_trigger_equals_the_yamls(served, deployments):
+    from prefect.events import DeploymentEventTrigger
+
+    yaml_trigger = deployments["monthly-analysis"]["triggers"][0]
+    from_yaml = DeploymentEventTrigger.model_validate(yaml_trigger)
+    (from_serve,) = served["monthly-analysis"].triggers
+    fields = ("name", "description", "expect", "match", "match_related", "parameters")
+    for field in (*fields, "posture", "within", "threshold", "enabled"):
+        assert getattr(from_yaml, field) == getattr(from_serve, field), field
+    assert from_serve.expect == {"prefect.flow-run.Completed"}
+    related = from_serve.match_related
+    related = related[0] if isinstance(related, list) else related
+    assert related.model_dump() == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "monthly-etl",
+    }

@@ -66,3 +66,77 @@ def test_the_gate_config_is_the_gate_settings_group():
     settings = Settings(_env_file=None, gate_min_roc_auc=0.9)
     assert isinstance(settings.gate, GateConfig)
     assert [r.split(":")[0] for r in gate(config=settings.gate).reasons] == ["floor.roc_auc"]
+
+
+# --- the per-district rule -------------------------------------------------------------------
+
+CHAMPION = {**GOOD, "pr_auc": 0.55, "roc_auc": 0.83}
+# The champion: about 0.55 PR-AUC everywhere. The candidate below is better overall (0.60 vs
+# 0.55) and in four districts, but in district 009 it is clearly worse (0.40 vs 0.56).
+CHAMPION_DISTRICTS = {
+    "001": {"rows": 2400, "pr_auc": 0.54},
+    "002": {"rows": 2100, "pr_auc": 0.55},
+    "009": {"rows": 1800, "pr_auc": 0.56},
+    "011": {"rows": 1500, "pr_auc": 0.53},
+    "031": {"rows": 60, "pr_auc": 0.70},
+}
+CANDIDATE_DISTRICTS = {
+    "001": {"rows": 2400, "pr_auc": 0.64},
+    "002": {"rows": 2100, "pr_auc": 0.66},
+    "009": {"rows": 1800, "pr_auc": 0.40},
+    "011": {"rows": 1500, "pr_auc": 0.63},
+    "031": {"rows": 60, "pr_auc": 0.30},  # too few rows to judge: ignored
+}
+
+
+def district_gate(candidate_districts, champion_districts=CHAMPION_DISTRICTS, config=CONFIG):
+    return decide(
+        GOOD,
+        CHAMPION,
+        p99_ms=10.0,
+        shadow_failures=[],
+        behaviour_failures=[],
+        config=config,
+        candidate_districts=candidate_districts,
+        champion_districts=champion_districts,
+    )
+
+
+def test_better_overall_but_clearly_worse_in_one_district_is_rejected():
+    decision = district_gate(CANDIDATE_DISTRICTS)
+    assert not decision.passed
+    assert [r.split(":")[0] for r in decision.reasons] == ["district.pr_auc"]
+    reason = decision.reasons[0]
+    assert "district 009 PR-AUC 0.4000 vs champion 0.5600" in reason
+    assert "031" not in reason and "001" not in reason
+    # Every overall comparison with the champion passed: only the district rule caught it.
+    overall = {c.name: c.passed for c in decision.checks if c.name.startswith(("vs_", "impr"))}
+    assert overall and all(overall.values())
+
+
+def test_a_drop_within_the_setting_passes_and_the_largest_is_reported():
+    within = {**CANDIDATE_DISTRICTS, "009": {"rows": 1800, "pr_auc": 0.52}}
+    decision = district_gate(within)
+    assert decision.passed
+    [check] = [c for c in decision.checks if c.name == "district.pr_auc"]
+    assert "4 districts compared" in check.detail and "+0.0400 (district 009)" in check.detail
+    looser = district_gate(CANDIDATE_DISTRICTS, config=GateConfig(max_district_drop=0.2))
+    assert looser.passed
+
+
+def test_the_row_minimum_decides_which_districts_count():
+    strict = GateConfig(min_improvement=0.005, district_min_rows=50)
+    decision = district_gate(CANDIDATE_DISTRICTS, config=strict)
+    assert "district 031" in decision.reasons[0] and "district 009" in decision.reasons[0]
+    few = GateConfig(district_min_rows=5000)
+    [check] = [
+        c for c in district_gate(CANDIDATE_DISTRICTS, config=few).checks if "district" in c.name
+    ]
+    assert check.passed and "no district has ≥ 5000 staging rows" in check.detail
+
+
+def test_no_champion_or_an_undefined_candidate_pr_auc():
+    assert district_gate(CANDIDATE_DISTRICTS, champion_districts=None).passed
+    undefined = {**CANDIDATE_DISTRICTS, "009": {"rows": 1800, "pr_auc": None}}
+    decision = district_gate(undefined)
+    assert not decision.passed and "district 009 PR-AUC undefined" in decision.reasons[0]

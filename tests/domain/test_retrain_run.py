@@ -11,16 +11,19 @@ import pytest
 
 from crimeflow.contract.links import Links
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
+from crimeflow.contract.settings import GateSettings
 from crimeflow.domain.gate import Check, GateDecision
 from crimeflow.domain.retrain_run import (
     SKIPPED,
     GateOutcome,
+    StagingSet,
     assemble_staging_set,
     decision_markdown,
     decision_payload,
     decision_tags,
     first_earlier_run,
     gate_urls,
+    judge_candidate,
     labelled_traffic,
     missing_months,
     rollback_markdown,
@@ -227,3 +230,68 @@ def test_rollback_markdown():
     first_urls = rollback_urls(PUBLIC_LINKS, "m", first)
     assert first_urls["rolled_back_mlflow_url"] is None
     assert "champion v– → v1" in rollback_markdown(first, "x", first_urls)
+
+
+class ReadsSignal:
+    """A stand-in model that scores each row from one column holding a prepared signal.
+
+    `column_by_district` overrides the column for some districts; narcotics get a small bump
+    so the behavioural direction check holds, as it does for any sensible arrest model.
+    """
+
+    def __init__(self, column: str, column_by_district: dict[str, str] | None = None) -> None:
+        self.column, self.overrides = column, column_by_district or {}
+        self.decision_threshold_ = 0.3
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        proba = rows[self.column].astype("float64").to_numpy().copy()
+        district = rows["district"].astype("string").fillna("").to_numpy()
+        for name, column in self.overrides.items():
+            own = district == name
+            proba[own] = rows[column].astype("float64").to_numpy()[own]
+        proba = np.nan_to_num(proba, nan=0.25)
+        proba += np.where(rows["primary_type"].astype("string") == "NARCOTICS", 0.02, 0.0)
+        proba = np.clip(proba, 0.0, 1.0)
+        return np.column_stack([1 - proba, proba])
+
+
+def staging_with_signals(seed: int = 3) -> StagingSet:
+    """Generated incidents in five districts whose columns carry a strong, a weak and no signal."""
+    from crimeflow.standins.generate import generate_incidents
+
+    frame = generate_incidents("2024-05", "2024-05", rows_per_month=7000, seed=seed)
+    frame = frame[frame[LABEL].notna()].head(7000).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    y = rng.random(len(frame)) < 0.25
+    frame[LABEL] = pd.array(y, dtype="boolean")
+    frame["district"] = pd.array(
+        np.repeat(["001", "002", "003", "004", "009"], [1500, 1500, 1500, 1500, 1000]),
+        dtype="string",
+    )
+    frame["latitude"] = np.where(y, rng.uniform(0.2, 0.6, y.size), rng.uniform(0, 0.4, y.size))
+    frame["longitude"] = np.where(y, rng.uniform(0.1, 0.5, y.size), rng.uniform(0, 0.4, y.size))
+    frame["y_coordinate"] = rng.uniform(0, 0.5, y.size)
+    return StagingSet(frame, ["2024-05"], 0)
+
+
+def served(model: object, version: str) -> SimpleNamespace:
+    return SimpleNamespace(model=model, version=version, run_id=None, experiment_id=None)
+
+
+def test_the_gate_rejects_a_candidate_better_overall_but_clearly_worse_in_one_district():
+    staging = staging_with_signals()
+    # The champion ranks with a weak signal everywhere; the candidate with a strong one,
+    # except in district 009, where it scores at random.
+    champion = served(ReadsSignal("longitude"), "1")
+    candidate = served(ReadsSignal("latitude", {"009": "y_coordinate"}), "2")
+    config = GateSettings()
+    outcome = judge_candidate(candidate, champion, None, staging, pd.DataFrame(), config)
+
+    assert outcome.candidate_metrics["pr_auc"] > outcome.champion_metrics["pr_auc"] + 0.1
+    assert not outcome.decision.passed
+    assert [r.split(":")[0] for r in outcome.decision.reasons] == ["district.pr_auc"]
+    reason = outcome.decision.reasons[0]
+    assert "district 009" in reason and "district 001" not in reason
+    # The same candidate without the blind spot passes.
+    fixed = served(ReadsSignal("latitude"), "3")
+    assert judge_candidate(fixed, champion, None, staging, pd.DataFrame(), config).decision.passed

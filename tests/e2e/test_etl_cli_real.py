@@ -54,6 +54,7 @@ def test_etl_of_march_2018_through_the_standin_is_complete_and_idempotent(real_d
     )
     port = url.rsplit(":", 1)[1]
     serve = [CRIMEFLOW, "soda", "serve", "--crimes", str(source), "--port", port]
+    serve += ["--boundaries", str(real_data_dir / "geo")]  # the portal's layers, not generated
     server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until_serving(url, server)

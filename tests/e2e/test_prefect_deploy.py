@@ -1,7 +1,7 @@
 """`prefect deploy --all` from the repository root against a real local Prefect server.
 
 The CLI the way a user runs it (a subprocess, PREFECT_API_URL from the environment, no prompts),
-then the server's view through the Prefect client: the five deployments on the process pool,
+then the server's view through the Prefect client: the six deployments on the process pool,
 their schedules, the retrain deployment's concurrency limit and its drift trigger as an
 automation. Finally a process worker started outside the checkout runs the rollback deployment,
 which proves the pull step changes into the checkout (the static checks of the declarations
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 POOL = "crimeflow-process"
 NAMES = {
     "monthly-etl": "monthly-etl",
+    "monthly-analysis": "monthly-analysis",
     "train": "train",
     "drift-monitor": "drift-monitor",
     "retrain": "retrain",
@@ -78,7 +79,7 @@ def read(client: Any, flow_name: str, name: str) -> Any:
     return client.read_deployment_by_name(f"{flow_name}/{name}")
 
 
-def test_deploy_creates_the_five_deployments_on_the_pool(deployed, client):
+def test_deploy_creates_the_six_deployments_on_the_pool(deployed, client):
     for name, flow_name in NAMES.items():
         deployment = read(client, flow_name, name)
         assert deployment.work_pool_name == POOL
@@ -147,6 +148,21 @@ def test_drift_trigger_is_an_automation_of_the_retrain_deployment(deployed, clie
         "reason": "drift",
         "drift_report_id": "{{ event.payload.report_id }}",
     }
+
+
+def test_etl_completion_trigger_is_an_automation_of_the_analysis_deployment(deployed, client):
+    analysis = read(client, "monthly-analysis", "monthly-analysis")
+    (automation,) = client.read_resource_related_automations(f"prefect.deployment.{analysis.id}")
+    assert automation.name == "analysis-after-etl" and automation.enabled
+    assert automation.trigger.expect == {"prefect.flow-run.Completed"}
+    related = automation.trigger.match_related
+    related = related[0] if isinstance(related, list) else related
+    assert related.model_dump() == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "monthly-etl",
+    }
+    (action,) = automation.actions
+    assert action.deployment_id == analysis.id and action.parameters == {"month": None}
 
 
 def test_redeploy_keeps_one_trigger(deployed, deploy_env, client):

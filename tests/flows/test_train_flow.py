@@ -83,6 +83,12 @@ def test_training_registers_a_challenger_with_everything_logged(trained_lake, co
     assert list(reference.columns) == [*SODA_COLUMNS, "arrest_probability"]
     assert reference["date"].max() < pd.Timestamp("2024-04-01")  # training period only
     assert reference["arrest_probability"].between(0, 1).all()
+    # The per-area audit: tables always; the map skipped (no boundaries in this lake), said so.
+    audit = {a.path for a in client.list_artifacts(run.info.run_id, "audit")}
+    assert audit == {
+        f"audit/{t}.csv" for t in ("per_district", "per_community_area", "largest_gaps")
+    }
+    assert "map skipped" in _artifact_markdown("training-summary")
 
 
 def test_champion_loads_with_the_reviewed_allow_list_and_scores_raw_rows(trained_lake):
@@ -141,3 +147,66 @@ print(pd.DataFrame(py.predict(rows)).iloc[:, 1].round(6).tolist())
     expected = load_model(trained_lake, CHAMPION).model.predict_proba(rows)[:, 1].round(6)
     assert json.loads(sklearn_line) == expected.tolist()
     assert json.loads(pyfunc_line) == expected.tolist()
+
+
+def _artifact_markdown(key: str) -> str:
+    """The newest Prefect artifact with `key`, as markdown."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return sorted(found, key=lambda a: a.created)[-1].data
+
+
+@pytest.fixture
+def audit_lake(configure):
+    """Like `trained_lake`, with a holdout month large enough for districts of ≥ 200 rows."""
+    settings = configure()
+    lake = Lake.from_settings(settings)
+    for month, rows in (("2024-01", 1500), ("2024-02", 1500), ("2024-03", 1500), ("2024-04", 6000)):
+        frame = generate_incidents(month, month, rows_per_month=rows, seed=21)
+        lake.write(CLEAN_CRIMES, frame.reset_index(drop=True), month)
+    return settings
+
+
+def test_every_run_logs_the_per_area_audit_and_maps_it_with_boundaries(audit_lake):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from crimeflow.domain.geography import COMMUNITY_AREAS
+    from crimeflow.stores.boundaries import write_boundaries
+
+    # Community areas in the lake (squares standing in for the real shapes): the map is drawn.
+    # (Without them the map is skipped and said so: the first test of this module.)
+    squares = gpd.GeoDataFrame(
+        {"community_area": pd.array(range(1, 78), dtype="Int64"), "name": "area"},
+        geometry=[box(i % 10, i // 10, i % 10 + 1, i // 10 + 1) for i in range(77)],
+        crs="EPSG:3435",
+    )
+    write_boundaries(Lake.from_settings(audit_lake), COMMUNITY_AREAS, squares)
+    result = train(holdout_months=1, classifier="logistic_regression")
+
+    client = MlflowClient(audit_lake.mlflow.tracking_uri)
+    audit = {a.path for a in client.list_artifacts(result["run_id"], "audit")}
+    assert audit == {
+        "audit/per_district.csv",
+        "audit/per_community_area.csv",
+        "audit/largest_gaps.csv",
+        "audit/community_area_pr_auc.png",
+    }
+    per_district = pd.read_csv(
+        client.download_artifacts(result["run_id"], "audit/per_district.csv"), dtype={"area": str}
+    )
+    assert per_district["rows"].sum() == result["splits"]["holdout"]  # every holdout row, once
+    assert per_district["area"].str.fullmatch(r"\d{3}|pooled").all()
+    assert (~per_district["pooled"]).sum() >= 5  # districts audited on their own
+    metrics = client.get_run(result["run_id"]).data.metrics
+    own = per_district[~per_district["pooled"]]
+    assert metrics["audit.district.worst_pr_auc"] == own["pr_auc"].min()
+    summary = _artifact_markdown("training-summary")
+    assert "## Per-area audit (holdout)" in summary and "map skipped" not in summary
+    assert f"run_uuid={result['run_id']}" in summary
+    assert "| district | PR-AUC |" in summary

@@ -59,7 +59,7 @@ from api.observability import (
     RequestObserver,
     configure_logging,
 )
-from api.report_routes import AnalysisController, ReportsController
+from api.report_routes import AnalysisController, PerformanceController, ReportsController
 from api.schemas import ErrorBody, FieldError, InvalidInputError
 from api.server import BODY_READ_TIMEOUT_S, exit_with_parent, uvicorn_options
 from crimeflow.contract.redact import redact
@@ -369,6 +369,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             ReportsController,
             AnalysisController,
+            PerformanceController,
         ],
         dependencies=DEPENDENCIES,
         lifespan=[serving_lifespan],

@@ -1,13 +1,15 @@
-"""Reports over HTTP: drift reports (list, one, latest) and the analyst's monthly reports."""
+"""Reports over HTTP: drift reports (list, one, latest), the latest performance per window
+(GET /performance) and the analyst's monthly reports."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
 
 from api.auth import SCOPE_OPT, bearer
 from crimeflow.contract.links import Links
@@ -121,3 +123,62 @@ class AnalysisController(Controller):
         if page is None:
             raise NotFoundException(f"no analyst report for {month}")
         return Response(page, media_type=MediaType.HTML)
+
+
+# How many of the newest checks GET /performance looks through for one with a performance
+# section (checks stored before the section existed have none).
+PERFORMANCE_LOOKBACK_CHECKS = 20
+
+
+def latest_performance(store: ReportStore) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The newest check that assessed performance: (its index entry, its performance section)."""
+    for entry in store.list()[:PERFORMANCE_LOOKBACK_CHECKS]:
+        result = store.result(entry["id"])
+        if result is not None and result.outcome_performance is not None:
+            return entry, result.outcome_performance
+    return None
+
+
+class PerformanceController(Controller):
+    """Realized and estimated performance per window, from the newest monitor check."""
+
+    path = "/performance"
+    tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
+    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
+    security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
+    dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
+        "store": Provide(provide_report_store, sync_to_thread=True)
+    }
+
+    @get("/", sync_to_thread=True, summary="Latest performance, by window")
+    def performance(
+        self,
+        store: ReportStore,
+        state: State,
+        window: Annotated[
+            str | None,
+            Parameter(
+                pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                description="One incident month, YYYY-MM; default every window.",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """The champion's holdout baseline and, per incident month, realized (matured outcomes),
+        estimated (CBPE) and feedback figures with the verdict; `?window=YYYY-MM` for one."""
+        found = latest_performance(store)
+        if found is None:
+            raise NotFoundException("no performance assessed yet: run `crimeflow monitor`")
+        entry, section = found
+        answer = {
+            "report_id": entry["id"],
+            "report_url": Links.from_settings(state.settings).report(entry["id"]),
+            "checked_at": entry.get("created_at"),
+            **section,
+        }
+        if window is None:
+            return answer
+        chosen = [w for w in section.get("windows", []) if w.get("window") == window]
+        if not chosen:
+            known = ", ".join(w.get("window", "?") for w in section.get("windows", [])) or "none"
+            raise NotFoundException(f"no performance for window {window!r}; known: {known}")
+        return {**answer, "windows": chosen}

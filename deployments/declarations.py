@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crimeflow.contract.events import DRIFT_DETECTED, model_resource
+from crimeflow.contract.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED, model_resource
 from crimeflow.contract.schema import CHICAGO_TZ
 from crimeflow.contract.settings import DriftSettings, Settings
 
@@ -266,7 +266,7 @@ def retrain_deployment(model_name: str) -> Deployment:
             "One retrain at a time; a drift event that arrives during a retrain is dropped, "
             "not queued.",
         ),
-        triggers=(drift_trigger(model_name),),
+        triggers=(drift_trigger(model_name), performance_trigger(model_name)),
     )
 
 
@@ -302,6 +302,31 @@ def drift_trigger(model_name: str) -> EventTrigger:
                 "{{ event.payload.report_id }}",
                 "Templates render to strings (unless `__prefect_kind: json`): report ids are "
                 "strings.",
+            ),
+        ),
+    )
+
+
+def performance_trigger(model_name: str) -> EventTrigger:
+    """Run `retrain` on every `crimeflow.performance.degraded` for this model (same limit and
+    debounce as drift: the deployment's concurrency limit, the flow's debounce)."""
+    drift = drift_trigger(model_name)
+    return EventTrigger(
+        name="retrain-on-performance",
+        description=(
+            "A window's PR-AUC (realized on matured outcomes, else estimated) fell below the "
+            "champion's holdout figure by more than CRIMEFLOW_PERFORMANCE_MAX_DROP; retrain, "
+            "gate, promote or reject."
+        ),
+        event=PERFORMANCE_DEGRADED,
+        resource_id=drift.resource_id,
+        resource_note=drift.resource_note,
+        parameters=(
+            Parameter("reason", "performance"),
+            Parameter(
+                "drift_report_id",
+                "{{ event.payload.report_id }}",
+                "The monitor report whose performance section found the drop.",
             ),
         ),
     )

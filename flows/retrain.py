@@ -29,6 +29,9 @@ from tasks.retrain_steps import (
     stage_champion,
 )
 
+# Reasons an event trigger passes (drift, performance): debounced together.
+TRIGGERED_REASONS = ("drift", "performance")
+
 
 def refresh_lake(lake: Lake, until: str) -> list[str]:
     """Run the ETL (as subflows) for every month up to `until` the lake has not ingested yet."""
@@ -54,14 +57,15 @@ def retrain(
     `until` (YYYY-MM) is the newest month to ingest and train on; default
     CRIMEFLOW_RETRAIN_UNTIL, else the last complete month or, when the source ends before it,
     the newest month the source has (training stops at the newest month with mature labels).
-    A drift-triggered run skips itself when another retrain started shortly before it.
+    A drift- or performance-triggered run skips itself when another retrain started shortly
+    before it.
     """
     settings = get_settings()
     lake = Lake.from_settings(settings)
     now = datetime.now(UTC)
     trigger = reason if drift_report_id is None else f"{reason} (report {drift_report_id})"
 
-    if reason == "drift":
+    if reason in TRIGGERED_REASONS:
         earlier = earlier_retrain(runtime.flow_run.id, settings.retrain.debounce_s)
         if earlier is not None:
             return Completed(name=SKIPPED, message=f"debounced: {earlier} retrains already")

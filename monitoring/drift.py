@@ -242,6 +242,9 @@ class DriftResult(msgspec.Struct, kw_only=True):
     model_version: str | None
     checked_at: datetime
     skipped_columns: list[str] = []
+    # Realized and estimated performance per incident month (`monitoring.outcomes`), when the
+    # monitor assessed it: apart from `performance`, which scores the /feedback labels.
+    outcome_performance: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """The result as JSON bytes."""

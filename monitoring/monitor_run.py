@@ -3,7 +3,7 @@ tells the world (the links, the event payload, the verdict artifact)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,8 @@ class Reference:
     run_id: str
     threshold: float
     frame: pd.DataFrame
+    # The champion version's registry tags (its holdout figures: `holdout.pr_auc`, ...).
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_window(

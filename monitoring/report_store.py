@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitoring.drift import DriftResult
+from monitoring.outcomes import PerformanceCheck, performance_html, with_section
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -252,6 +253,9 @@ class ReportStore:
             page = snapshot.get_html_str(as_iframe=False)
             self.lake.write_bytes(f"{folder}/{SNAPSHOT_FILE}", snapshot.dumps().encode("utf-8"))
             workspace_run_id = self._add_to_workspace(snapshot, report_id)
+        if result.outcome_performance is not None:
+            check = PerformanceCheck.from_dict(result.outcome_performance)
+            page = with_section(page, performance_html(check))
         self.lake.write_bytes(f"{folder}/{HTML_FILE}", page.encode("utf-8"))
         self.lake.write_bytes(f"{folder}/{RESULT_FILE}", result.to_json())
         # Last: the index only ever lists reports whose files are all in place.

@@ -14,6 +14,7 @@ DRIFT_CHECKED = "crimeflow.drift.checked"
 MODEL_PROMOTED = "crimeflow.model.promoted"
 MODEL_REJECTED = "crimeflow.model.rejected"
 MODEL_ROLLED_BACK = "crimeflow.model.rolled-back"
+PERFORMANCE_DEGRADED = "crimeflow.performance.degraded"
 
 
 def model_resource(model_name: str) -> dict[str, str]:

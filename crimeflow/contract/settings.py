@@ -350,6 +350,26 @@ class DriftSettings(Group):
     )
 
 
+class PerformanceSettings(Group):
+    """Realized and estimated performance of the champion per window (`monitoring.outcomes`)."""
+
+    max_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Emit crimeflow.performance.degraded when a window's PR-AUC (realized, "
+        "else estimated) is more than this below the champion's holdout PR-AUC.",
+    )
+    lookback_days: int = Field(
+        120,
+        gt=0,
+        description="Days of logged predictions the monitor joins with the lake's arrest flags.",
+    )
+    min_rows: int = Field(
+        200, ge=2, description="Rows a window needs for a realized or estimated figure."
+    )
+
+
 class EvidentlySettings(Group):
     """Where drift reports are kept for the Evidently UI."""
 
@@ -562,6 +582,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     prediction_log: PredictionLogSettings = Field(default_factory=PredictionLogSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
     evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     exporter: ExporterSettings = Field(default_factory=ExporterSettings)

@@ -77,3 +77,58 @@ def test_analyst_reports_latest_html_and_numbers(tmp_path: Any) -> None:
         assert unknown.status_code == 404 and "2024-05" in unknown.json()["detail"]
         bad = client.get("/analysis/2024-13")
         assert bad.status_code == 400 and "month" in bad.json()["detail"]
+
+
+def store_assessed_check(settings: Settings) -> str:
+    """A check with too little traffic for a drift verdict but a performance section."""
+    import msgspec
+    import numpy as np
+    import pandas as pd
+
+    from monitoring.outcomes import Baseline, assess_performance, join_outcomes, latest_flags
+
+    reference = generate_incidents("2024-01", "2024-01", rows_per_month=300, seed=1)
+    current = generate_incidents("2024-03", "2024-03", rows_per_month=300, seed=2)
+    proba = np.random.default_rng(0).uniform(0.05, 0.6, len(current))
+    current = current.assign(probability=proba)
+    result, _ = compute_drift(
+        reference.assign(arrest_probability=0.2),
+        current.drop(columns=["arrest"]).head(10),
+        DriftConfig(),
+        model_version="1",
+    )
+    joined = join_outcomes(
+        current, latest_flags(current[["id", "arrest"]]), pd.Timestamp("2024-09-01"), 60
+    )
+    check = assess_performance(
+        joined,
+        Baseline("1", 0.9),
+        max_drop=0.05,
+        min_rows=200,
+        maturity_days=60,
+        as_of=pd.Timestamp("2024-09-01", tz="UTC").to_pydatetime(),
+    )
+    result = msgspec.structs.replace(result, outcome_performance=check.as_dict())
+    store = ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
+    return store.save(result, None)
+
+
+def test_performance_answers_the_newest_assessed_check_by_window(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/performance").status_code == 404
+        report_id = store_assessed_check(settings)
+
+        answer = client.get("/performance").json()
+        assert answer["report_id"] == report_id
+        assert answer["baseline_pr_auc"] == 0.9
+        (window,) = answer["windows"]
+        assert window["window"] == "2024-03" and window["basis"] == "realized"
+        assert window["degraded"] is True and window["realized"]["rows"] == 300
+        assert client.get("/performance", params={"window": "2024-03"}).json() == answer
+        unknown = client.get("/performance", params={"window": "2024-04"})
+        assert unknown.status_code == 404 and "2024-03" in unknown.json()["detail"]
+        malformed = client.get("/performance", params={"window": "March"})
+        assert malformed.status_code == 400
+        assert "window" in malformed.text
+        assert b"crimeflow-performance" in client.get(f"/reports/{report_id}").content

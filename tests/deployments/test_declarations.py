@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crimeflow.contract.events import DRIFT_DETECTED
+from crimeflow.contract.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from crimeflow.contract.schema import CHICAGO_TZ
 from deployments.declarations import DEPLOYMENT_FILES, Deployment, declare
 
@@ -65,12 +65,23 @@ def test_retrain_trigger_and_concurrency(declared):
     retrain = declared["retrain"]
     assert retrain.concurrency is not None
     assert (retrain.concurrency.limit, retrain.concurrency.collision_strategy) == (1, "CANCEL_NEW")
-    (trigger,) = retrain.triggers
+    by_event = {t.event: t for t in retrain.triggers}
+    trigger = by_event[DRIFT_DETECTED]
     assert trigger.enabled is True
     assert trigger.event == DRIFT_DETECTED == "crimeflow.drift.detected"
     assert trigger.resource_id == "crimeflow.model.chicago-arrest"
     assert {p.name: p.value for p in trigger.parameters} == {
         "reason": "drift",
+        "drift_report_id": "{{ event.payload.report_id }}",
+    }
+    # The performance trigger: same resource, reason `performance`; it shares the deployment's
+    # concurrency limit (above) and the flow's debounce with drift.
+    performance = by_event[PERFORMANCE_DEGRADED]
+    assert performance.event == "crimeflow.performance.degraded"
+    assert performance.enabled is True
+    assert performance.resource_id == trigger.resource_id
+    assert {p.name: p.value for p in performance.parameters} == {
+        "reason": "performance",
         "drift_report_id": "{{ event.payload.report_id }}",
     }
     # Only retrain and the analyst report react to events; only retrain is limited.
@@ -93,8 +104,7 @@ def test_analysis_runs_when_a_monthly_etl_run_completes(declared):
 
 def test_settings_reach_the_trigger_and_the_drift_window():
     declared = {d.name: d for d in declare(model_name="other-model", drift_window_days=3)}
-    (trigger,) = declared["retrain"].triggers
-    assert trigger.resource_id == "crimeflow.model.other-model"
+    assert {t.resource_id for t in declared["retrain"].triggers} == {"crimeflow.model.other-model"}
     assert declared["drift-monitor"].parameter_values()["window_days"] == 3
     assert "other-model" in declared["train"].description
 

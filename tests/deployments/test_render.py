@@ -170,14 +170,19 @@ def test_schedules(deployments):
 def test_retrain_trigger_and_concurrency(deployments):
     retrain = deployments["retrain"]
     assert retrain["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
-    (trigger,) = retrain["triggers"]
-    assert trigger["enabled"] is True
-    assert trigger["expect"] == ["crimeflow.drift.detected"]
-    assert trigger["match"] == {"prefect.resource.id": "crimeflow.model.chicago-arrest"}
-    assert trigger["parameters"] == {
-        "reason": "drift",
-        "drift_report_id": "{{ event.payload.report_id }}",
-    }
+    by_event = {t["expect"][0]: t for t in retrain["triggers"]}
+    for event, reason in (
+        ("crimeflow.drift.detected", "drift"),
+        ("crimeflow.performance.degraded", "performance"),
+    ):
+        trigger = by_event[event]
+        assert trigger["enabled"] is True
+        assert trigger["expect"] == [event]
+        assert trigger["match"] == {"prefect.resource.id": "crimeflow.model.chicago-arrest"}
+        assert trigger["parameters"] == {
+            "reason": reason,
+            "drift_report_id": "{{ event.payload.report_id }}",
+        }
 
 
 def test_image_variant_declares_the_same_deployments(deployments):

@@ -51,6 +51,16 @@ def private_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield server
 
 
+@pytest.fixture(scope="session")
+def performance_prefect_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PrefectServer]:
+    """A server for the performance loop alone: it serves its own `retrain` deployment and
+    trigger, which must not meet the drift loop's (same reasons as `private_prefect_server`)."""
+    with _running_server(tmp_path_factory) as server:
+        yield server
+
+
 @pytest.fixture
 def prefect_api(prefect_server: PrefectServer) -> Iterator[str]:
     """Point this test process's Prefect client at the session's server; its API URL."""

@@ -166,3 +166,51 @@ def test_cli_monitor_json_and_the_verdict_artifact(champion, configure):
     [verdict] = [a for a in artifacts if result["report_id"] in a.data]
     assert f"[open the report]({PUBLIC_API}/reports/{result['report_id']})" in verdict.data
     assert "0.0.0.0" not in verdict.data
+
+
+CONCEPT_DRIFT = Drift(type_arrest_odds={"THEFT": 8.0, "NARCOTICS": 0.001})
+
+
+def test_a_concept_change_is_invisible_until_the_lake_has_the_outcomes(
+    champion,
+    asserting_events_worker,  # noqa: F811
+):
+    # Same incidents as before, arrests at other rates; ids apart from the training months'.
+    incidents = generate_incidents(
+        "2024-05", "2024-05", rows_per_month=1200, seed=41, drift=CONCEPT_DRIFT
+    )
+    incidents["id"] = range(900_001, 900_001 + len(incidents))
+    log_traffic(champion, incidents, datetime.now(UTC) - timedelta(hours=2))
+
+    # No outcomes yet: only the estimate, which trusts the champion and sees nothing wrong.
+    before = drift_monitor(window_days=1)
+    (window,) = before["outcome_performance"]["windows"]
+    assert (window["window"], window["basis"], window["mature"]) == ("2024-05", "estimated", 0)
+    assert before["drift_detected"] is False and before["performance_degraded"] == []
+
+    # The ETL brings the month's arrest flags: realized performance shows the drop.
+    Lake.from_settings(champion).write(CLEAN_CRIMES, incidents, "2024-05")
+    after = drift_monitor(window_days=1)
+    (window,) = after["outcome_performance"]["windows"]
+    assert (window["basis"], window["mature"]) == ("realized", 1200)
+    assert window["degraded"] is True
+    assert after["drift_detected"] is False  # the inputs never moved
+    # Both runs' events (the test worker is drained once): two checks, one degradation.
+    events = sent_events(asserting_events_worker)
+    assert sorted(e.event for e in events) == [
+        "crimeflow.drift.checked",
+        "crimeflow.drift.checked",
+        "crimeflow.performance.degraded",
+    ]
+    (degraded,) = [e for e in events if e.event == "crimeflow.performance.degraded"]
+    assert degraded.resource.id == "crimeflow.model.chicago-arrest"
+    payload = degraded.payload
+    baseline = after["outcome_performance"]["baseline_pr_auc"]
+    assert (payload["metric"], payload["basis"]) == ("pr_auc", "realized")
+    assert payload["window"] == "2024-05"
+    assert payload["champion_baseline"] == baseline
+    assert payload["value"] < baseline - 0.05
+    assert payload["report_id"] == after["report_id"]
+    store = ReportStore(Lake.from_settings(champion), champion.evidently.workspace)
+    assert b"crimeflow-performance" in store.html(after["report_id"])
+    assert store.result(after["report_id"]).outcome_performance["windows"][0]["degraded"]

@@ -170,7 +170,15 @@ def test_schedules(deployments):
 def test_retrain_trigger_and_concurrency(deployments):
     retrain = deployments["retrain"]
     assert retrain["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
-    (trigger,) = retrain["triggers"]
+    drift, etl = retrain["triggers"]
+    assert etl["name"] == "retrain-after-etl"
+    assert etl["expect"] == ["prefect.flow-run.Completed"]
+    assert etl["match_related"] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+    ]
+    assert etl["parameters"] == {"reason": "schedule", "until": "{{ flow_run.parameters.month }}"}
+    trigger = drift
     assert trigger["enabled"] is True
     assert trigger["expect"] == ["crimeflow.drift.detected"]
     assert trigger["match"] == {"prefect.resource.id": "crimeflow.model.chicago-arrest"}

@@ -61,11 +61,14 @@ def test_trigger_equals_the_yamls(served, deployments):
     from prefect.events import DeploymentEventTrigger
 
     # Validated the way `prefect deploy` validates it, then compared field by field.
-    from_yaml = DeploymentEventTrigger.model_validate(deployments["retrain"]["triggers"][0])
-    (from_serve,) = served["retrain"].triggers
-    fields = ("name", "description", "expect", "match", "match_related", "parameters")
-    for field in (*fields, "posture", "within", "threshold", "enabled"):
-        assert getattr(from_yaml, field) == getattr(from_serve, field), field
+    triggers = deployments["retrain"]["triggers"]
+    assert len(triggers) == len(served["retrain"].triggers) == 2
+    for raw, from_serve in zip(triggers, served["retrain"].triggers, strict=True):
+        from_yaml = DeploymentEventTrigger.model_validate(raw)
+        fields = ("name", "description", "expect", "match", "match_related", "parameters")
+        for field in (*fields, "posture", "within", "threshold", "enabled"):
+            assert getattr(from_yaml, field) == getattr(from_serve, field), field
+    from_serve = served["retrain"].triggers[0]
     assert from_serve.expect == {"crimeflow.drift.detected"}
     assert from_serve.match.model_dump() == {
         "prefect.resource.id": "crimeflow.model.chicago-arrest"
@@ -75,7 +78,7 @@ def test_trigger_equals_the_yamls(served, deployments):
 def test_settings_reach_the_served_trigger_and_drift_window():
     settings = Settings(_env_file=None, model_name="other-model", drift_window_days=3)
     served = {d.name: d for d in build_deployments(settings)}
-    (trigger,) = served["retrain"].triggers
+    trigger = {t.name: t for t in served["retrain"].triggers}["retrain-on-drift"]
     assert trigger.match.model_dump() == {"prefect.resource.id": "crimeflow.model.other-model"}
     assert served["drift-monitor"].parameters["window_days"] == 3
 

@@ -132,9 +132,17 @@ def test_drift_trigger_is_an_automation_of_the_retrain_deployment(deployed, clie
     retrain = read(client, "retrain", "retrain")
     # The server does not return owner_resource; it finds the automations a deployment owns.
     owned = client.read_resource_related_automations(f"prefect.deployment.{retrain.id}")
-    assert len(owned) == 1, owned
-    (automation,) = owned
-    assert automation.name == "retrain-on-drift"
+    by_name = {a.name: a for a in owned}
+    assert sorted(by_name) == ["retrain-after-etl", "retrain-on-drift"], owned
+    after_etl = by_name["retrain-after-etl"]
+    assert after_etl.trigger.expect == {"prefect.flow-run.Completed"}
+    assert [r.model_dump() for r in after_etl.trigger.match_related] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+    ]
+    assert after_etl.actions[0].deployment_id == retrain.id
+    assert after_etl.actions[0].parameters["reason"] == "schedule"
+    automation = by_name["retrain-on-drift"]
     assert automation.enabled
     assert automation.trigger.expect == {"crimeflow.drift.detected"}
     assert automation.trigger.match.model_dump() == {
@@ -149,12 +157,12 @@ def test_drift_trigger_is_an_automation_of_the_retrain_deployment(deployed, clie
     }
 
 
-def test_redeploy_keeps_one_trigger(deployed, deploy_env, client):
-    # `prefect deploy` replaces the deployment's automations instead of adding another.
+def test_redeploy_keeps_each_trigger_once(deployed, deploy_env, client):
+    # `prefect deploy` replaces the deployment's automations instead of adding more.
     prefect(["--no-prompt", "deploy", "--name", "retrain"], deploy_env, ROOT)
     retrain = read(client, "retrain", "retrain")
     owned = client.read_resource_related_automations(f"prefect.deployment.{retrain.id}")
-    assert [a.name for a in owned] == ["retrain-on-drift"]
+    assert sorted(a.name for a in owned) == ["retrain-after-etl", "retrain-on-drift"]
 
 
 def run_on_a_worker(

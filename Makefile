@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production clean deployments
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-balance bench-drift bench-api bench-loop bench-production clean deployments
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ bench-etl: install
 # Fit time on all ten 2018 months and latency of the skops-loaded artifact (needs ../shared).
 bench-model: install
 	$(BIN)/python scripts/model_research.py
+
+# Balanced variants vs plain HGB on the real 2018 split: PR-AUC, calibration, fit time (needs ../shared).
+bench-balance: install
+	$(BIN)/python tests/benchmarks/bench_balance.py
 
 # A drift check on 100k current x 100k reference rows (target <= 20 s).
 bench-drift: install

@@ -1,6 +1,6 @@
 """Does balancing help? The default search with and without balanced variants, on real 2018 data.
 
-    python tests/benchmarks/bench_balance.py [--data FILE]
+    python tests/benchmarks/bench_balance.py [--data FILE] [--n-jobs 2] [--skip-search]
 
 Split as the model tests do: fit on Jan-Jul 2018, validate (pick, calibrate, threshold) on Aug,
 holdout Sep-Oct. Prints:
@@ -25,7 +25,14 @@ import pandas as pd
 
 from crimeflow.contract.schema import normalize_header, to_canonical
 from crimeflow.domain.evaluate import binary_metrics
-from crimeflow.domain.model import ModelConfig, labels_of, model_input, time_split, train_model
+from crimeflow.domain.model import (
+    ModelConfig,
+    candidate_key,
+    labels_of,
+    model_input,
+    time_split,
+    train_model,
+)
 
 DATA = (
     Path(__file__).resolve().parents[2]
@@ -43,9 +50,9 @@ def load(path: Path) -> pd.DataFrame:
     return to_canonical(raw.rename(columns={c: normalize_header(c) for c in raw.columns}))
 
 
-def search(train: pd.DataFrame, valid: pd.DataFrame) -> None:
+def search(train: pd.DataFrame, valid: pd.DataFrame, n_jobs: int) -> None:
     """The default search: candidates, pick, fit seconds with and without balanced variants."""
-    trained = train_model(train, valid, ModelConfig())
+    trained = train_model(train, valid, ModelConfig(n_jobs=n_jobs))
     print("default search (validation Aug 2018):")
     for key, score in trained.candidates.items():
         print(
@@ -59,14 +66,17 @@ def search(train: pd.DataFrame, valid: pd.DataFrame) -> None:
     print(f"  ratio {every / plain:.2f}x; whole train_model {trained.timings['total_s']:.1f} s")
 
 
-def variants(train: pd.DataFrame, valid: pd.DataFrame, holdout: pd.DataFrame) -> None:
+def variants(train: pd.DataFrame, valid: pd.DataFrame, holdout: pd.DataFrame, n_jobs: int) -> None:
     """HGB plain / class weights / SMOTE, each calibrated on Aug, scored on Sep-Oct."""
     y = labels_of(holdout)
     print("hist_gradient_boosting on the Sep-Oct holdout (calibrated on Aug):")
     for mode in ("none", "class_weight", "smote"):
-        config = replace(ModelConfig(), classifier="hist_gradient_boosting", balance_mode=mode)
+        config = replace(
+            ModelConfig(n_jobs=n_jobs), classifier="hist_gradient_boosting", balance_mode=mode
+        )
         tick = time.perf_counter()
         trained = train_model(train, valid, config)
+        key = candidate_key("hist_gradient_boosting", mode)
         seconds = time.perf_counter() - tick
         proba = trained.estimator.predict_proba(holdout)[:, 1]
         raw = trained.estimator.pipeline.predict_proba(model_input(holdout))[:, 1]
@@ -76,7 +86,8 @@ def variants(train: pd.DataFrame, valid: pd.DataFrame, holdout: pd.DataFrame) ->
             f"  {mode:13s} PR-AUC {cal['pr_auc']:.4f}  ROC-AUC {cal['roc_auc']:.4f}  "
             f"Brier {cal['brier']:.4f}  gap {cal['calibration_gap']:+.4f}  "
             f"MCC {cal['mcc']:.4f}  | raw gap {unc['calibration_gap']:+.4f} "
-            f"raw Brier {unc['brier']:.4f}  | train_model {seconds:.1f} s"
+            f"raw Brier {unc['brier']:.4f}  | fit {trained.timings[f'fit_{key}_s']:.1f} s, "
+            f"train_model {seconds:.1f} s"
         )
 
 
@@ -84,6 +95,9 @@ def main() -> int:
     """Run both measurements; exit 0 with a note when the data is absent."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
+    # 1 on a busy host: OpenMP threads spinning against other processes cost HGB 10x or more.
+    parser.add_argument("--n-jobs", type=int, default=ModelConfig().n_jobs)
+    parser.add_argument("--skip-search", action="store_true", help="only the HGB variants")
     args = parser.parse_args()
     if not args.data.is_file():
         print(f"skipped: {args.data} is absent")
@@ -91,8 +105,9 @@ def main() -> int:
     frame = load(args.data)
     train, valid, holdout = time_split(frame, valid_months=1, holdout_months=2)
     print(f"rows: train {len(train):,}, validation {len(valid):,}, holdout {len(holdout):,}")
-    search(train, valid)
-    variants(train, valid, holdout)
+    if not args.skip_search:
+        search(train, valid, args.n_jobs)
+    variants(train, valid, holdout, args.n_jobs)
     return 0
 
 

@@ -252,7 +252,9 @@ def test_a_completed_monthly_etl_starts_one_scheduled_retrain_through_the_gate(l
     with temporary_settings(updates={PREFECT_API_URL: loop.prefect_api}):
         # The ETL as its schedule runs it: a run of the monthly-etl deployment, here for one
         # month. Nothing else is sent: its Completed state must start the retrain.
-        etl = run_deployment("monthly-etl/monthly-etl", parameters={"month": month}, timeout=120)
+        etl = run_deployment(
+            "monthly-etl/monthly-etl", parameters={"month": month}, timeout=LOOP_TIMEOUT_S
+        )
         assert etl.state.name == "Completed", etl.state
 
         def finished_runs() -> list:

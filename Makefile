@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo bench-explain clean deployments
+.PHONY: install demo test test-fast lint format bench bench-etl bench-model bench-drift bench-api bench-loop bench-production bench-geo bench-explain bench-balance clean deployments
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-model: install
 # Nearest station (KD-tree vs sjoin_nearest) and point-in-polygon on 200k points.
 bench-geo: install
 	$(BIN)/python tests/benchmarks/bench_geo.py
+
+# Balanced variants vs plain HGB on the real 2018 split: PR-AUC, calibration, fit time (needs ../shared).
+bench-balance: install
+	$(BIN)/python tests/benchmarks/bench_balance.py
 
 # A drift check on 100k current x 100k reference rows (target <= 20 s).
 bench-drift: install

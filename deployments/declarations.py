@@ -59,8 +59,10 @@ class EventTrigger:
     resource_note: str
     parameters: tuple[Parameter, ...]
     enabled: bool = True
-    # Related resources the event must also name (role, name...): e.g. the flow of a flow run.
-    match_related: tuple[tuple[str, str], ...] = ()
+    # Labels the event's related resources must carry, every entry matched by one of them
+    # (Prefect's `match_related` as a list); empty = no condition.
+    match_related: tuple[Mapping[str, str], ...] = ()
+    related_note: str = ""
     # Prefect's defaults, written out so that the YAML says what the automation does.
     posture: str = "Reactive"
     threshold: int = 1
@@ -192,7 +194,7 @@ def analysis_deployment() -> Deployment:
         ),
         tags=(PROJECT, "analysis"),
         parameters=(Parameter("month", None, 'null = the newest month in the lake; or "YYYY-MM"'),),
-        triggers=(etl_completed_trigger(),),
+        triggers=(analysis_after_etl_trigger(),),
     )
 
 
@@ -266,7 +268,11 @@ def retrain_deployment(model_name: str) -> Deployment:
             "One retrain at a time; a drift event that arrives during a retrain is dropped, "
             "not queued.",
         ),
-        triggers=(drift_trigger(model_name), performance_trigger(model_name)),
+        triggers=(
+            drift_trigger(model_name),
+            performance_trigger(model_name),
+            etl_completed_trigger(),
+        ),
     )
 
 
@@ -332,15 +338,55 @@ def performance_trigger(model_name: str) -> EventTrigger:
     )
 
 
+# The state-change event Prefect's server emits when a flow run reaches Completed
+# (prefect/server/models/events.py: `prefect.flow-run.<state name>`, resource
+# `prefect.flow-run.<id>`, related resources the flow, deployment, work queue/pool, tags).
+FLOW_RUN_COMPLETED = "prefect.flow-run.Completed"
+ETL_NAME = "monthly-etl"  # the ETL's flow name and its deployment's name
+
+
 def etl_completed_trigger() -> EventTrigger:
+    """Run `retrain` (reason `schedule`) when a run of the monthly-etl deployment completes."""
+    return EventTrigger(
+        name="retrain-after-etl",
+        description=(
+            "The monthly ETL completed: retrain on the window ending with its month, through "
+            "the same gate (a candidate no better than the champion is rejected)."
+        ),
+        event=FLOW_RUN_COMPLETED,
+        resource_id="prefect.flow-run.*",
+        resource_note="Any flow run; the related resources below narrow it to the ETL.",
+        match_related=(
+            {"prefect.resource.role": "flow", "prefect.resource.name": ETL_NAME},
+            {"prefect.resource.role": "deployment", "prefect.resource.name": ETL_NAME},
+        ),
+        related_note=(
+            "Runs of the monthly-etl deployment only (its schedule, or a run started from the "
+            "deployment). The ETL subflows a retrain runs to refresh the lake have no deployment, "
+            "so a retrain never triggers another; neither does `crimeflow etl` in-process."
+        ),
+        parameters=(
+            Parameter("reason", "schedule"),
+            Parameter(
+                "until",
+                "{{ flow_run.parameters.month }}",
+                "The ETL run's month: null (the scheduled run: the previous month, which the "
+                'retrain then takes as the last complete month) or "YYYY-MM". One expression '
+                "renders as JSON, so null stays null.",
+            ),
+        ),
+    )
+
+
+def analysis_after_etl_trigger() -> EventTrigger:
     """Run the analyst report when a flow run of `monthly-etl` reaches Completed."""
     return EventTrigger(
         name="analysis-after-etl",
         description="monthly-etl completed: report on the newest month in the lake.",
-        event="prefect.flow-run.Completed",
+        event=FLOW_RUN_COMPLETED,
         resource_id="prefect.flow-run.*",
         resource_note="Any flow run whose related flow (below) is monthly-etl.",
-        match_related=(("prefect.resource.role", "flow"), ("prefect.resource.name", "monthly-etl")),
+        match_related=({"prefect.resource.role": "flow", "prefect.resource.name": ETL_NAME},),
         parameters=(Parameter("month", None, "null: the newest month the ETL left in the lake"),),
     )
 

@@ -148,16 +148,6 @@ def concurrency_block(limit: ConcurrencyLimit, indent: int) -> list[str]:
     return entry("concurrency_limit", value, indent, limit.why)
 
 
-def match_related_block(trigger: EventTrigger, indent: int) -> list[str]:
-    """`match_related:` with the labels a related resource must carry (nothing when none)."""
-    if not trigger.match_related:
-        return []
-    lines = [f"{' ' * indent}match_related:"]
-    for label, value in trigger.match_related:
-        lines += entry(label, value, indent + 2)
-    return lines
-
-
 def trigger_block(trigger: EventTrigger, indent: int) -> list[str]:
     """One `- type: event` trigger in the form `prefect deploy` validates."""
     inner = indent + 2
@@ -171,13 +161,25 @@ def trigger_block(trigger: EventTrigger, indent: int) -> list[str]:
         f"{' ' * inner}match:",
         *comment(trigger.resource_note, inner + 2),
         *entry("prefect.resource.id", trigger.resource_id, inner + 2),
-        *match_related_block(trigger, inner),
+        *related_block(trigger, inner),
         *entry("posture", trigger.posture, inner),
         *entry("threshold", trigger.threshold, inner),
         *entry("within", trigger.within_seconds, inner),
     ]
     # Trigger notes are long; they go above their parameter.
     return lines + parameters_block(trigger.parameters, inner)
+
+
+def related_block(trigger: EventTrigger, indent: int) -> list[str]:
+    """`match_related:` as a list of label sets (nothing when the trigger has none)."""
+    if not trigger.match_related:
+        return []
+    lines = [f"{' ' * indent}match_related:", *comment(trigger.related_note, indent + 2)]
+    for labels in trigger.match_related:
+        first, *rest = labels.items()
+        lines += [f"{' ' * (indent + 2)}- {scalar(first[0])}: {scalar(first[1])}"]
+        lines += [f"{' ' * (indent + 4)}{scalar(key)}: {scalar(value)}" for key, value in rest]
+    return lines
 
 
 def deployment_block(deployment: Deployment, pool_anchor: str) -> list[str]:

@@ -55,7 +55,7 @@ def trigger_of(trigger: EventTrigger) -> DeploymentEventTrigger:
         description=trigger.description,
         expect={trigger.event},
         match={"prefect.resource.id": trigger.resource_id},
-        match_related=dict(trigger.match_related),
+        match_related=[dict(labels) for labels in trigger.match_related] or {},
         parameters={parameter.name: parameter.value for parameter in trigger.parameters},
         enabled=trigger.enabled,
         posture=Posture(trigger.posture),

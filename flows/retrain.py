@@ -1,8 +1,9 @@
 """The retraining loop: refresh the lake → train a challenger → staging gate → promote or reject.
 
-`retrain` is what the `crimeflow.drift.detected` trigger runs (and `crimeflow retrain` by
-hand); `rollback` moves the champion back to the previous one. The API follows either change by
-itself: it polls the `champion` alias and hot-swaps the model.
+`retrain` is what the `crimeflow.drift.detected` trigger runs (reason `drift`), what a completed
+run of the monthly-etl deployment starts (reason `schedule`, until the ETL's month) and what
+`crimeflow retrain` runs by hand; `rollback` moves the champion back to the previous one. The API
+follows either change by itself: it polls the `champion` alias and hot-swaps the model.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def train(
         str,
         typer.Option(help="auto, logistic_regression, random_forest or hist_gradient_boosting."),
     ] = "auto",
-    balance: Annotated[bool, typer.Option(help="SMOTE + undersampling while fitting.")] = False,
+    balance: Annotated[
+        bool, typer.Option(help="SMOTE + undersampling for every candidate (no balanced search).")
+    ] = False,
 ) -> None:
     """Train a challenger on the lake's window, register it in MLflow, print holdout metrics."""
     from crimeflow.stores.registry import RegistryUnavailableError, check_registry_reachable

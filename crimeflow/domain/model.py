@@ -2,10 +2,11 @@
 
 `build_pipeline` assembles canonicalisation -> enrichment (`domain.enrich`) -> category codes ->
 distance outliers -> encoding -> mutual-information selection -> scaling -> (fit time only)
-SMOTE + undersampling -> classifier. `train_model` fits every candidate classifier on the older
-months, picks one by PR-AUC on the newest training month, calibrates it on that month (balancing
-distorts probabilities; time moves the base rate) and stores the decision threshold with the
-artifact (`ArrestModel`).
+SMOTE + undersampling -> classifier. `train_model` fits every candidate (each classifier, plus
+the balanced variants: SMOTE + undersampling or class weights) on the older months, picks one by
+PR-AUC on the newest training month, calibrates it on that month (balancing distorts
+probabilities; time moves the base rate) and stores the decision threshold with the artifact
+(`ArrestModel`). Whether balancing helps is thus decided by the data of each training run.
 
 No MLflow here: the flow logs `TrainedModel.estimator` with `SKOPS_TRUSTED_TYPES`.
 """
@@ -48,6 +49,7 @@ from crimeflow.domain.features import (
 )
 
 __all__ = [
+    "BALANCE_MODES",
     "CLASSIFIERS",
     "MODEL_INPUT_COLUMNS",
     "SKOPS_TRUSTED_TYPES",
@@ -57,6 +59,8 @@ __all__ = [
     "TrainedModel",
     "build_pipeline",
     "calibrate",
+    "candidate_key",
+    "candidate_plan",
     "choose_threshold",
     "fit_calibrator",
     "fit_pipeline",
@@ -72,6 +76,10 @@ CLASSIFIERS: tuple[ClassifierName, ...] = (
     "random_forest",
     "hist_gradient_boosting",
 )
+# How a candidate treats the rare class while fitting: not at all, SMOTE + random undersampling
+# (imblearn samplers, fit time only), or sklearn's `class_weight="balanced"` (no extra rows).
+BalanceMode = Literal["none", "smote", "class_weight"]
+BALANCE_MODES: tuple[BalanceMode, ...] = ("none", "smote", "class_weight")
 
 # The types in a fitted ArrestModel that skops does not trust by default, reviewed by hand: this
 # project's own transformers, imbalanced-learn's pipeline and samplers, and sklearn internals
@@ -109,7 +117,18 @@ class ModelConfig:
 
     classifier: ClassifierName | Literal["auto"] = "auto"
     candidates: tuple[ClassifierName, ...] = CLASSIFIERS
+    # True forces SMOTE + undersampling on every candidate (no search); see `balance_mode`.
     balance: bool = False
+    # How `build_pipeline` balances when `balance` is off; `train_model` sets it per candidate.
+    balance_mode: BalanceMode = "none"
+    # Balanced variants searched beside the plain candidates (classifier "auto", balance off),
+    # picked like any candidate by validation PR-AUC. HGB with class weights costs one more HGB
+    # fit (~1.3x the search); SMOTE is not searched by default: on 2018 it lost 0.02 PR-AUC and
+    # both variants took the search to 1.6x (docs/model-and-data.md). Add
+    # ("hist_gradient_boosting", "smote") here to search it too.
+    balanced_variants: tuple[tuple[ClassifierName, BalanceMode], ...] = (
+        ("hist_gradient_boosting", "class_weight"),
+    )
     smote_ratio: float = 0.5  # minority/majority after SMOTE
     undersample_ratio: float = 0.8  # minority/majority after undersampling the majority
     smote_k_neighbors: int = 5
@@ -145,6 +164,22 @@ class ModelConfig:
             raise ValueError(f"unknown classifier(s) {unknown}; choose from {CLASSIFIERS}")
         if not 0 < self.smote_ratio <= self.undersample_ratio <= 1:
             raise ValueError("need 0 < smote_ratio <= undersample_ratio <= 1")
+        modes = [self.balance_mode, *(mode for _, mode in self.balanced_variants)]
+        bad = [m for m in modes if m not in BALANCE_MODES]
+        bad += [n for n, _ in self.balanced_variants if n not in CLASSIFIERS]
+        if bad:
+            raise ValueError(f"unknown balance mode or classifier {bad}; modes are {BALANCE_MODES}")
+
+    @property
+    def fit_balance(self) -> BalanceMode:
+        """The balancing `build_pipeline` applies: `balance` wins over `balance_mode`."""
+        return "smote" if self.balance else self.balance_mode
+
+
+def candidate_key(classifier: str, balance: str) -> str:
+    """A candidate's name: the classifier, suffixed with its balance mode when it balances."""
+    # "-": MLflow metric names (candidate.<key>.pr_auc) allow it, not "+" or "@".
+    return classifier if balance == "none" else f"{classifier}-{balance}"
 
 
 @dataclass
@@ -157,6 +192,12 @@ class CandidateScore:
     fit_seconds: float
     predict_seconds: float  # the whole validation month
     one_row_ms: float  # median latency of one incident, single-threaded
+    balance: BalanceMode = "none"
+
+    @property
+    def key(self) -> str:
+        """The candidate's name, e.g. `hist_gradient_boosting-smote`."""
+        return candidate_key(self.classifier, self.balance)
 
 
 @dataclass
@@ -172,6 +213,7 @@ class TrainedModel:
     selected_features: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     config: ModelConfig = field(default_factory=ModelConfig)
+    balance: BalanceMode = "none"  # the chosen candidate's balance mode
 
 
 Calibrator = LogisticRegression | IsotonicRegression
@@ -299,8 +341,11 @@ def time_split(
 
 def _make_classifier(name: str, config: ModelConfig) -> BaseEstimator:
     """A fresh, untrained classifier sized to train 170k rows in well under a minute."""
+    weights = "balanced" if config.fit_balance == "class_weight" else None
     if name == "logistic_regression":
-        return LogisticRegression(C=config.logreg_c, max_iter=2000, solver="lbfgs")
+        return LogisticRegression(
+            C=config.logreg_c, max_iter=2000, solver="lbfgs", class_weight=weights
+        )
     if name == "random_forest":
         return RandomForestClassifier(
             n_estimators=config.rf_n_estimators,
@@ -309,6 +354,7 @@ def _make_classifier(name: str, config: ModelConfig) -> BaseEstimator:
             max_features="sqrt",
             n_jobs=config.n_jobs,
             random_state=config.random_state,
+            class_weight=weights,
         )
     if name == "hist_gradient_boosting":
         return HistGradientBoostingClassifier(
@@ -318,6 +364,7 @@ def _make_classifier(name: str, config: ModelConfig) -> BaseEstimator:
             l2_regularization=config.hgb_l2_regularization,
             early_stopping=False,  # a random inner split would decide the size: keep it fixed
             random_state=config.random_state,
+            class_weight=weights,
         )
     raise ValueError(f"unknown classifier {name!r}; choose from {CLASSIFIERS}")
 
@@ -336,7 +383,8 @@ def build_pipeline(
         stations = StationIndex.from_frame(stations)
     # SMOTE interpolates between k-NN neighbours, so it needs comparable scales as much as
     # logistic regression does; trees do not care.
-    scale = config.classifier == "logistic_regression" or config.balance
+    smote = config.fit_balance == "smote"
+    scale = config.classifier == "logistic_regression" or smote
     low_q, high_q = config.distance_quantiles
     distance_at = distance_position(seasonal=config.seasonal_features, crosses=config.crosses)
     steps: list[tuple[str, Any]] = [
@@ -367,7 +415,7 @@ def build_pipeline(
         ),
         ("scale", StandardScaler() if scale else "passthrough"),
     ]
-    if config.balance:
+    if smote:
         # Samplers act in fit only (imblearn skips them in predict): no synthetic or dropped
         # row ever reaches validation, calibration or the holdout.
         steps += [
@@ -417,12 +465,28 @@ def _serving_ready(pipeline: Pipeline) -> Pipeline:
 
 
 def pick_candidate(scores: dict[str, CandidateScore], tolerance: float = 0.0) -> str:
-    """The candidate with the best PR-AUC; among those within `tolerance` of it, the fastest."""
+    """The candidate (key) with the best PR-AUC; among those within `tolerance` of it, the
+    fastest to score one row."""
     if not scores:
         raise ValueError("no candidates to pick from")
     best = max(score.pr_auc for score in scores.values())
     tied = [score for score in scores.values() if score.pr_auc >= best - tolerance]
-    return min(tied, key=lambda score: (score.one_row_ms, -score.pr_auc)).classifier
+    return min(tied, key=lambda score: (score.one_row_ms, -score.pr_auc)).key
+
+
+def candidate_plan(config: ModelConfig) -> list[ModelConfig]:
+    """One concrete config per candidate: each classifier (balanced as `config` says), then,
+    for "auto" without forced balancing, the balanced variants not already among them."""
+    names = config.candidates if config.classifier == "auto" else (config.classifier,)
+    plan = [replace(config, classifier=name) for name in names]
+    if config.classifier == "auto" and not config.balance:
+        plain = {(each.classifier, each.fit_balance) for each in plan}
+        plan += [
+            replace(config, classifier=name, balance_mode=mode)
+            for name, mode in config.balanced_variants
+            if (name, mode) not in plain
+        ]
+    return plan
 
 
 def _one_row_ms(pipeline: Pipeline, X: pd.DataFrame, repeats: int = 15) -> float:
@@ -478,11 +542,11 @@ def train_model(
     if len(np.unique(y_valid)) < 2:
         raise ValueError("validation data needs both arrests and non-arrests")
 
-    names = config.candidates if config.classifier == "auto" else (config.classifier,)
     scores: dict[str, CandidateScore] = {}
     pipelines: dict[str, Pipeline] = {}
-    for name in names:
-        pipeline = build_pipeline(replace(config, classifier=name), stations)
+    for candidate in candidate_plan(config):
+        name = candidate_key(candidate.classifier, candidate.fit_balance)
+        pipeline = build_pipeline(candidate, stations)
         tick = time.perf_counter()
         _fit_limited(pipeline, X_train, y_train, config.n_jobs)
         fit_seconds = time.perf_counter() - tick
@@ -491,12 +555,13 @@ def train_model(
         predict_seconds = time.perf_counter() - tick
         pipelines[name] = _serving_ready(pipeline)
         scores[name] = CandidateScore(
-            classifier=name,
+            classifier=candidate.classifier,
             pr_auc=float(average_precision_score(y_valid, proba)),
             roc_auc=float(roc_auc_score(y_valid, proba)),
             fit_seconds=fit_seconds,
             predict_seconds=predict_seconds,
             one_row_ms=_one_row_ms(pipeline, X_valid),
+            balance=candidate.fit_balance,
         )
     best_name = pick_candidate(scores, config.pr_auc_tolerance)
     best_pipeline = pipelines[best_name]
@@ -526,7 +591,7 @@ def train_model(
     timings["total_s"] = time.perf_counter() - started
     return TrainedModel(
         estimator=model,
-        classifier=best_name,
+        classifier=scores[best_name].classifier,
         threshold=threshold,
         threshold_metric=config.threshold_metric,
         candidates=scores,
@@ -534,4 +599,5 @@ def train_model(
         selected_features=selected_feature_names(best_pipeline),
         timings=timings,
         config=config,
+        balance=scores[best_name].balance,
     )

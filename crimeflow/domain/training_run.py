@@ -17,7 +17,7 @@ from crimeflow.contract.months import newest_mature_month
 from crimeflow.contract.schema import LABEL, SODA_COLUMNS
 from crimeflow.domain.evaluate import flatten_metrics
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
-from crimeflow.domain.model import TrainedModel
+from crimeflow.domain.model import TrainedModel, candidate_key
 from crimeflow.domain.plots import (
     calibration_figure,
     confusion_figure,
@@ -110,9 +110,15 @@ def span(frame: pd.DataFrame) -> str:
 
 
 def run_params(trained: TrainedModel, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Run params: the model config, the chosen classifier and the split months."""
+    """Run params: the model config, the chosen candidate (classifier, balance mode) and the
+    split months."""
     params = {f"config.{k}": v for k, v in asdict(trained.config).items()}
     params |= {"classifier": trained.classifier, "threshold_metric": trained.threshold_metric}
+    # Whether balancing won this run's search (none, smote or class_weight), and the candidate.
+    params |= {
+        "balance": trained.balance,
+        "candidate": candidate_key(trained.classifier, trained.balance),
+    }
     params |= {f"split.{name}": span(frame) for name, frame in splits.items()}
     params |= {f"rows.{name}": len(frame) for name, frame in splits.items()}
     return params
@@ -149,6 +155,7 @@ def version_tags(
     fitted = pd.concat([splits["train"], splits["validation"]])
     return {
         "classifier": trained.classifier,
+        "balance": trained.balance,
         "decision_threshold": f"{trained.threshold:.4f}",
         "training_months": f"{window.months[0]}..{window.months[-1]}",
         # The months the model learnt from (fit + calibration): the gate stages neither model
@@ -191,7 +198,8 @@ def summary_markdown(
     honest = excluding.get("model", {})
     card = f" · [model card]({registered.card_url})" if registered.card_url else ""
     lines = [
-        f"# Training — {trained.classifier}, registered as version {registered.version}",
+        f"# Training — {candidate_key(trained.classifier, trained.balance)}, registered as "
+        f"version {registered.version}",
         "",
         f"[MLflow run]({registered.run_url}) · "
         f"[model version {registered.version}]({registered.version_url}){card} · alias "
@@ -210,10 +218,10 @@ def summary_markdown(
         f"| {n} | {_fmt(model.get(n))} | {_fmt(honest.get(n))} | {_fmt(baseline.get(n))} |"
         for n in names
     ]
-    lines += ["", "| candidate | validation PR-AUC | ROC-AUC | fit s | 1-row ms |"]
-    lines += ["|---|---:|---:|---:|---:|"]
+    lines += ["", "| candidate | balance | validation PR-AUC | ROC-AUC | fit s | 1-row ms |"]
+    lines += ["|---|---|---:|---:|---:|---:|"]
     lines += [
-        f"| {c.classifier} | {c.pr_auc:.4f} | {c.roc_auc:.4f} | {c.fit_seconds:.1f} "
+        f"| {c.key} | {c.balance} | {c.pr_auc:.4f} | {c.roc_auc:.4f} | {c.fit_seconds:.1f} "
         f"| {c.one_row_ms:.2f} |"
         for c in trained.candidates.values()
     ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -94,17 +97,37 @@ def test_analysis_runs_when_a_monthly_etl_run_completes(declared):
     (trigger,) = analysis.triggers
     assert trigger.event == "prefect.flow-run.Completed"
     assert trigger.resource_id == "prefect.flow-run.*"
-    assert dict(trigger.match_related) == {
-        "prefect.resource.role": "flow",
-        "prefect.resource.name": "monthly-etl",
-    }
+    assert [dict(labels) for labels in trigger.match_related] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"}
+    ]
     assert {p.name: p.value for p in trigger.parameters} == {"month": None}
     assert not analysis.schedules and analysis.concurrency is None
 
 
+def test_retrain_follows_a_completed_monthly_etl_with_reason_schedule(declared):
+    trigger = {t.name: t for t in declared["retrain"].triggers}["retrain-after-etl"]
+    assert trigger.enabled is True
+    assert trigger.event == "prefect.flow-run.Completed"
+    assert {p.name: p.value for p in trigger.parameters} == {
+        "reason": "schedule",
+        "until": "{{ flow_run.parameters.month }}",
+    }
+    # The related resources name the ETL's flow and deployment, as declared.
+    etl = declared["monthly-etl"]
+    assert load_flow(etl.entrypoint).name == etl.name == "monthly-etl"
+    assert {
+        (r["prefect.resource.role"], r["prefect.resource.name"]) for r in trigger.match_related
+    } == {
+        ("flow", "monthly-etl"),
+        ("deployment", "monthly-etl"),
+    }
+
+
 def test_settings_reach_the_trigger_and_the_drift_window():
     declared = {d.name: d for d in declare(model_name="other-model", drift_window_days=3)}
-    assert {t.resource_id for t in declared["retrain"].triggers} == {"crimeflow.model.other-model"}
+    triggers = declared["retrain"].triggers
+    model_triggers = {t.resource_id for t in triggers if t.event != "prefect.flow-run.Completed"}
+    assert model_triggers == {"crimeflow.model.other-model"}
     assert declared["drift-monitor"].parameter_values()["window_days"] == 3
     assert "other-model" in declared["train"].description
 
@@ -162,3 +185,64 @@ def test_prefectignore_keeps_state_secrets_and_the_environment_out_of_s3(tmp_pat
         path for path in filter_files(str(tmp_path), patterns) if (tmp_path / path).is_file()
     }
     assert included == {"flows/etl.py", "tasks/etl_steps.py", "pyproject.toml"}
+
+
+def flow_run_completed(flow: str, deployment: str | None, parent_task_run: bool) -> Any:
+    """A `prefect.flow-run.Completed` event as Prefect's server builds it for such a run."""
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.server.models.events import _as_resource_data, _resource_data_as_related_resources
+
+    def thing(name: str) -> SimpleNamespace:
+        return SimpleNamespace(id=uuid4(), name=name, tags=["crimeflow"])
+
+    run = thing("proud-fox")
+    data = _as_resource_data(
+        run,
+        thing(flow),
+        thing(deployment) if deployment else None,
+        None,
+        None,
+        thing(f"{flow}-0") if parent_task_run else None,
+    )
+    return ReceivedEvent(
+        occurred=datetime.now(UTC),
+        event="prefect.flow-run.Completed",
+        resource={"prefect.resource.id": f"prefect.flow-run.{run.id}"},
+        related=_resource_data_as_related_resources(data, excluded_kinds=["flow-run"]),
+        id=uuid4(),
+    )
+
+
+def test_only_runs_of_the_etl_deployment_start_a_retrain():
+    from prefect.server.events.schemas.automations import EventTrigger as ServerTrigger
+
+    from deployments.declarations import etl_completed_trigger
+    from deployments.serve import trigger_of
+
+    served = trigger_of(etl_completed_trigger())
+    fields = ("expect", "match", "match_related", "posture", "threshold", "within")
+    trigger = ServerTrigger.model_validate(served.model_dump(include=set(fields)))
+    # The scheduled ETL (a run of its deployment) starts a retrain ...
+    assert trigger.covers(flow_run_completed("monthly-etl", "monthly-etl", False))
+    # ... but not the ETL subflows a retrain runs to refresh the lake (no deployment; a parent
+    # task run), the ETL run in-process by `crimeflow etl`, nor a completed retrain itself.
+    assert not trigger.covers(flow_run_completed("monthly-etl", None, True))
+    assert not trigger.covers(flow_run_completed("monthly-etl", None, False))
+    assert not trigger.covers(flow_run_completed("retrain", "retrain", False))
+    assert not trigger.covers(flow_run_completed("train", "monthly-etl", False))
+
+
+def test_prefect_accepts_the_etl_trigger_as_a_loop_free_automation():
+    from prefect.server.events.schemas.automations import AutomationCore
+
+    from deployments.declarations import etl_completed_trigger
+    from deployments.serve import trigger_of
+
+    served = trigger_of(etl_completed_trigger())
+    served.set_deployment_id(uuid4())
+    # The server refuses a flow-run trigger that could start its own deployment forever.
+    automation = AutomationCore.model_validate(served.as_automation().model_dump(mode="json"))
+    assert automation.actions[0].parameters == {
+        "reason": "schedule",
+        "until": "{{ flow_run.parameters.month }}",
+    }

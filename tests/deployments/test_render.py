@@ -171,6 +171,13 @@ def test_retrain_trigger_and_concurrency(deployments):
     retrain = deployments["retrain"]
     assert retrain["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     by_event = {t["expect"][0]: t for t in retrain["triggers"]}
+    etl = by_event["prefect.flow-run.Completed"]
+    assert etl["name"] == "retrain-after-etl"
+    assert etl["match_related"] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+    ]
+    assert etl["parameters"] == {"reason": "schedule", "until": "{{ flow_run.parameters.month }}"}
     for event, reason in (
         ("crimeflow.drift.detected", "drift"),
         ("crimeflow.performance.degraded", "performance"),

@@ -63,26 +63,29 @@ def test_trigger_equals_the_yamls(served, deployments):
     # Validated the way `prefect deploy` validates it, then compared field by field.
     in_yaml = deployments["retrain"]["triggers"]
     served_triggers = served["retrain"].triggers
-    assert len(in_yaml) == len(served_triggers)
+    assert len(in_yaml) == len(served_triggers) == 3
     for raw, from_serve in zip(in_yaml, served_triggers, strict=True):
         from_yaml = DeploymentEventTrigger.model_validate(raw)
         fields = ("name", "description", "expect", "match", "match_related", "parameters")
         for field in (*fields, "posture", "within", "threshold", "enabled"):
             assert getattr(from_yaml, field) == getattr(from_serve, field), field
-        assert from_serve.match.model_dump() == {
-            "prefect.resource.id": "crimeflow.model.chicago-arrest"
-        }
-    assert {e for t in served_triggers for e in t.expect} >= {
+    by_event = {e: t for t in served_triggers for e in t.expect}
+    assert set(by_event) == {
         "crimeflow.drift.detected",
         "crimeflow.performance.degraded",
+        "prefect.flow-run.Completed",
     }
+    for event in ("crimeflow.drift.detected", "crimeflow.performance.degraded"):
+        assert by_event[event].match.model_dump() == {
+            "prefect.resource.id": "crimeflow.model.chicago-arrest"
+        }
 
 
 def test_settings_reach_the_served_trigger_and_drift_window():
     settings = Settings(_env_file=None, model_name="other-model", drift_window_days=3)
     served = {d.name: d for d in build_deployments(settings)}
-    for trigger in served["retrain"].triggers:
-        assert trigger.match.model_dump() == {"prefect.resource.id": "crimeflow.model.other-model"}
+    trigger = {t.name: t for t in served["retrain"].triggers}["retrain-on-drift"]
+    assert trigger.match.model_dump() == {"prefect.resource.id": "crimeflow.model.other-model"}
     assert served["drift-monitor"].parameters["window_days"] == 3
 
 

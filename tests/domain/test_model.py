@@ -46,6 +46,7 @@ from crimeflow.domain.model import (
     TrainedModel,
     build_pipeline,
     calibrate,
+    candidate_plan,
     choose_threshold,
     fit_calibrator,
     labels_of,
@@ -137,6 +138,31 @@ def test_model_config_rejects_bad_settings() -> None:
         ModelConfig(smote_ratio=0.9, undersample_ratio=0.5)
     with pytest.raises(ValueError, match="concrete classifier"):
         build_pipeline(ModelConfig())
+    with pytest.raises(ValueError, match="unknown balance mode"):
+        ModelConfig(balance_mode="adasyn")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown balance mode"):
+        ModelConfig(balanced_variants=(("hist_gradient_boosting", "oversample"),))  # type: ignore[arg-type]
+
+
+def test_candidate_plan_adds_balanced_variants_to_the_auto_search_only() -> None:
+    def plan(config: ModelConfig) -> list[tuple[str, str]]:
+        return [(c.classifier, c.fit_balance) for c in candidate_plan(config)]
+
+    assert plan(ModelConfig()) == [
+        ("logistic_regression", "none"),
+        ("random_forest", "none"),
+        ("hist_gradient_boosting", "none"),
+        ("hist_gradient_boosting", "class_weight"),
+    ]
+    smote = ModelConfig(balanced_variants=(("hist_gradient_boosting", "smote"),))
+    assert plan(smote)[-1] == ("hist_gradient_boosting", "smote")
+    # A named classifier is fitted as asked; forced balancing applies to every candidate.
+    assert plan(ModelConfig(classifier="random_forest")) == [("random_forest", "none")]
+    assert plan(ModelConfig(balance=True)) == [(name, "smote") for name in CLASSIFIERS]
+    assert plan(ModelConfig(balanced_variants=())) == [(name, "none") for name in CLASSIFIERS]
+    # A variant equal to a plain candidate is not fitted twice.
+    same = ModelConfig(balance_mode="class_weight", candidates=("hist_gradient_boosting",))
+    assert plan(same) == [("hist_gradient_boosting", "class_weight")]
 
 
 # --- transformers -----------------------------------------------------------------------------
@@ -305,9 +331,10 @@ def test_mutual_info_selector_keeps_the_informative_column() -> None:
 
 
 def test_train_model_picks_the_best_validation_pr_auc(trained: TrainedModel) -> None:
-    assert set(trained.candidates) == set(CLASSIFIERS)
+    assert set(trained.candidates) == {*CLASSIFIERS, "hist_gradient_boosting-class_weight"}
+    assert trained.candidates["hist_gradient_boosting-class_weight"].balance == "class_weight"
     best = max(trained.candidates.values(), key=lambda s: s.pr_auc)
-    assert trained.classifier == best.classifier
+    assert (trained.classifier, trained.balance) == (best.classifier, best.balance)
     assert all(0.0 <= s.pr_auc <= 1.0 and s.fit_seconds > 0 for s in trained.candidates.values())
     assert len(trained.selected_features) == TINY.select_k
 
@@ -393,11 +420,25 @@ def test_balancing_can_be_switched_off() -> None:
     assert {"oversample", "undersample"} <= set(balanced) and balanced["scale"] != "passthrough"
 
 
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_class_weight_mode_weights_the_classifier_and_keeps_the_steps(name: str) -> None:
+    plain = build_pipeline(replace(TINY, classifier=name))
+    weighted = build_pipeline(replace(TINY, classifier=name, balance_mode="class_weight"))
+    # Same step names (the explanations read them), no sampler: only the weights differ.
+    assert [n for n, _ in weighted.steps] == [n for n, _ in plain.steps]
+    assert weighted.named_steps["classifier"].class_weight == "balanced"
+    assert plain.named_steps["classifier"].class_weight is None
+    smote = build_pipeline(replace(TINY, classifier=name, balance_mode="smote"))
+    assert {"oversample", "undersample"} <= set(smote.named_steps)
+    assert smote.named_steps["classifier"].class_weight is None
+
+
 # --- artifact ---------------------------------------------------------------------------------
 
 
 ARTIFACT_CONFIGS = {
     "hgb_balanced": replace(TINY, classifier="hist_gradient_boosting", balance=True),
+    "hgb_weighted": replace(TINY, classifier="hist_gradient_boosting", balance_mode="class_weight"),
     "rf_isotonic": replace(TINY, classifier="random_forest", calibration="isotonic"),
     "logreg": replace(TINY, classifier="logistic_regression"),
 }
@@ -593,6 +634,11 @@ def test_pick_candidate_breaks_near_ties_by_latency() -> None:
     assert pick_candidate(scores, tolerance=0.0) == "random_forest"
     assert pick_candidate(scores, tolerance=0.002) == "hist_gradient_boosting"
     assert pick_candidate(scores, tolerance=0.1) == "logistic_regression"
+    # A balanced variant is one more candidate, named by its key.
+    scores["hist_gradient_boosting-smote"] = CandidateScore(
+        "hist_gradient_boosting", 0.7900, 0.9, 1.0, 1.0, 1.0, balance="smote"
+    )
+    assert pick_candidate(scores, tolerance=0.0) == "hist_gradient_boosting-smote"
 
 
 @pytest.mark.real_data

@@ -12,6 +12,7 @@ import pytest
 from crimeflow.contract.links import Links
 from crimeflow.contract.schema import SODA_COLUMNS
 from crimeflow.contract.settings import Settings
+from crimeflow.domain.model import CandidateScore, ModelConfig
 from crimeflow.domain.training_run import (
     FLOW_RUN_URL_TAG,
     PROBABILITY,
@@ -21,6 +22,8 @@ from crimeflow.domain.training_run import (
     newest_mature_month,
     newest_months,
     reference_sample,
+    run_metrics,
+    run_params,
     span,
     summary_markdown,
     training_until,
@@ -102,7 +105,7 @@ def test_summary_markdown_links_the_run_and_version_at_the_public_mlflow_url(tmp
     metrics |= {"brier": 0.1, "log_loss": 0.4, "n": 10, "positive_rate": 0.2}
     report = {"model": {**metrics, "mean_predicted": 0.2}, "baseline": metrics, "threshold": 0.3}
     report["excluding_arrest_defined"] = {"excluded_rows": 3, "model": {"roc_auc": 0.4321}}
-    trained = SimpleNamespace(classifier="logistic_regression", candidates={})
+    trained = SimpleNamespace(classifier="logistic_regression", balance="none", candidates={})
     text = summary_markdown(trained, report, registered)  # type: ignore[arg-type]
     assert "[MLflow run](https://mlflow.example.org/#/experiments/7/runs/abc)" in text
     assert "[model version 4](https://mlflow.example.org/#/models/chicago-arrest/versions/4)" in (
@@ -113,3 +116,35 @@ def test_summary_markdown_links_the_run_and_version_at_the_public_mlflow_url(tmp
     # The honest column: the model without the arrest-defined types, next to the overall one.
     assert "| roc_auc | 0.5000 | 0.4321 | 0.5000 |" in text
     assert "leaves out 3 incidents" in text
+
+
+def test_params_and_metrics_record_every_candidate_and_the_chosen_balance_mode(incidents):
+    def score(classifier: str, pr_auc: float, balance: str = "none") -> CandidateScore:
+        return CandidateScore(classifier, pr_auc, 0.9, 2.0, 0.1, 0.3, balance=balance)  # type: ignore[arg-type]
+
+    candidates = {
+        s.key: s
+        for s in (
+            score("hist_gradient_boosting", 0.781),
+            score("hist_gradient_boosting", 0.779, "class_weight"),
+            score("hist_gradient_boosting", 0.784, "smote"),
+        )
+    }
+    trained = SimpleNamespace(
+        classifier="hist_gradient_boosting",
+        balance="smote",
+        threshold_metric="f1",
+        config=ModelConfig(),
+        candidates=candidates,
+        validation={"pr_auc": 0.78},
+        timings={},
+    )
+    splits = {"train": incidents.head(10), "validation": incidents.tail(10)}
+    params = run_params(trained, splits)  # type: ignore[arg-type]
+    assert params["balance"] == "smote"
+    assert params["candidate"] == "hist_gradient_boosting-smote"
+    report = {"threshold": 0.3, "model": {"pr_auc": 0.8}, "baseline": {}, "per_type": {}}
+    metrics = run_metrics(trained, report)  # type: ignore[arg-type]
+    assert metrics["candidate.hist_gradient_boosting-smote.pr_auc"] == 0.784
+    assert metrics["candidate.hist_gradient_boosting-class_weight.pr_auc"] == 0.779
+    assert metrics["candidate.hist_gradient_boosting.pr_auc"] == 0.781

@@ -133,9 +133,24 @@ def test_drift_trigger_is_an_automation_of_the_retrain_deployment(deployed, clie
     retrain = read(client, "retrain", "retrain")
     # The server does not return owner_resource; it finds the automations a deployment owns.
     owned = client.read_resource_related_automations(f"prefect.deployment.{retrain.id}")
-    assert len(owned) == 1, owned
-    (automation,) = owned
-    assert automation.name == "retrain-on-drift"
+    by_name = {a.name: a for a in owned}
+    assert sorted(by_name) == [
+        "retrain-after-etl",
+        "retrain-on-drift",
+        "retrain-on-performance",
+    ], owned
+    performance = by_name["retrain-on-performance"]
+    assert performance.trigger.expect == {"crimeflow.performance.degraded"}
+    assert performance.actions[0].parameters["reason"] == "performance"
+    after_etl = by_name["retrain-after-etl"]
+    assert after_etl.trigger.expect == {"prefect.flow-run.Completed"}
+    assert [r.model_dump() for r in after_etl.trigger.match_related] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+    ]
+    assert after_etl.actions[0].deployment_id == retrain.id
+    assert after_etl.actions[0].parameters["reason"] == "schedule"
+    automation = by_name["retrain-on-drift"]
     assert automation.enabled
     assert automation.trigger.expect == {"crimeflow.drift.detected"}
     assert automation.trigger.match.model_dump() == {
@@ -165,12 +180,16 @@ def test_etl_completion_trigger_is_an_automation_of_the_analysis_deployment(depl
     assert action.deployment_id == analysis.id and action.parameters == {"month": None}
 
 
-def test_redeploy_keeps_one_trigger(deployed, deploy_env, client):
-    # `prefect deploy` replaces the deployment's automations instead of adding another.
+def test_redeploy_keeps_each_trigger_once(deployed, deploy_env, client):
+    # `prefect deploy` replaces the deployment's automations instead of adding more.
     prefect(["--no-prompt", "deploy", "--name", "retrain"], deploy_env, ROOT)
     retrain = read(client, "retrain", "retrain")
     owned = client.read_resource_related_automations(f"prefect.deployment.{retrain.id}")
-    assert [a.name for a in owned] == ["retrain-on-drift"]
+    assert sorted(a.name for a in owned) == [
+        "retrain-after-etl",
+        "retrain-on-drift",
+        "retrain-on-performance",
+    ]
 
 
 def run_on_a_worker(

@@ -6,7 +6,9 @@ before last month (at the newest month with mature labels, as a lagging source),
 under uvicorn. The test trains the first champion, sends drifted traffic through HTTP and runs
 the drift monitor; from then on it only watches: the trigger must create the retrain run, the
 gate must pass, the champion alias must move and the API must serve the new version. Then a
-candidate trained on shuffled labels must be rejected, with the champion left where it was.
+candidate trained on shuffled labels must be rejected, with the champion left where it was. Last,
+a run of the monthly-etl deployment must start exactly one retrain (reason `schedule`, `until` the
+ETL's month) that goes through the gate.
 Assertions read Prefect's API (flow runs, events) and the registry, never log text.
 """
 
@@ -273,3 +275,49 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected(loop: Loop) -> None:
     )
     assert tags["gate"] == "failed"
     print(json.dumps(payload, indent=2))
+
+
+def test_a_completed_monthly_etl_starts_one_scheduled_retrain_through_the_gate(loop: Loop) -> None:
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    month = loop.months[-1]
+    began = datetime.now(UTC) - timedelta(seconds=1)
+    with temporary_settings(updates={PREFECT_API_URL: loop.prefect_api}):
+        # The ETL as its schedule runs it: a run of the monthly-etl deployment, here for one
+        # month. Nothing else is sent: its Completed state must start the retrain.
+        etl = run_deployment(
+            "monthly-etl/monthly-etl", parameters={"month": month}, timeout=LOOP_TIMEOUT_S
+        )
+        assert etl.state.name == "Completed", etl.state
+
+        def finished_runs() -> list:
+            runs = flow_runs("retrain", began)
+            return runs if runs and all(r.state and r.state.is_final() for r in runs) else []
+
+        began_waiting = time.monotonic()
+        runs = wait_for("the retrain after the ETL", finished_runs, LOOP_TIMEOUT_S)
+        print(f"retrain after the ETL: {time.monotonic() - began_waiting:.1f} s")
+        time.sleep(3)  # a second trigger firing (e.g. from an ETL subflow) would show by now
+        runs = flow_runs("retrain", began)
+        decided = wait_for(
+            "the gate's event",
+            lambda: read_events(MODEL_PROMOTED, began) + read_events(MODEL_REJECTED, began),
+            30,
+        )
+    assert len(runs) == 1, [(r.name, r.parameters) for r in runs]
+    (run,) = runs
+    assert run.state.name == "Completed", run.state
+    assert run.parameters["reason"] == "schedule"
+    assert run.parameters["until"] == month  # the ETL run's month, templated by the trigger
+    # The candidate went through the gate, which recorded why it ran.
+    assert decided[0].payload["reason"] == "schedule"
+    version = decided[0].payload["version"]
+    tags = (
+        MlflowClient(loop.settings.mlflow.tracking_uri)
+        .get_model_version(loop.settings.model_name, version)
+        .tags
+    )
+    assert tags["gate.trigger"] == "schedule"
+    assert tags["gate"] in ("passed", "failed")
+    assert tags["training_months"].endswith(month)

@@ -132,3 +132,26 @@ def test_a_drift_burst_retrains_once_and_rollback_restores(champion, configure):
     # The gate's tags link back to the drift report and the retrain's Prefect run.
     assert tags["gate.report_url"] == "https://crimeflow.example.org/reports/r1"
     assert tags["gate.flow_run_url"].startswith("https://prefect.example.org/runs/flow-run/")
+
+
+def test_a_scheduled_retrain_learns_the_new_month_and_rejects_a_candidate_no_better(champion):
+    # The gate made strict: no candidate beats the champion by half a PR-AUC point, so the
+    # candidate is "no better" and only the comparison with the champion may fail it.
+    settings = champion(gate_min_improvement=0.5)
+    # What the retrain-after-etl trigger runs once the ETL has written 2024-05 (the months are
+    # in the lake already, written as the ETL leaves them: nothing to refresh).
+    result = retrain(reason="schedule", refresh=False, until="2024-05")
+    assert result["reason"] == "schedule"
+    assert not result["promoted"]
+    reasons = result["gate"]["reasons"]
+    assert reasons and all(r.startswith("improvement.pr_auc") for r in reasons), reasons
+    assert aliases(settings)[CHAMPION] == "1"
+    version = result["trained_version"]
+    tags = (
+        MlflowClient(settings.mlflow.tracking_uri).get_model_version(settings.model_name, version)
+    ).tags
+    assert tags["gate"] == "failed" and tags["gate.trigger"] == "schedule"
+    # The new month was not ignored: the candidate's window ends with it (its holdout).
+    assert tags["training_months"] == "2024-01..2024-05"
+    assert tags["holdout_months"] == "2024-05"
+    assert "2024-05" in tags["gate.staging"]

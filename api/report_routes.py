@@ -25,13 +25,18 @@ def provide_report_store(state: State) -> ReportStore:
     return ReportStore(Lake.from_settings(settings), settings.evidently.workspace)
 
 
-class ReportsController(Controller):
-    """Drift reports written by the drift monitor."""
+class ReportsScope(Controller):
+    """What every report route shares: the OpenAPI tag and the `reports` scope."""
 
-    path = "/reports"
     tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
     opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
     security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
+
+
+class ReportsController(ReportsScope):
+    """Drift reports written by the drift monitor."""
+
+    path = "/reports"
     dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
         "store": Provide(provide_report_store, sync_to_thread=True)
     }
@@ -74,13 +79,10 @@ def provide_analysis_reports(state: State) -> AnalysisReports:
 NO_ANALYSIS = "no analyst report yet: run `crimeflow analysis` (or the monthly-analysis flow)"
 
 
-class AnalysisController(Controller):
+class AnalysisController(ReportsScope):
     """The analyst's monthly reports written by the monthly-analysis flow."""
 
     path = "/analysis"
-    tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
-    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
-    security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
     dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
         "reports": Provide(provide_analysis_reports, sync_to_thread=True)
     }
@@ -139,13 +141,10 @@ def latest_performance(store: ReportStore) -> tuple[dict[str, Any], dict[str, An
     return None
 
 
-class PerformanceController(Controller):
+class PerformanceController(ReportsScope):
     """Realized and estimated performance per window, from the newest monitor check."""
 
     path = "/performance"
-    tags: ClassVar[list[str]] = ["reports"]  # type: ignore[misc]
-    opt: ClassVar[dict[str, Any]] = {SCOPE_OPT: "reports"}  # type: ignore[misc]
-    security: ClassVar[list[Any]] = bearer("reports")  # type: ignore[misc]
     dependencies: ClassVar[dict[str, Provide]] = {  # type: ignore[misc]
         "store": Provide(provide_report_store, sync_to_thread=True)
     }

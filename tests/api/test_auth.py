@@ -61,6 +61,7 @@ PROTECTED: list[tuple[str, str, str, Any, int]] = [
     ("GET", "/analysis/latest", "reports", None, 404),
     ("GET", "/analysis/latest.json", "reports", None, 404),
     ("GET", "/analysis/2099-01", "reports", None, 404),
+    ("GET", "/performance", "reports", None, 404),
     ("POST", "/admin/reload", "admin", None, 200),
 ]
 OPEN = ["/health", "/ready", "/metrics", "/schema", "/schema/openapi.json"]

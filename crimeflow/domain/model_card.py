@@ -70,7 +70,7 @@ LIMITATIONS = """\
   involved and must not be extended to do so."""
 
 
-def _number(value: Any) -> str:
+def metric_cell(value: Any) -> str:
     """A metric cell: counts with separators, rates with 4 decimals, undefined as a dash."""
     if value is None:
         return "–"
@@ -98,7 +98,7 @@ def frame_table(frame: pd.DataFrame, max_rows: int = AUDIT_ROWS_SHOWN) -> list[s
     shown = frame.head(max_rows)
     header = [str(c) for c in shown.columns]
     rows = [
-        [_number(_plain(v)) if isinstance(v, Number) else str(v) for v in record]
+        [metric_cell(_plain(v)) if isinstance(v, Number) else str(v) for v in record]
         for record in shown.itertuples(index=False)
     ]
     lines = _table(header, rows)
@@ -118,7 +118,7 @@ def metrics_section(report: dict[str, Any]) -> list[str]:
     ]
     header = ["metric", "overall", "excluding arrest-defined", "baseline overall"]
     header += ["baseline excluding"]
-    rows = [[name] + [_number(c.get(name)) for c in columns] for name in CARD_METRICS]
+    rows = [[name] + [metric_cell(c.get(name)) for c in columns] for name in CARD_METRICS]
     types = ", ".join(excluding.get("types") or ARREST_DEFINED_TYPES)
     return [
         "## Metrics (holdout)",
@@ -138,7 +138,7 @@ def report_section(report: dict[str, Any]) -> list[str]:
     table = report.get("classification_report") or {}
     rows = [
         [label]
-        + [_number(scores.get(k)) for k in ("precision", "recall", "f1-score")]
+        + [metric_cell(scores.get(k)) for k in ("precision", "recall", "f1-score")]
         + [f"{int(scores.get('support', 0)):,}"]
         for label, scores in table.items()
         if isinstance(scores, dict)
@@ -149,8 +149,8 @@ def report_section(report: dict[str, Any]) -> list[str]:
         "",
         *_table(["class", "precision", "recall", "f1", "support"], rows),
         "",
-        f"Accuracy {_number(accuracy)} (a model saying 'no arrest' every time scores "
-        f"{_number(1 - report['model']['positive_rate'])}).",
+        f"Accuracy {metric_cell(accuracy)} (a model saying 'no arrest' every time scores "
+        f"{metric_cell(1 - report['model']['positive_rate'])}).",
     ]
 
 
@@ -161,8 +161,8 @@ def calibration_section(report: dict[str, Any]) -> list[str]:
             str(row["decile"]),
             f"{row['n']:,}",
             f"{row['min_predicted']:.3f}–{row['max_predicted']:.3f}",
-            _number(row["mean_predicted"]),
-            _number(row["observed_rate"]),
+            metric_cell(row["mean_predicted"]),
+            metric_cell(row["observed_rate"]),
         ]
         for row in report.get("calibration_deciles") or []
     ]
@@ -171,9 +171,10 @@ def calibration_section(report: dict[str, Any]) -> list[str]:
     return [
         "## Calibration",
         "",
-        f"Mean predicted {_number(model['mean_predicted'])} vs observed arrest rate "
-        f"{_number(model['positive_rate'])} (gap {_number(model['calibration_gap'])}); Brier "
-        f"{_number(model['brier'])}. Holdout rows by predicted probability, ten equal groups:",
+        f"Mean predicted {metric_cell(model['mean_predicted'])} vs observed arrest rate "
+        f"{metric_cell(model['positive_rate'])} (gap {metric_cell(model['calibration_gap'])}); "
+        f"Brier {metric_cell(model['brier'])}. Holdout rows by predicted probability, ten equal "
+        "groups:",
         "",
         *(_table(header, rows) if rows else ["(no calibration table in this report)"]),
     ]
@@ -202,9 +203,9 @@ def type_section(report: dict[str, Any]) -> list[str]:
             [
                 f"{name}{flag}",
                 f"{model['n']:,}",
-                _number(model["positive_rate"]),
-                _number(model["roc_auc"]),
-                _number(model["pr_auc"]),
+                metric_cell(model["positive_rate"]),
+                metric_cell(model["roc_auc"]),
+                metric_cell(model["pr_auc"]),
             ]
         )
     header = ["crime type", "incidents", "arrest rate", "ROC-AUC", "PR-AUC"]
@@ -217,7 +218,7 @@ def data_section(splits: Mapping[str, pd.DataFrame], lineage: Mapping[str, Any] 
     for name, frame in splits.items():
         months = frame["date"].dt.strftime("%Y-%m") if len(frame) else pd.Series([], dtype=str)
         window = f"{months.min()}..{months.max()}" if len(frame) else "–"
-        rate = _number(float(frame[LABEL].astype(float).mean())) if len(frame) else "–"
+        rate = metric_cell(float(frame[LABEL].astype(float).mean())) if len(frame) else "–"
         rows.append([name, window, f"{len(frame):,}", rate])
     lines = [
         "## Training window and data sources",

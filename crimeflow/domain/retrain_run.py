@@ -26,6 +26,7 @@ from crimeflow.domain.behaviour import behavioural_failures
 from crimeflow.domain.evaluate import evaluate
 from crimeflow.domain.features import MODEL_INPUT_COLUMNS
 from crimeflow.domain.gate import AreaMetrics, GateDecision, decide
+from crimeflow.domain.model_card import metric_cell
 from crimeflow.domain.training_run import FIT_MONTHS_TAG, HOLDOUT_MONTHS_TAG
 
 SKIPPED = "Skipped"
@@ -364,15 +365,6 @@ def decision_tags(outcome: GateOutcome, reason: str, urls: Urls | None = None) -
     return {k: v[:5000] for k, v in tags.items()}
 
 
-def _cell(value: Any) -> str:
-    """A metric in the side-by-side table."""
-    if value is None:
-        return "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4f}"
-
-
 def _link_line(outcome: GateOutcome, urls: Urls) -> str:
     """'[candidate v2 in MLflow](...) · [its run](...) · ...' for the links that exist."""
     labels = {
@@ -394,8 +386,9 @@ def _side_by_side(
         f"| champion v{outcome.champion_version or '–'} |",
         "|---|---:|---:|",
     ]
+    other = champion or {}
     return lines + [
-        f"| {name} | {_cell(candidate.get(name))} | {_cell((champion or {}).get(name))} |"
+        f"| {name} | {metric_cell(candidate.get(name))} | {metric_cell(other.get(name))} |"
         for name in METRICS_SHOWN
     ]
 

@@ -13,7 +13,9 @@ data has a result and a short HTML page, but no snapshot.
 
 Each snapshot is also added to a local Evidently workspace (default `<CRIMEFLOW_HOME>/evidently`),
 in one project, "crimeflow drift", whose dashboard plots the share and number of drifted columns,
-the prediction drift score and the classification quality over the runs. Open it with:
+the prediction drift score and the classification quality over the runs. A second project,
+"crimeflow performance", plots each check's realized and estimated (CBPE) PR-AUC and ROC-AUC
+against the champion's holdout figures (`monitoring/performance_dashboard.py`). Open them with:
 
     evidently ui --workspace <CRIMEFLOW_HOME>/evidently --port 8001
 
@@ -32,6 +34,7 @@ import html as html_text
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +42,12 @@ from typing import TYPE_CHECKING
 
 from monitoring.drift import DriftResult
 from monitoring.outcomes import PerformanceCheck, performance_html, with_section
+from monitoring.performance_dashboard import (
+    PERFORMANCE_PROJECT_DESCRIPTION,
+    PERFORMANCE_PROJECT_NAME,
+    add_performance_panels,
+    performance_snapshot,
+)
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -217,23 +226,38 @@ class ReportStore:
 
     def project(self) -> Project:
         """The drift project, created with its dashboard the first time and reused after."""
+        return self._project(self.project_name, PROJECT_DESCRIPTION, add_dashboard_panels)
+
+    def performance_project(self) -> Project:
+        """The performance project (realized vs estimated series), created on first use."""
+        return self._project(
+            PERFORMANCE_PROJECT_NAME, PERFORMANCE_PROJECT_DESCRIPTION, add_performance_panels
+        )
+
+    def _project(
+        self, name: str, description: str, add_panels: Callable[[Project], None]
+    ) -> Project:
+        """The workspace's project `name`, created with its dashboard the first time."""
         workspace = self.workspace()
-        found = workspace.search_project(self.project_name)
+        found = workspace.search_project(name)
         if found:
             # Oldest first by id (uuid7 sorts by creation), so a duplicate never wins.
             return min(found, key=lambda p: str(p.id))
-        project = workspace.create_project(self.project_name, description=PROJECT_DESCRIPTION)
-        add_dashboard_panels(project)
+        project = workspace.create_project(name, description=description)
+        add_panels(project)
         return project
 
-    def _add_to_workspace(self, snapshot: Snapshot, report_id: str) -> str | None:
+    def _add_to_workspace(
+        self, snapshot: Snapshot, report_id: str, project: Callable[[], Project]
+    ) -> str | None:
         """Add the run to the workspace; None (logged) if the workspace cannot take it."""
         try:
-            project = self.project()
-            ref = self.workspace().add_run(project.id, snapshot, include_data=False, name=report_id)
+            ref = self.workspace().add_run(
+                project().id, snapshot, include_data=False, name=report_id
+            )
         except Exception:
             # The lake is the record the API serves; a broken UI workspace must not lose it.
-            logger.exception("could not add drift report %s to %s", report_id, self.workspace_path)
+            logger.exception("could not add report %s to %s", report_id, self.workspace_path)
             return None
         return str(ref.id)
 
@@ -252,10 +276,14 @@ class ReportStore:
         else:
             page = snapshot.get_html_str(as_iframe=False)
             self.lake.write_bytes(f"{folder}/{SNAPSHOT_FILE}", snapshot.dumps().encode("utf-8"))
-            workspace_run_id = self._add_to_workspace(snapshot, report_id)
+            workspace_run_id = self._add_to_workspace(snapshot, report_id, self.project)
         if result.outcome_performance is not None:
             check = PerformanceCheck.from_dict(result.outcome_performance)
             page = with_section(page, performance_html(check))
+            timestamp = result.checked_at.astimezone(UTC).replace(tzinfo=None)
+            series = performance_snapshot(check, timestamp)
+            if series is not None:
+                self._add_to_workspace(series, report_id, self.performance_project)
         self.lake.write_bytes(f"{folder}/{HTML_FILE}", page.encode("utf-8"))
         self.lake.write_bytes(f"{folder}/{RESULT_FILE}", result.to_json())
         # Last: the index only ever lists reports whose files are all in place.

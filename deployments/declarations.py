@@ -343,10 +343,13 @@ def performance_trigger(model_name: str) -> EventTrigger:
 # `prefect.flow-run.<id>`, related resources the flow, deployment, work queue/pool, tags).
 FLOW_RUN_COMPLETED = "prefect.flow-run.Completed"
 ETL_NAME = "monthly-etl"  # the ETL's flow name and its deployment's name
+# Prefect's scheduler tags every run it creates from a schedule with this tag.
+AUTO_SCHEDULED_TAG = "prefect.tag.auto-scheduled"
 
 
 def etl_completed_trigger() -> EventTrigger:
-    """Run `retrain` (reason `schedule`) when a run of the monthly-etl deployment completes."""
+    """Run `retrain` (reason `schedule`) when a scheduled run of the monthly-etl deployment
+    completes."""
     return EventTrigger(
         name="retrain-after-etl",
         description=(
@@ -359,11 +362,13 @@ def etl_completed_trigger() -> EventTrigger:
         match_related=(
             {"prefect.resource.role": "flow", "prefect.resource.name": ETL_NAME},
             {"prefect.resource.role": "deployment", "prefect.resource.name": ETL_NAME},
+            {"prefect.resource.role": "tag", "prefect.resource.id": AUTO_SCHEDULED_TAG},
         ),
         related_note=(
-            "Runs of the monthly-etl deployment only (its schedule, or a run started from the "
-            "deployment). The ETL subflows a retrain runs to refresh the lake have no deployment, "
-            "so a retrain never triggers another; neither does `crimeflow etl` in-process."
+            "Runs of the monthly-etl deployment that its schedule created (Prefect's scheduler "
+            "tags them auto-scheduled). A backfill started by hand month by month does not start "
+            "a retrain per month (run `retrain` once after it); the ETL subflows a retrain runs "
+            "have no deployment, so a retrain never triggers another; nor does `crimeflow etl`."
         ),
         parameters=(
             Parameter("reason", "schedule"),

@@ -115,12 +115,11 @@ def test_retrain_follows_a_completed_monthly_etl_with_reason_schedule(declared):
     # The related resources name the ETL's flow and deployment, as declared.
     etl = declared["monthly-etl"]
     assert load_flow(etl.entrypoint).name == etl.name == "monthly-etl"
-    assert {
-        (r["prefect.resource.role"], r["prefect.resource.name"]) for r in trigger.match_related
-    } == {
-        ("flow", "monthly-etl"),
-        ("deployment", "monthly-etl"),
-    }
+    assert [dict(r) for r in trigger.match_related] == [
+        {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.auto-scheduled"},
+    ]
 
 
 def test_settings_reach_the_trigger_and_the_drift_window():
@@ -187,8 +186,11 @@ def test_prefectignore_keeps_state_secrets_and_the_environment_out_of_s3(tmp_pat
     assert included == {"flows/etl.py", "tasks/etl_steps.py", "pyproject.toml"}
 
 
-def flow_run_completed(flow: str, deployment: str | None, parent_task_run: bool) -> Any:
-    """A `prefect.flow-run.Completed` event as Prefect's server builds it for such a run."""
+def flow_run_completed(
+    flow: str, deployment: str | None, parent_task_run: bool, scheduled: bool = True
+) -> Any:
+    """A `prefect.flow-run.Completed` event as Prefect's server builds it for such a run
+    (`scheduled`: created by the scheduler, which tags the run auto-scheduled)."""
     from prefect.server.events.schemas.events import ReceivedEvent
     from prefect.server.models.events import _as_resource_data, _resource_data_as_related_resources
 
@@ -196,6 +198,8 @@ def flow_run_completed(flow: str, deployment: str | None, parent_task_run: bool)
         return SimpleNamespace(id=uuid4(), name=name, tags=["crimeflow"])
 
     run = thing("proud-fox")
+    if scheduled:
+        run.tags = ["auto-scheduled", *run.tags]
     data = _as_resource_data(
         run,
         thing(flow),
@@ -222,9 +226,11 @@ def test_only_runs_of_the_etl_deployment_start_a_retrain():
     served = trigger_of(etl_completed_trigger())
     fields = ("expect", "match", "match_related", "posture", "threshold", "within")
     trigger = ServerTrigger.model_validate(served.model_dump(include=set(fields)))
-    # The scheduled ETL (a run of its deployment) starts a retrain ...
+    # The scheduled ETL (a run of its deployment the scheduler created) starts a retrain ...
     assert trigger.covers(flow_run_completed("monthly-etl", "monthly-etl", False))
-    # ... but not the ETL subflows a retrain runs to refresh the lake (no deployment; a parent
+    # ... a run of the deployment started by hand (a month-by-month backfill) does not ...
+    assert not trigger.covers(flow_run_completed("monthly-etl", "monthly-etl", False, False))
+    # ... nor the ETL subflows a retrain runs to refresh the lake (no deployment; a parent
     # task run), the ETL run in-process by `crimeflow etl`, nor a completed retrain itself.
     assert not trigger.covers(flow_run_completed("monthly-etl", None, True))
     assert not trigger.covers(flow_run_completed("monthly-etl", None, False))

@@ -176,6 +176,7 @@ def test_retrain_trigger_and_concurrency(deployments):
     assert etl["match_related"] == [
         {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
         {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.auto-scheduled"},
     ]
     assert etl["parameters"] == {"reason": "schedule", "until": "{{ flow_run.parameters.month }}"}
     for event, reason in (

@@ -147,6 +147,7 @@ def test_drift_trigger_is_an_automation_of_the_retrain_deployment(deployed, clie
     assert [r.model_dump() for r in after_etl.trigger.match_related] == [
         {"prefect.resource.role": "flow", "prefect.resource.name": "monthly-etl"},
         {"prefect.resource.role": "deployment", "prefect.resource.name": "monthly-etl"},
+        {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.auto-scheduled"},
     ]
     assert after_etl.actions[0].deployment_id == retrain.id
     assert after_etl.actions[0].parameters["reason"] == "schedule"

@@ -284,10 +284,14 @@ def test_a_completed_monthly_etl_starts_one_scheduled_retrain_through_the_gate(l
     month = loop.months[-1]
     began = datetime.now(UTC) - timedelta(seconds=1)
     with temporary_settings(updates={PREFECT_API_URL: loop.prefect_api}):
-        # The ETL as its schedule runs it: a run of the monthly-etl deployment, here for one
-        # month. Nothing else is sent: its Completed state must start the retrain.
+        # The ETL as its schedule runs it: a run of the monthly-etl deployment, tagged
+        # auto-scheduled as Prefect's scheduler tags the runs it creates, here for one month.
+        # Nothing else is sent: its Completed state must start the retrain.
         etl = run_deployment(
-            "monthly-etl/monthly-etl", parameters={"month": month}, timeout=LOOP_TIMEOUT_S
+            "monthly-etl/monthly-etl",
+            parameters={"month": month},
+            tags=["auto-scheduled"],
+            timeout=LOOP_TIMEOUT_S,
         )
         assert etl.state.name == "Completed", etl.state
 

@@ -462,7 +462,13 @@ def _follow_retrain(
     with phase(summary, "drift event → retrain run started", echo):
         retrain = wait_for(
             "the triggered retrain run",
-            lambda: [r for r in flow_runs("retrain", since) if r.start_time],
+            # A second event (performance) may start a retrain that the concurrency limit
+            # cancels: follow the one that runs.
+            lambda: [
+                r
+                for r in flow_runs("retrain", since)
+                if r.start_time and not (r.state and r.state.is_cancelled())
+            ],
             LOOP_TIMEOUT_S,
         )[0]
         echo(f"   retrain run {retrain.name} started by the trigger")

@@ -165,3 +165,18 @@ def _assess(joined: pd.DataFrame, baseline_pr_auc: float | None) -> PerformanceC
         maturity_days=60,
         as_of=datetime(2024, 9, 1, tzinfo=UTC),
     )
+
+
+def test_an_estimate_marks_a_window_only_when_its_whole_interval_is_below_the_line():
+    young, _ = logged(400, "2024-08", seed=4, first_id=10_000)
+    joined = join_outcomes(young, latest_flags(lake_of(young.head(0), np.array([]))), AS_OF, 60)
+    (estimated,) = _assess(joined, None).windows
+    figure = estimated.estimated["pr_auc"]
+    assert figure["low"] < figure["value"] < figure["high"]
+    # Just past the drop limit, but inside the estimate's own error: not degraded.
+    inside = figure["value"] + 0.05 + (figure["high"] - figure["value"]) / 2
+    (window,) = _assess(joined, inside).windows
+    assert window.basis == ESTIMATED and window.drop > 0.05 and not window.degraded
+    # The whole interval below the line: degraded.
+    (window,) = _assess(joined, figure["high"] + 0.051).windows
+    assert window.degraded

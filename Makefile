@@ -21,11 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/crimeflow demo
 
-# Unit and component tests on two processes (pytest-xdist), then the end-to-end tests one at a
-# time: they start servers and time the loop, so they get the machine to themselves. Both halves
-# always run; the target fails if either did.
+# Unit and component tests on two processes (pytest-xdist; `worksteal` lets an idle process take
+# queued tests from the busy one, so a few long real-data tests do not leave a long tail), then
+# the end-to-end tests one at a time: they start servers and time the loop, so they get the
+# machine to themselves. Both halves always run; the target fails if either did.
 test: install
-	$(BIN)/python -m pytest -q -m "not e2e" -n 2; unit=$$?; \
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist worksteal; unit=$$?; \
 	$(BIN)/python -m pytest -q -m e2e; e2e=$$?; \
 	exit $$((unit | e2e))
 

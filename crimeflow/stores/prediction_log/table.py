@@ -13,12 +13,14 @@ it replaced, the request id), so an overwrite is never silent. Schema changes ar
 
 from __future__ import annotations
 
+import functools
 import math
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import msgspec
@@ -404,7 +406,7 @@ def copy_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
 
 
 def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """INSERT rows of `INSERT_COLUMNS` values: a COPY on psycopg, else one executemany.
+    """INSERT rows of `INSERT_COLUMNS` values: a COPY on psycopg, multi-row VALUES on SQLite.
 
     The values are pre-bound: SQLAlchemy's own executemany builds and processes a dict per
     row, which cost more than the database's work; here each column's values are converted
@@ -414,6 +416,9 @@ def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> N
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         copy_rows(connection, _bound(rows, dialect))
         return
+    if dialect.name == "sqlite":
+        _insert_sqlite(connection, _bound(rows, dialect))
+        return
     placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
     if placeholder is None:  # a driver with named parameters: SQLAlchemy's own path
         connection.execute(
@@ -421,8 +426,38 @@ def insert_rows(connection: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> N
         )
         return
     quote = dialect.identifier_preparer.quote
-    statement = (
+    connection.exec_driver_sql(_values_statement(1, placeholder, quote), _bound(rows, dialect))
+
+
+@functools.lru_cache(maxsize=32)
+def _values_statement(rows: int, placeholder: str, quote: Callable[[str], str]) -> str:
+    """INSERT INTO predictions (INSERT_COLUMNS) VALUES with `rows` rows of placeholders."""
+    row = f"({', '.join([placeholder] * len(INSERT_COLUMNS))})"
+    return (
         f"INSERT INTO {quote(TABLE_NAME)} ({', '.join(quote(c) for c in INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join([placeholder] * len(INSERT_COLUMNS))})"
+        f"VALUES {', '.join([row] * rows)}"
     )
-    connection.exec_driver_sql(statement, _bound(rows, dialect))
+
+
+def _insert_sqlite(connection: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Rows into SQLite with a few multi-row INSERTs instead of one executemany.
+
+    executemany steps the statement once per row, and each step releases and retakes the GIL:
+    under load the writer then queues for the GIL a thousand times per batch. One statement of
+    up to ~1,000 rows binds them all and does the B-tree work in a single step without it.
+    Statement sizes are powers of two, so a handful of texts cover every batch and stay in the
+    driver's prepared-statement cache.
+    """
+    driver = connection.connection.driver_connection
+    quote = connection.dialect.identifier_preparer.quote
+    width = len(INSERT_COLUMNS)
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+    largest = 1 << ((limit // width).bit_length() - 1)
+    start = 0
+    while start < len(rows):
+        size = min(largest, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        connection.exec_driver_sql(
+            _values_statement(size, "?", quote), tuple(chain.from_iterable(chunk))
+        )
+        start += size

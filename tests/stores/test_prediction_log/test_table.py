@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from crimeflow.contract.incident import incidents_from_frame
 from crimeflow.contract.schema import LABEL
@@ -104,7 +107,6 @@ def test_rows_hold_the_typed_values_and_refuse_the_wrong_types() -> None:
 
 
 def test_sqlite_datetimes_bind_as_sqlalchemy_formats_them() -> None:
-    import sqlalchemy as sa
     from sqlalchemy.dialects import sqlite
 
     from crimeflow.stores.prediction_log.table import _sqlite_datetime
@@ -122,3 +124,78 @@ def test_sqlite_datetimes_bind_as_sqlalchemy_formats_them() -> None:
         None,
     ]
     assert [fast(v) for v in values] == [original(v) for v in values]
+
+
+def _generated_rows(count: int) -> list[tuple[object, ...]]:
+    """`batch_values` of `count` generated incidents, as the API's batch path logs them."""
+    from crimeflow.contract.incident import columns_of
+    from crimeflow.standins.generate import generate_incidents
+    from crimeflow.stores.prediction_log.ids import PredictionIds
+    from crimeflow.stores.prediction_log.table import PredictionBatch, batch_values
+
+    frame = generate_incidents("2024-04", "2024-04", rows_per_month=count, seed=3)
+    incidents = incidents_from_frame(frame.drop(columns=[LABEL]).head(count))
+    return batch_values(
+        PredictionBatch(
+            incidents=columns_of(incidents),
+            prediction_ids=PredictionIds().many(len(incidents)),
+            served_at=datetime(2026, 12, 3, 12, 0, 0, 123_456, tzinfo=UTC),
+            model_name="chicago-arrest",
+            model_version="7",
+            request_id="r-1",
+            probabilities=[i / len(incidents) for i in range(len(incidents))],
+            labels=[i % 2 == 0 for i in range(len(incidents))],
+        )
+    )
+
+
+def _stored(engine: object) -> list[tuple[object, ...]]:
+    """Every stored row with the SQLite storage class of each value."""
+
+    from crimeflow.stores.prediction_log.table import INSERT_COLUMNS
+
+    typed = ", ".join(f"{c}, typeof({c})" for c in INSERT_COLUMNS)
+    with engine.connect() as connection:
+        query = f"SELECT {typed} FROM predictions ORDER BY prediction_id"
+        return [tuple(r) for r in connection.exec_driver_sql(query)]
+
+
+def test_sqlite_multirow_inserts_store_what_executemany_stores(tmp_path: Path) -> None:
+    from crimeflow.stores.prediction_log.table import (
+        INSERT_COLUMNS,
+        METADATA,
+        _bound,
+        insert_rows,
+    )
+
+    rows = _generated_rows(300)
+    assert len(rows) == 300
+    engines = {name: sa.create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("a", "b")}
+    for engine in engines.values():
+        METADATA.create_all(engine)
+    with engines["a"].begin() as connection:
+        # A low variable limit makes 300 rows take many statements (largest: 16 rows).
+        connection.connection.driver_connection.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 17 * len(INSERT_COLUMNS)
+        )
+        insert_rows(connection, rows)
+    with engines["b"].begin() as connection:
+        marks = ", ".join("?" * len(INSERT_COLUMNS))
+        statement = f"INSERT INTO predictions ({', '.join(INSERT_COLUMNS)}) VALUES ({marks})"
+        connection.connection.driver_connection.executemany(
+            statement, _bound(rows, connection.dialect)
+        )
+    stored = _stored(engines["a"])
+    assert len(stored) == 300
+    assert stored == _stored(engines["b"])
+
+
+def test_a_duplicate_id_fails_the_whole_sqlite_insert(tmp_path: Path) -> None:
+    from crimeflow.stores.prediction_log.table import METADATA, insert_rows
+
+    rows = _generated_rows(40)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    METADATA.create_all(engine)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        insert_rows(connection, [*rows, rows[3]])  # the 41st row repeats the 4th one's id
+    assert _stored(engine) == []

@@ -332,3 +332,32 @@ def test_the_fast_batch_decoder_leaves_every_bad_body_to_the_strict_one() -> Non
     assert decode_batch_fast(b'[{"date": "2024-05-01T14:30:00", "iucr": "\xff"}]') is None
     assert decode_batch_fast(b"[]") is None
     assert decode_batch_fast(msgspec.json.encode([good])) is not None
+
+
+def _wire_patterns() -> set[str]:
+    """Every `pattern` constraint of the Incident wire schema."""
+    import typing
+
+    from api.schemas import _without_patterns
+
+    found: list[str] = []
+    for hint in typing.get_type_hints(Incident, include_extras=True).values():
+        _without_patterns(hint, found)
+    return set(found)
+
+
+TEXT_PARTS = st.sampled_from(["0", "12", "614", "08B", "A", "x y", "", "\n", "\t", "\x7f", "é"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(TEXT_PARTS, max_size=4).map("".join), min_size=1, max_size=5))
+def test_one_joined_regex_pass_accepts_what_checking_each_text_accepts(texts: list[str]) -> None:
+    import re
+
+    from api.schemas import all_match, joined_pattern
+
+    patterns = _wire_patterns()
+    assert len(patterns) == 7  # the six code shapes and printable text
+    for pattern in patterns:
+        each = all(re.search(pattern, text) for text in texts)  # what msgspec does
+        assert all_match([joined_pattern(pattern)], texts) == each, (pattern, texts)

@@ -15,7 +15,7 @@ from crimeflow.stores.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from flows.retrain import retrain, rollback
 from flows.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.minutes]
 
 PUBLIC = {
     "api_public_url": "https://crimeflow.example.org",

@@ -17,7 +17,7 @@ from flows.etl import monthly_etl
 from flows.train import train
 from tests.conftest import FILE_2018
 
-pytestmark = [pytest.mark.real_data, pytest.mark.slow]
+pytestmark = [pytest.mark.real_data, pytest.mark.slow, pytest.mark.minutes]
 
 
 def test_2018_challenger_beats_the_targets_on_the_sep_oct_holdout(real_data_dir, configure):

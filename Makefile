@@ -26,8 +26,8 @@ demo: install
 # the end-to-end tests one at a time: they start servers and time the loop, so they get the
 # machine to themselves. Both halves always run; the target fails if either did.
 test: install
-	$(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist worksteal; unit=$$?; \
-	$(BIN)/python -m pytest -q -m e2e; e2e=$$?; \
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist worksteal --durations=15; unit=$$?; \
+	$(BIN)/python -m pytest -q -m e2e --durations=15; e2e=$$?; \
 	exit $$((unit | e2e))
 
 test-fast: install

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+import flows.train
 from crimeflow.contract.settings import Settings, get_settings
+from crimeflow.domain.model import ModelConfig
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,3 +38,20 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
 
     yield apply
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def hgb_candidate_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainings that search candidates try HGB only, the classifier the search picks.
+
+    For tests of what happens around a training (the gate, aliases, the loop): four candidates
+    roughly tripled their time, and the search itself is tested in tests/domain/test_model.py
+    and on real data in test_train_real.py.
+    """
+    monkeypatch.setattr(
+        flows.train,
+        "ModelConfig",
+        functools.partial(
+            ModelConfig, candidates=("hist_gradient_boosting",), balanced_variants=()
+        ),
+    )

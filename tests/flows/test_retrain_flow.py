@@ -15,7 +15,11 @@ from crimeflow.stores.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from flows.retrain import retrain, rollback
 from flows.train import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.minutes]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.minutes,
+    pytest.mark.usefixtures("hgb_candidate_only"),
+]
 
 PUBLIC = {
     "api_public_url": "https://crimeflow.example.org",

@@ -7,13 +7,9 @@ the gate scores both models on September, which neither learnt from.
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
-import flows.train
 from crimeflow.contract.months import months_between
-from crimeflow.domain.model import ModelConfig
 from crimeflow.standins.soda import StandinServer
 from crimeflow.stores.registry import CHAMPION, mlflow_client, version_by_alias
 from flows.etl import monthly_etl
@@ -24,16 +20,7 @@ from tests.conftest import FILE_2018
 pytestmark = [pytest.mark.real_data, pytest.mark.slow, pytest.mark.minutes]
 
 
-def test_2018_loop_stages_the_challenger_on_september(real_data_dir, configure, monkeypatch):
-    # The loop on real data, not the candidate search (test_train_real runs that on this file):
-    # only the classifier the search picks on 2018, which cuts both trainings to about a third.
-    monkeypatch.setattr(
-        flows.train,
-        "ModelConfig",
-        functools.partial(
-            ModelConfig, candidates=("hist_gradient_boosting",), balanced_variants=()
-        ),
-    )
+def test_2018_loop_stages_the_challenger_on_september(real_data_dir, configure, hgb_candidate_only):
     with StandinServer(real_data_dir / FILE_2018) as server:
         settings = configure(socrata_url=server.url)
         for month in months_between("2018-01", "2018-06"):

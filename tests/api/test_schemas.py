@@ -5,6 +5,8 @@ The codec itself (padding, time zones, the model frame): tests/contract/test_inc
 
 from __future__ import annotations
 
+import re
+import typing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +22,14 @@ from api.schemas import (
     MAX_REPORTED_ERRORS,
     Incident,
     InvalidInputError,
+    _without_patterns,
+    all_match,
     canonical_batch,
     canonicalize_many,
     canonicalize_one,
     decode_batch_fast,
     decode_error,
+    joined_pattern,
 )
 from crimeflow.contract.incident import (
     CanonicalIncident,
@@ -336,10 +341,6 @@ def test_the_fast_batch_decoder_leaves_every_bad_body_to_the_strict_one() -> Non
 
 def _wire_patterns() -> set[str]:
     """Every `pattern` constraint of the Incident wire schema."""
-    import typing
-
-    from api.schemas import _without_patterns
-
     found: list[str] = []
     for hint in typing.get_type_hints(Incident, include_extras=True).values():
         _without_patterns(hint, found)
@@ -352,10 +353,6 @@ TEXT_PARTS = st.sampled_from(["0", "12", "614", "08B", "A", "x y", "", "\n", "\t
 @settings(max_examples=300, deadline=None)
 @given(texts=st.lists(st.lists(TEXT_PARTS, max_size=4).map("".join), min_size=1, max_size=5))
 def test_one_joined_regex_pass_accepts_what_checking_each_text_accepts(texts: list[str]) -> None:
-    import re
-
-    from api.schemas import all_match, joined_pattern
-
     patterns = _wire_patterns()
     assert len(patterns) == 7  # the six code shapes and printable text
     for pattern in patterns:

@@ -11,11 +11,21 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimeflow.contract.incident import incidents_from_frame
+from crimeflow.contract.incident import columns_of, incidents_from_frame
 from crimeflow.contract.schema import LABEL
+from crimeflow.standins.generate import generate_incidents
 from crimeflow.stores.prediction_log import (
     PREDICTIONS,
     record_to_row,
+)
+from crimeflow.stores.prediction_log.ids import PredictionIds
+from crimeflow.stores.prediction_log.table import (
+    INSERT_COLUMNS,
+    METADATA,
+    PredictionBatch,
+    _bound,
+    batch_values,
+    insert_rows,
 )
 from tests.stores.test_prediction_log.records import (
     FEED_TEXT,
@@ -128,11 +138,6 @@ def test_sqlite_datetimes_bind_as_sqlalchemy_formats_them() -> None:
 
 def _generated_rows(count: int) -> list[tuple[object, ...]]:
     """`batch_values` of `count` generated incidents, as the API's batch path logs them."""
-    from crimeflow.contract.incident import columns_of
-    from crimeflow.standins.generate import generate_incidents
-    from crimeflow.stores.prediction_log.ids import PredictionIds
-    from crimeflow.stores.prediction_log.table import PredictionBatch, batch_values
-
     frame = generate_incidents("2024-04", "2024-04", rows_per_month=count, seed=3)
     incidents = incidents_from_frame(frame.drop(columns=[LABEL]).head(count))
     return batch_values(
@@ -149,11 +154,8 @@ def _generated_rows(count: int) -> list[tuple[object, ...]]:
     )
 
 
-def _stored(engine: object) -> list[tuple[object, ...]]:
+def _stored(engine: sa.Engine) -> list[tuple[object, ...]]:
     """Every stored row with the SQLite storage class of each value."""
-
-    from crimeflow.stores.prediction_log.table import INSERT_COLUMNS
-
     typed = ", ".join(f"{c}, typeof({c})" for c in INSERT_COLUMNS)
     with engine.connect() as connection:
         query = f"SELECT {typed} FROM predictions ORDER BY prediction_id"
@@ -161,13 +163,6 @@ def _stored(engine: object) -> list[tuple[object, ...]]:
 
 
 def test_sqlite_multirow_inserts_store_what_executemany_stores(tmp_path: Path) -> None:
-    from crimeflow.stores.prediction_log.table import (
-        INSERT_COLUMNS,
-        METADATA,
-        _bound,
-        insert_rows,
-    )
-
     rows = _generated_rows(300)
     assert len(rows) == 300
     engines = {name: sa.create_engine(f"sqlite:///{tmp_path / name}.db") for name in ("a", "b")}
@@ -191,11 +186,11 @@ def test_sqlite_multirow_inserts_store_what_executemany_stores(tmp_path: Path) -
 
 
 def test_a_duplicate_id_fails_the_whole_sqlite_insert(tmp_path: Path) -> None:
-    from crimeflow.stores.prediction_log.table import METADATA, insert_rows
-
     rows = _generated_rows(40)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
     METADATA.create_all(engine)
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
-        insert_rows(connection, [*rows, rows[3]])  # the 41st row repeats the 4th one's id
+        # The 41st row repeats the 4th one's id; it lands in the third statement (32 + 8 + 1),
+        # after two have run: the transaction must take them back too.
+        insert_rows(connection, [*rows, rows[3]])
     assert _stored(engine) == []
